@@ -1,0 +1,66 @@
+"""Analytics and ML records: daily shelf features, the model registry and the prediction log."""
+
+from smart_shelf_platform.contracts.types import (
+    BOOL, DATE, INT, JSON, STRING, TIMESTAMP, Field as F, Record, decimal,
+)
+
+STORE_ID = F("store_id", STRING)
+SHELF_ID = F("shelf_id", STRING)
+
+
+def _count(name: str, description: str = "") -> F:
+    return F(name, INT, description=description)
+
+
+SHELF_DAILY_FEATURES = Record(
+    "shelf_daily_features",
+    (
+        STORE_ID, SHELF_ID, F("feature_date", DATE),
+        F("item_category", STRING), F("item_subcategory", STRING),
+        _count("day_of_week", "0 = Monday"), F("is_weekend", BOOL), F("refill_day", BOOL),
+        F("item_price", decimal(10, 2)), F("discount", decimal(5, 4)), F("is_discounted", BOOL),
+        F("is_discounted_next_7d", BOOL), _count("people_count", "store entries that day"),
+        _count("sales_qty", "units sold that day"),
+        _count("sales_last_1d"), _count("sales_last_7d"), _count("sales_last_14d"),
+        _count("stockout_events", "times the shelf hit zero"),
+        _count("shelf_capacity"), _count("current_stock_shelf", "at the end of the day"),
+        F("shelf_fill_ratio", decimal(5, 4)), _count("shelf_threshold_qty"),
+        _count("expired_qty_shelf"), _count("alerts_last_30d_shelf"), F("is_shelf_alert", BOOL),
+        _count("warehouse_capacity"), _count("current_stock_warehouse"),
+        F("warehouse_fill_ratio", decimal(5, 4)), _count("wh_reorder_point_qty"),
+        _count("pending_supplier_qty", "ordered or planned, not yet delivered"),
+        _count("expired_qty_wh"), _count("alerts_last_30d_wh"), F("is_warehouse_alert", BOOL),
+        _count("moved_wh_to_shelf"), _count("standard_batch_size"),
+        F("min_expiration_days", INT, nullable=True, description="null when no lot is on hand"),
+        F("avg_expiration_days", decimal(8, 2), nullable=True),
+        _count("qty_expiring_next_7d"),
+        F("batches_to_order", INT, nullable=True, description="target: batches ordered next cutoff"),
+        F("label_next_day_stockout", BOOL, nullable=True, description="filled the next day"),
+        F("computed_at", TIMESTAMP),
+    ),
+    key=("store_id", "shelf_id", "feature_date"),
+    description="One row per shelf and simulated day: the ML feature set of REFERENCE 7.1.",
+)
+
+ML_MODEL = Record(
+    "ml_model",
+    (
+        F("model_name", STRING), F("model_version", STRING), F("trained_at", TIMESTAMP),
+        F("training_partition", STRING, description="cutoff partition the training data came from"),
+        F("metrics_json", JSON), F("artifact_path", STRING), F("feature_columns", JSON),
+        F("is_active", BOOL),
+    ),
+    key=("model_name", "model_version"),
+    description="Versioned model registry: every trained version is kept with its metrics.",
+)
+
+ML_PREDICTION = Record(
+    "ml_prediction",
+    (
+        F("model_name", STRING), F("model_version", STRING), STORE_ID, SHELF_ID,
+        F("feature_date", DATE), F("cutoff_ts", TIMESTAMP),
+        F("predicted_batches", INT), F("suggested_qty", INT), F("created_at", TIMESTAMP),
+    ),
+    key=("model_name", "model_version", "store_id", "shelf_id", "feature_date"),
+    description="Every prediction made at a cutoff, zeros included.",
+)

@@ -1,0 +1,95 @@
+"""All configuration, from environment variables prefixed `SMART_SHELF_` (see README).
+
+Defaults run the whole stack as local processes under `.smart_shelf/` on ports that do not collide
+with a system Postgres (5432), Redis (6379) or Kafka (9092). Set `SMART_SHELF_POSTGRES_EXTERNAL=1`
+(or `..._REDIS_EXTERNAL=1`) with the matching host/port to reuse a server you already run.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SMART_SHELF_", extra="ignore")
+
+    env: str = Field("local", description="local | docker | prod: selects resource wiring")
+    home: Path = Field(REPO_ROOT / ".smart_shelf", description="state dir: data, logs, pids")
+    jvm_lib: Path = Field(REPO_ROOT / "jvm" / "lib", description="jars resolved by setup")
+    data_dir: Path = Field(REPO_ROOT / "data", description="reference data generator outputs")
+
+    # Postgres
+    postgres_host: str = "127.0.0.1"
+    postgres_port: int = 15432
+    postgres_external: bool = Field(False, description="reuse a running server, do not start one")
+    postgres_db: str = "smart_shelf"
+    postgres_user: str = Field("smart_shelf", description="owner of the database")
+    postgres_password: str = "smart_shelf"
+    postgres_writer_password: str = "smart_shelf_writer"
+    postgres_reader_password: str = "smart_shelf_reader"
+
+    # Redis
+    redis_host: str = "127.0.0.1"
+    redis_port: int = 16379
+    redis_external: bool = False
+
+    # Kafka (KRaft, combined broker + controller) and Kafka Connect
+    kafka_host: str = "127.0.0.1"
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
+    kafka_external: bool = Field(False, description="use SMART_SHELF_KAFKA_BOOTSTRAP, start none")
+    kafka_bootstrap_override: str = Field("", alias="SMART_SHELF_KAFKA_BOOTSTRAP")
+    kafka_partitions: int = Field(3, description="default partitions per topic")
+    kafka_replication_factor: int = 1
+    kafka_retention_ms: int = Field(7 * 24 * 3600 * 1000, description="append-only topics")
+    kafka_heap: str = "512m"
+    connect_port: int = 18083
+    connect_heap: str = "512m"
+    connect_enabled: bool = True
+
+    # Delta Lake
+    delta_root_override: str = Field("", alias="SMART_SHELF_DELTA_ROOT")
+
+    # Simulated clock
+    sim_start: datetime = datetime(2026, 1, 1, 7, 0, tzinfo=timezone.utc)
+    sim_speed: float = Field(10.0, description="simulated seconds per wall-clock second")
+    sim_step_seconds: int = Field(5, description="simulated seconds per clock step")
+
+    # Reference data
+    seed: int = 42
+    stores: int = 1
+
+    @cached_property
+    def kafka_bootstrap(self) -> str:
+        return self.kafka_bootstrap_override or f"{self.kafka_host}:{self.kafka_port}"
+
+    @cached_property
+    def delta_root(self) -> str:
+        return self.delta_root_override or str(self.home / "delta")
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    def postgres_dsn(self, user: str | None = None, password: str | None = None,
+                     db: str | None = None) -> str:
+        user = user or self.postgres_user
+        password = password if password is not None else self.postgres_password
+        return (f"host={self.postgres_host} port={self.postgres_port} dbname={db or self.postgres_db}"
+                f" user={user} password={password}")
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://{self.redis_host}:{self.redis_port}/0"
+
+
+def get_settings() -> Settings:
+    """Read the environment now (never at import time, so tests can change it per case)."""
+    return Settings()

@@ -1,0 +1,361 @@
+"""The local services, each started as a plain process under the state directory.
+
+Each component knows its port, how to start, how to tell it is healthy and how to stop. A component
+configured as external (an already running server) is checked but never started or stopped.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import redis as redis_lib
+import requests
+from confluent_kafka.admin import AdminClient
+
+from smart_shelf_platform.settings import Settings
+from smart_shelf_platform.stack.process import (
+    StackError, port_in_use, read_pid, spawn, terminate, tree_rss_bytes, wait_until,
+)
+
+
+@dataclass
+class ComponentStatus:
+    name: str
+    healthy: bool
+    port: int
+    pid: int | None
+    rss_bytes: int
+    external: bool
+    detail: str = ""
+
+
+class Component:
+    name = ""
+    start_timeout = 60.0
+
+    def __init__(self, settings: Settings):
+        self.s = settings
+        self.dir = settings.home / self.name
+        self.log_file = settings.logs_dir / f"{self.name}.log"
+        self.pid_file = self.dir / f"{self.name}.pid"
+
+    # --- to implement ---
+    port: int
+    external: bool = False
+
+    def healthy(self) -> bool:
+        raise NotImplementedError
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    # --- shared behaviour ---
+    def pid(self) -> int | None:
+        return read_pid(self.pid_file)
+
+    def start(self) -> bool:
+        """Start unless running; returns True when this call started it."""
+        if self.external:
+            if not self.healthy():
+                raise StackError(f"{self.name} is configured as external but is not reachable on "
+                                 f"port {self.port}; start it or unset SMART_SHELF_"
+                                 f"{self.name.upper()}_EXTERNAL")
+            return False
+        if self.pid() is not None and self.healthy():
+            return False
+        if self.pid() is None and port_in_use("127.0.0.1", self.port):
+            raise StackError(f"port {self.port} for {self.name} is already taken by another "
+                             f"process; stop it or set SMART_SHELF_{self.name.upper()}_PORT")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self._start()
+        wait_until(self.healthy, self.start_timeout, self.name, self.log_file,
+                   alive=lambda: self.pid() is not None)
+        return True
+
+    def stop(self) -> None:
+        if self.external:
+            return
+        pid = self.pid()
+        if pid is not None:
+            terminate(pid)
+        self.pid_file.unlink(missing_ok=True)
+
+    def status(self) -> ComponentStatus:
+        pid = None if self.external else self.pid()
+        try:
+            ok = self.healthy()
+        except Exception:  # noqa: BLE001 - status must never fail
+            ok = False
+        return ComponentStatus(self.name, ok, self.port, pid,
+                               tree_rss_bytes(pid) if pid else 0, self.external)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _postgres_bin(tool: str) -> str:
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{tool}"),
+                        key=lambda p: int(Path(p).parts[-3]))
+    if candidates:
+        return candidates[-1]
+    found = shutil.which(tool)
+    if not found:
+        raise StackError(f"PostgreSQL server binaries ({tool}) not found; run "
+                         "`./smart-shelf setup` (or apt-get install postgresql)")
+    return found
+
+
+class Postgres(Component):
+    name = "postgres"
+
+    @property
+    def port(self) -> int:
+        return self.s.postgres_port
+
+    @property
+    def external(self) -> bool:
+        return self.s.postgres_external
+
+    @property
+    def data_dir(self) -> Path:
+        return self.dir / "data"
+
+    def _as_server_user(self, cmd: list[str]) -> list[str]:
+        # Postgres refuses to run as root; the Debian package creates the `postgres` user.
+        if os.geteuid() == 0:
+            return ["runuser", "-u", "postgres", "--", *cmd]
+        return cmd
+
+    def _chown(self, path: Path) -> None:
+        if os.geteuid() == 0:
+            shutil.chown(path, "postgres", "postgres")
+
+    def healthy(self) -> bool:
+        with psycopg.connect(self.s.postgres_dsn(db="postgres"), connect_timeout=2) as conn:
+            return conn.execute("SELECT 1").fetchone() == (1,)
+
+    def pid(self) -> int | None:
+        return read_pid(self.data_dir / "postmaster.pid")
+
+    def _initdb(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._chown(self.dir)
+        pwfile = self.dir / "pwfile"
+        pwfile.write_text(self.s.postgres_password + "\n")
+        self._chown(pwfile)
+        cmd = [_postgres_bin("initdb"), "-D", str(self.data_dir), "-U", self.s.postgres_user,
+               f"--pwfile={pwfile}", "--auth-local=trust", "--auth-host=scram-sha-256",
+               "--encoding=UTF8", "--locale=C.UTF-8"]
+        result = subprocess.run(self._as_server_user(cmd), capture_output=True, text=True)
+        pwfile.unlink()
+        if result.returncode != 0:
+            raise StackError(f"initdb failed: {result.stderr.strip().splitlines()[-1:]}")
+        socket_dir = self.dir / "run"
+        socket_dir.mkdir(exist_ok=True)
+        self._chown(socket_dir)
+        # wal_level=logical and replication slots: Debezium's CDC source needs them.
+        with open(self.data_dir / "postgresql.auto.conf", "a") as conf:
+            conf.write(
+                f"port = {self.port}\nlisten_addresses = '127.0.0.1'\n"
+                f"unix_socket_directories = '{socket_dir}'\n"
+                "wal_level = logical\nmax_replication_slots = 10\nmax_wal_senders = 10\n"
+                "shared_buffers = 128MB\nmax_connections = 100\n"
+                "logging_collector = off\ntimezone = 'UTC'\n"
+            )
+
+    def _start(self) -> None:
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._initdb()
+        # The port may have changed since initdb; the command line wins over the config file.
+        self.log_file.touch()
+        self._chown(self.log_file)
+        self._chown(self.log_file.parent)
+        cmd = [_postgres_bin("pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
+               "-o", f"-p {self.port}", "-w", "-t", "60", "start"]
+        result = subprocess.run(self._as_server_user(cmd), capture_output=True, text=True)
+        if result.returncode != 0:
+            raise StackError(f"postgres failed to start; see {self.log_file}")
+
+    def stop(self) -> None:
+        if self.external or self.pid() is None:
+            return
+        subprocess.run(self._as_server_user([_postgres_bin("pg_ctl"), "-D", str(self.data_dir),
+                                             "-m", "fast", "-w", "stop"]),
+                       capture_output=True)
+
+
+class Redis(Component):
+    name = "redis"
+    start_timeout = 20.0
+
+    @property
+    def port(self) -> int:
+        return self.s.redis_port
+
+    @property
+    def external(self) -> bool:
+        return self.s.redis_external
+
+    def healthy(self) -> bool:
+        return bool(redis_lib.Redis(host=self.s.redis_host, port=self.port,
+                                    socket_timeout=2).ping())
+
+    def _start(self) -> None:
+        server = shutil.which("redis-server")
+        if not server:
+            raise StackError("redis-server not found; run `./smart-shelf setup` "
+                             "(or apt-get install redis-server)")
+        # AOF so the clock position and unforwarded stream entries survive a restart.
+        spawn([server, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+               "--appendonly", "yes", "--save", "", "--protected-mode", "no",
+               "--daemonize", "no"], self.log_file, self.pid_file)
+
+
+def _java() -> str:
+    java = shutil.which("java")
+    if not java:
+        raise StackError("java not found; install a Java 17+ runtime (e.g. apt-get install "
+                         "openjdk-17-jre-headless)")
+    return java
+
+
+def _classpath(lib_dir: Path) -> str:
+    if not lib_dir.is_dir() or not any(lib_dir.glob("*.jar")):
+        raise StackError(f"no jars in {lib_dir}; run `./smart-shelf setup` to resolve them")
+    return f"{lib_dir}/*"
+
+
+def _log4j_config(target: Path, log_file: Path) -> Path:
+    target.write_text(
+        "Configuration:\n  status: warn\n  Appenders:\n    File:\n      name: FILE\n"
+        f"      fileName: {log_file}\n      PatternLayout:\n"
+        "        pattern: \"[%d] %p %m (%c)%n\"\n"
+        "  Loggers:\n    Root:\n      level: INFO\n      AppenderRef:\n        - ref: FILE\n"
+        "    Logger:\n      - name: org.apache.kafka.clients\n        level: WARN\n"
+        "      - name: kafka.log\n        level: WARN\n"
+    )
+    return target
+
+
+class Kafka(Component):
+    name = "kafka"
+    start_timeout = 90.0
+
+    @property
+    def port(self) -> int:
+        return self.s.kafka_port
+
+    @property
+    def external(self) -> bool:
+        return self.s.kafka_external
+
+    def healthy(self) -> bool:
+        admin = AdminClient({"bootstrap.servers": self.s.kafka_bootstrap,
+                             "socket.timeout.ms": 2000})
+        md = admin.list_topics(timeout=3)
+        return len(md.brokers) > 0
+
+    def _properties(self) -> Path:
+        props = self.dir / "server.properties"
+        host = "127.0.0.1"
+        props.write_text(
+            "process.roles=broker,controller\nnode.id=1\n"
+            f"controller.quorum.voters=1@{host}:{self.s.kafka_controller_port}\n"
+            f"listeners=PLAINTEXT://{host}:{self.port},CONTROLLER://{host}:"
+            f"{self.s.kafka_controller_port}\n"
+            f"advertised.listeners=PLAINTEXT://{host}:{self.port}\n"
+            "controller.listener.names=CONTROLLER\ninter.broker.listener.name=PLAINTEXT\n"
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n"
+            f"log.dirs={self.dir / 'data'}\n"
+            f"num.partitions={self.s.kafka_partitions}\n"
+            "offsets.topic.replication.factor=1\ntransaction.state.log.replication.factor=1\n"
+            "transaction.state.log.min.isr=1\nshare.coordinator.state.topic.replication.factor=1\n"
+            "share.coordinator.state.topic.min.isr=1\ngroup.initial.rebalance.delay.ms=0\n"
+            "auto.create.topics.enable=false\nlog.cleaner.dedupe.buffer.size=16777216\n"
+        )
+        return props
+
+    def _java_cmd(self, main: str, *args: str, heap: str) -> list[str]:
+        log4j = _log4j_config(self.dir / "log4j2.yaml", self.log_file)
+        return [_java(), f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC",
+                "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={self.s.logs_dir}",
+                "-cp", _classpath(self.s.jvm_lib / "kafka"), main, *args]
+
+    def _start(self) -> None:
+        props = self._properties()
+        if not (self.dir / "data" / "meta.properties").exists():
+            cluster_id = _kafka_cluster_id()
+            result = subprocess.run(
+                self._java_cmd("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c",
+                               str(props), heap="256m"),
+                capture_output=True, text=True)
+            if result.returncode != 0:
+                raise StackError(f"formatting Kafka storage failed: "
+                                 f"{(result.stderr or result.stdout).strip()[-300:]}")
+        spawn(self._java_cmd("kafka.Kafka", str(props), heap=self.s.kafka_heap),
+              self.dir / "stdout.log", self.pid_file)
+
+
+def _kafka_cluster_id() -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+class Connect(Component):
+    name = "connect"
+    start_timeout = 120.0
+
+    @property
+    def port(self) -> int:
+        return self.s.connect_port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def healthy(self) -> bool:
+        r = requests.get(f"{self.url}/connectors", timeout=2)
+        return r.status_code == 200
+
+    def plugins(self) -> list[str]:
+        return [p["class"] for p in requests.get(f"{self.url}/connector-plugins", timeout=5).json()]
+
+    def _start(self) -> None:
+        worker = self.dir / "worker.properties"
+        worker.write_text(
+            f"bootstrap.servers={self.s.kafka_bootstrap}\ngroup.id=smart-shelf-connect\n"
+            "key.converter=org.apache.kafka.connect.storage.StringConverter\n"
+            "value.converter=org.apache.kafka.connect.json.JsonConverter\n"
+            "value.converter.schemas.enable=false\n"
+            "config.storage.topic=_connect_configs\noffset.storage.topic=_connect_offsets\n"
+            "status.storage.topic=_connect_status\nconfig.storage.replication.factor=1\n"
+            "offset.storage.replication.factor=1\nstatus.storage.replication.factor=1\n"
+            "offset.storage.partitions=3\nstatus.storage.partitions=1\n"
+            f"listeners=http://127.0.0.1:{self.port}\n"
+            f"plugin.path={self.s.jvm_lib / 'connect-plugins'}\n"
+            "offset.flush.interval.ms=5000\n"
+        )
+        log4j = _log4j_config(self.dir / "log4j2.yaml", self.log_file)
+        heap = self.s.connect_heap
+        cmd = [_java(), f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+               f"-Dlog4j2.configurationFile={log4j}", "-cp",
+               _classpath(self.s.jvm_lib / "kafka"),
+               "org.apache.kafka.connect.cli.ConnectDistributed", str(worker)]
+        spawn(cmd, self.dir / "stdout.log", self.pid_file)
+
+
+def all_components(settings: Settings) -> list[Component]:
+    comps: list[Component] = [Postgres(settings), Redis(settings), Kafka(settings)]
+    if settings.connect_enabled:
+        comps.append(Connect(settings))
+    return comps

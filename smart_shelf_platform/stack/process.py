@@ -1,0 +1,103 @@
+"""Plain-process plumbing for the local stack: pid files, ports, waiting, stopping, memory."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+
+class StackError(RuntimeError):
+    """A problem a person can act on; the CLI prints its message as one line."""
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def read_pid(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return None
+    return pid if psutil.pid_exists(pid) and _not_zombie(pid) else None
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def spawn(cmd: list[str], log_file: Path, pid_file: Path, env: dict[str, str] | None = None,
+          cwd: Path | None = None) -> int:
+    """Start a long-running process detached from this one; its output goes to `log_file`."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log:
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
+        )
+    pid_file.write_text(str(proc.pid))
+    return proc.pid
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, log_file: Path | None = None,
+               alive: Callable[[], bool] | None = None, interval: float = 0.25) -> None:
+    """Poll `check` until true; fail early if the process died, with a pointer to its log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # noqa: BLE001 - any failure of a health probe means "not yet"
+            pass
+        if alive is not None and not alive():
+            raise StackError(f"{what} exited during start-up; see {log_file}" if log_file
+                             else f"{what} exited during start-up")
+        time.sleep(interval)
+    hint = f"; see {log_file}" if log_file else ""
+    raise StackError(f"{what} was not healthy after {timeout:.0f} s{hint}")
+
+
+def terminate(pid: int, timeout: float = 30.0) -> None:
+    """SIGTERM the process group, then SIGKILL whatever is left after `timeout`."""
+    try:
+        pgid = os.getpgid(pid)
+        os.killpg(pgid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    try:
+        psutil.Process(pid).wait(timeout)
+    except psutil.NoSuchProcess:
+        return
+    except psutil.TimeoutExpired:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of a process and all its children (Postgres forks one per backend)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
