@@ -1,0 +1,205 @@
+"""`smart-shelf`: set up, start, watch and stop the platform locally.
+
+Every failure a person can act on is printed as one line (`smart-shelf: error: ...`) with a
+non-zero exit code; tracebacks are kept for bugs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+# typer vendors its own click; its exception classes live here.
+from typer._click import exceptions as click_exc
+
+from smart_shelf_platform.settings import REPO_ROOT, get_settings
+from smart_shelf_platform.stack.process import StackError
+
+app = typer.Typer(
+    name="smart-shelf",
+    help="Smart Shelf: real-time stock, batch and replenishment platform for supermarkets.\n\n"
+         "Configuration comes from SMART_SHELF_* environment variables (see README).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _progress(message: str) -> None:
+    typer.echo(f"- {message}", err=True)
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.callback()
+def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v",
+                                                help="Log debug detail to stderr.")] = False):
+    _configure_logging(verbose)
+
+
+@app.command()
+def setup() -> None:
+    """Install what is missing: Python packages, the JVM jars (Maven) and Debian's postgresql
+    and redis-server. Safe to run again; does nothing when all is present."""
+    from smart_shelf_platform.stack.setup import run_setup
+
+    run_setup(get_settings(), _progress)
+    typer.echo("setup complete")
+
+
+@app.command()
+def up(
+    skip_setup: Annotated[bool, typer.Option(
+        "--skip-setup", help="Do not check for missing packages and jars first.")] = False,
+) -> None:
+    """Set up if needed, then start Postgres, Redis, Kafka (KRaft) and Kafka Connect, create
+    every topic, migration, Delta table and load the reference data. Running it twice is
+    harmless."""
+    from smart_shelf_platform.stack.lifecycle import up as stack_up
+    from smart_shelf_platform.stack.setup import run_setup
+
+    settings = get_settings()
+    if not skip_setup:
+        run_setup(settings, _progress)
+    report = stack_up(settings, _progress)
+    created = sum(1 for v in report.topics.values() if v == "created")
+    tables = sum(1 for v in report.delta_tables.values() if v == "created")
+    typer.echo(
+        f"stack up in {report.total_seconds:.1f} s: started {', '.join(report.started) or 'none'}"
+        f"; {len(report.topics)} topics ({created} new), {len(report.migrations)} migrations "
+        f"applied, {len(report.delta_tables)} Delta tables ({tables} new), reference rows "
+        f"{sum(report.reference_rows.values())}. State in {settings.home}")
+
+
+@app.command()
+def down() -> None:
+    """Stop every component this stack started (external servers are left alone)."""
+    from smart_shelf_platform.stack.lifecycle import down as stack_down
+
+    stopped = stack_down(get_settings(), _progress)
+    typer.echo(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """One line per component: healthy or not, port, pid and resident memory."""
+    from smart_shelf_platform.stack.lifecycle import status as stack_status
+
+    rows = stack_status(get_settings())
+    if as_json:
+        typer.echo(json.dumps([r.__dict__ for r in rows], indent=2))
+    else:
+        for r in rows:
+            state = "healthy" if r.healthy else "DOWN"
+            pid = "external" if r.external else (r.pid or "-")
+            typer.echo(f"{r.name:<9} {state:<8} port {r.port:<6} pid {pid!s:<8} "
+                       f"rss {r.rss_bytes / 2**20:7.1f} MiB")
+    if not all(r.healthy for r in rows):
+        raise typer.Exit(1)
+
+
+@app.command()
+def clock(
+    until: Annotated[Optional[datetime], typer.Option(
+        help="Stop at this simulated time (UTC), e.g. 2026-01-02T07:00:00.")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps.")] = None,
+    reset: Annotated[bool, typer.Option(
+        help="Forget the saved position and start again at SMART_SHELF_SIM_START.")] = False,
+) -> None:
+    """Run the simulated clock: sim:now/sim:today in Redis and one tick per simulated minute on
+    the clock_ticks topic. Resumes where it stopped unless --reset."""
+    from smart_shelf_platform.clock import run_clock
+
+    logging.getLogger("smart_shelf_platform.clock").setLevel(logging.INFO)
+    run_clock(get_settings(), until=until, max_steps=max_steps, reset=reset)
+
+
+@app.command("generate-data")
+def generate_data(
+    out: Annotated[Optional[Path], typer.Option(help="Output folder.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed (default SMART_SHELF_SEED).")] = None,
+    stores: Annotated[Optional[int], typer.Option(
+        min=1, max=999, help="Number of stores (default SMART_SHELF_STORES).")] = None,
+) -> None:
+    """Generate the reference catalogue, stock, batches, weekly discounts and default policies
+    (deterministic for a seed) as Parquet files."""
+    from smart_shelf_platform.refdata import generate
+
+    settings = get_settings()
+    files = generate(out or settings.data_dir / "reference",
+                     seed=settings.seed if seed is None else seed,
+                     stores=stores or settings.stores, sim_start=settings.sim_start)
+    for name, path in files.items():
+        typer.echo(f"{name}: {path}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def test(ctx: typer.Context) -> None:
+    """Set up what is missing, then run the whole test suite (unit, in-process and integration
+    tests against a real stack the tests start on their own ports). Extra arguments go to
+    pytest, e.g. `smart-shelf test -k clock`."""
+    from smart_shelf_platform.stack.setup import run_setup
+
+    run_setup(get_settings(), _progress)
+    code = subprocess.call([sys.executable, "-m", "pytest", *ctx.args], cwd=REPO_ROOT)
+    raise typer.Exit(code)
+
+
+@app.command()
+def bench(
+    what: Annotated[str, typer.Argument(help="What to measure: 'up' (cold/warm start-up and "
+                                              "idle memory of the stack).")] = "up",
+    out: Annotated[Optional[Path], typer.Option(help="Also write the JSON report here.")] = None,
+) -> None:
+    """Measure and print performance figures (a benchmark, not a test)."""
+    if what != "up":
+        raise StackError(f"unknown benchmark {what!r}; available: up")
+    from smart_shelf_platform.stack.bench import bench_up
+
+    report = bench_up(get_settings(), _progress)
+    typer.echo(json.dumps(report, indent=2))
+    if out:
+        out.write_text(json.dumps(report, indent=2))
+
+
+def main() -> None:
+    """Console entry point: one clear line for usage mistakes and operational errors."""
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    try:
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except click_exc.NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help() if exc.ctx else "see smart-shelf --help")
+        sys.exit(0)
+    except click_exc.UsageError as exc:
+        typer.echo(f"smart-shelf: error: {exc.format_message()} (see smart-shelf --help)",
+                   err=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("smart-shelf: interrupted", err=True)
+        sys.exit(130)
+    except StackError as exc:
+        typer.echo(f"smart-shelf: error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.echo("smart-shelf: interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

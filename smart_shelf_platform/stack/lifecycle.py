@@ -1,0 +1,135 @@
+"""`up`, `down` and `status` of the local stack.
+
+`up` is idempotent: it starts what is not running, waits for health, then creates or aligns
+everything the contracts describe (database, roles, migrations, topics, Delta tables) and loads
+the reference data. If any step fails, the services this call started are stopped again, so a
+failed `up` leaves no half-started stack behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from smart_shelf_platform.refdata.generator import sha256_of
+from smart_shelf_platform.settings import Settings
+from smart_shelf_platform.stack import delta_tables, migrations, topics
+from smart_shelf_platform.stack.components import Component, ComponentStatus, all_components
+from smart_shelf_platform.stack.process import StackError
+from smart_shelf_platform.stack.setup import check_java, jars_ready, missing_debian_packages
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+
+
+@dataclass
+class UpReport:
+    started: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    topics: dict[str, str] = field(default_factory=dict)
+    migrations: list[str] = field(default_factory=list)
+    delta_tables: dict[str, str] = field(default_factory=dict)
+    reference_rows: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.timings.values())
+
+
+def preflight(settings: Settings) -> None:
+    """Fail fast, with what to do, before anything is started."""
+    check_java()
+    missing = missing_debian_packages()
+    needed = [p for p in missing
+              if (p == "postgresql" and not settings.postgres_external)
+              or (p == "redis-server" and not settings.redis_external)]
+    if needed:
+        raise StackError(f"missing {', '.join(needed)}: run `./smart-shelf setup` first")
+    if not jars_ready(settings):
+        raise StackError("JVM jars are not resolved yet: run `./smart-shelf setup` first")
+
+
+def up(settings: Settings, progress: Progress = print) -> UpReport:
+    preflight(settings)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    report = UpReport()
+    started: list[Component] = []
+
+    def timed(step: str, fn):
+        t0 = time.monotonic()
+        result = fn()
+        report.timings[step] = round(time.monotonic() - t0, 2)
+        return result
+
+    try:
+        for comp in all_components(settings):
+            progress(f"starting {comp.name} (port {comp.port})")
+            if timed(comp.name, comp.start):
+                started.append(comp)
+                report.started.append(comp.name)
+        progress("applying Postgres migrations")
+        timed("postgres_roles", lambda: migrations.ensure_database_and_roles(settings))
+        report.migrations = timed("migrations", lambda: migrations.apply_migrations(settings))
+        progress("creating Kafka topics")
+        report.topics = timed("topics", lambda: topics.ensure_topics(settings))
+        progress("creating Delta tables")
+        report.delta_tables = timed(
+            "delta_tables", lambda: delta_tables.ensure_delta_tables(settings.delta_root))
+        progress("loading reference data")
+        report.reference_rows = timed("reference_data", lambda: load_reference_data(settings))
+    except BaseException:
+        for comp in reversed(started):
+            log.warning("stopping %s after a failed start-up", comp.name)
+            comp.stop()
+        raise
+    return report
+
+
+def load_reference_data(settings: Settings) -> dict[str, int]:
+    """Generate the reference data if it is missing or was made with other settings, then load."""
+    from smart_shelf_platform.refdata import generate, load_into_postgres
+
+    out_dir = settings.data_dir / "reference"
+    manifest = out_dir / "manifest.json"
+    wanted = {"seed": settings.seed, "stores": settings.stores,
+              "sim_start": settings.sim_start.isoformat()}
+    files = _files_if_current(manifest, wanted)
+    if files is None:
+        files = generate(out_dir, seed=settings.seed, stores=settings.stores,
+                         sim_start=settings.sim_start)
+    return load_into_postgres(settings.postgres_dsn(), files)
+
+
+def _files_if_current(manifest: Path, wanted: dict) -> dict[str, Path] | None:
+    try:
+        meta = json.loads(manifest.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if any(str(meta.get(k)) != str(v) for k, v in wanted.items()):
+        return None
+    files = {}
+    for name, info in meta.get("files", {}).items():
+        path = manifest.parent / info["file"]
+        if not path.exists() or sha256_of(path) != info["sha256"]:
+            return None
+        files[name] = path
+    return files or None
+
+
+def down(settings: Settings, progress: Progress = print) -> list[str]:
+    stopped = []
+    for comp in reversed(all_components(settings)):
+        if comp.external or comp.pid() is None:
+            continue
+        progress(f"stopping {comp.name}")
+        comp.stop()
+        stopped.append(comp.name)
+    return stopped
+
+
+def status(settings: Settings) -> list[ComponentStatus]:
+    return [comp.status() for comp in all_components(settings)]

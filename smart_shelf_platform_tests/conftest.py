@@ -1,0 +1,61 @@
+"""Test session wiring: integration tests get a real stack of their own.
+
+The stack runs under `.smart_shelf_test/` on ports 200 above the defaults, so it never touches a
+development stack. It is started once per session (by the first integration test) and stopped at
+the end; set SMART_SHELF_TEST_KEEP_STACK=1 to leave it running between local runs.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from smart_shelf_platform.settings import REPO_ROOT
+
+TEST_ENV = {
+    "SMART_SHELF_HOME": str(REPO_ROOT / ".smart_shelf_test"),
+    "SMART_SHELF_DATA_DIR": str(REPO_ROOT / ".smart_shelf_test" / "data"),
+    "SMART_SHELF_POSTGRES_PORT": "15632",
+    "SMART_SHELF_REDIS_PORT": "16579",
+    "SMART_SHELF_KAFKA_PORT": "19292",
+    "SMART_SHELF_KAFKA_CONTROLLER_PORT": "19293",
+    "SMART_SHELF_CONNECT_PORT": "18283",
+}
+# Set before any test module builds settings; an explicit environment still wins.
+for _key, _value in TEST_ENV.items():
+    os.environ.setdefault(_key, _value)
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+
+@pytest.fixture(scope="session")
+def settings():
+    from smart_shelf_platform.settings import get_settings
+
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def stack(settings):
+    """The real local stack (Postgres, Redis, Kafka, Connect), up with every topic and table."""
+    from smart_shelf_platform.stack.lifecycle import down, up
+
+    report = up(settings, progress=lambda _msg: None)
+    yield report
+    if not os.environ.get("SMART_SHELF_TEST_KEEP_STACK"):
+        down(settings, progress=lambda _msg: None)
+
+
+@pytest.fixture(autouse=True)
+def _stack_for_integration_tests(request):
+    if request.node.get_closest_marker("integration"):
+        request.getfixturevalue("stack")
+
+
+@pytest.fixture(scope="session")
+def spark(settings, stack):
+    from streaming.session import build_spark
+
+    session = build_spark(settings, "smart-shelf-tests")
+    yield session
+    session.stop()

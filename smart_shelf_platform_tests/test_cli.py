@@ -1,0 +1,74 @@
+"""The CLI as a person uses it: help that explains, one clear line for mistakes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+CLI = [sys.executable, "-m", "smart_shelf_platform.cli"]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
+
+
+def test_help_lists_every_command():
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("setup", "up", "down", "status", "clock", "generate-data", "test", "bench"):
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (("bogus",), "No such command 'bogus'"),
+    (("status", "--bogus"), "No such option: --bogus"),
+    (("bench", "nope"), "unknown benchmark 'nope'"),
+])
+def test_mistakes_get_one_clear_line_and_a_non_zero_exit(args, message):
+    result = run(*args)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_status_of_a_stopped_stack_says_down_and_exits_non_zero(tmp_path):
+    env = {"SMART_SHELF_HOME": str(tmp_path), "SMART_SHELF_POSTGRES_PORT": "15999",
+           "SMART_SHELF_REDIS_PORT": "16999", "SMART_SHELF_KAFKA_PORT": "19999",
+           "SMART_SHELF_CONNECT_PORT": "18999"}
+    result = run("status", env=env)
+    assert result.returncode == 1
+    lines = result.stdout.strip().splitlines()
+    assert [ln.split()[0] for ln in lines] == ["postgres", "redis", "kafka", "connect"]
+    assert all(" DOWN " in ln for ln in lines)
+
+
+def _path_with_only(tmp_path, *tools: str) -> str:
+    """A PATH holding just these tools (symlinked), to play a machine that lacks the others."""
+    import shutil
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in tools:
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    return str(bin_dir)
+
+
+def test_missing_java_is_one_line_saying_what_to_install(tmp_path):
+    result = run("up", "--skip-setup", env={"PATH": _path_with_only(tmp_path, "runuser"),
+                                            "SMART_SHELF_HOME": str(tmp_path / "home")})
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("smart-shelf: error: Java is missing: install a Java 17+ "
+                                     "runtime (apt-get install openjdk-17-jre-headless)")
+    assert not (tmp_path / "home").exists(), "nothing may be started or created"
+
+
+def test_missing_maven_is_one_line_when_jars_must_be_resolved(tmp_path):
+    result = run("setup", env={"PATH": _path_with_only(tmp_path, "java", "redis-server"),
+                               "SMART_SHELF_JVM_LIB": str(tmp_path / "jars")})
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("smart-shelf: error: Maven is missing")

@@ -1,0 +1,1 @@
+"""Spark Structured Streaming jobs of the platform (one module per query) and their shared shell."""

@@ -1,0 +1,41 @@
+"""The one place that builds a SparkSession: local jars, Delta, loopback binding, small shuffles.
+
+Jars come from the local cache resolved by `smart-shelf setup` (`spark.jars`), never from
+`--packages`, so nothing is downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import os
+
+from smart_shelf_platform.settings import Settings
+from smart_shelf_platform.stack.setup import spark_jars
+
+
+def build_spark(settings: Settings, app_name: str, master: str | None = None,
+                extra_conf: dict[str, str] | None = None):
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from pyspark.sql import SparkSession
+
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .master(master or os.environ.get("SMART_SHELF_SPARK_MASTER", "local[2]"))
+        .config("spark.jars", ",".join(str(p) for p in spark_jars(settings)))
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config("spark.sql.catalog.spark_catalog",
+                "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.host", "127.0.0.1")
+        # Micro-batches are small: a handful of shuffle partitions, not Spark's default 200.
+        .config("spark.sql.shuffle.partitions", os.environ.get("SMART_SHELF_SHUFFLE_PARTITIONS", "4"))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", os.environ.get("SMART_SHELF_SPARK_UI", "false"))
+        .config("spark.driver.memory", os.environ.get("SMART_SHELF_SPARK_DRIVER_MEMORY", "1g"))
+        .config("spark.databricks.delta.snapshotPartitions", "2")
+        .config("spark.ui.showConsoleProgress", "false")
+    )
+    for key, value in (extra_conf or {}).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
