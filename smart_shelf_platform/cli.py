@@ -118,13 +118,20 @@ def clock(
     max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps.")] = None,
     reset: Annotated[bool, typer.Option(
         help="Forget the saved position and start again at SMART_SHELF_SIM_START.")] = False,
+    speed: Annotated[Optional[float], typer.Option(
+        min=0, help="Simulated seconds per wall second (default SMART_SHELF_SIM_SPEED); "
+                    "0 = as fast as possible.")] = None,
 ) -> None:
     """Run the simulated clock: sim:now/sim:today in Redis and one tick per simulated minute on
-    the clock_ticks topic. Resumes where it stopped unless --reset."""
+    the clock_ticks topic. Resumes where it stopped unless --reset; Ctrl-C stops cleanly."""
     from smart_shelf_platform.clock import run_clock
 
     logging.getLogger("smart_shelf_platform.clock").setLevel(logging.INFO)
-    run_clock(get_settings(), until=until, max_steps=max_steps, reset=reset)
+    settings = get_settings()
+    if speed is not None:
+        settings = settings.model_copy(update={"sim_speed": speed})
+    state = run_clock(settings, until=until, max_steps=max_steps, reset=reset)
+    typer.echo(f"sim clock at {state.now.isoformat()}")
 
 
 @app.command("generate-data")

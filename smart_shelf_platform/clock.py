@@ -177,7 +177,7 @@ class RedisClock:
         value = _text(self._redis.get(key))
         if value is None:
             raise ClockNotRunning(f"Redis key {key!r} is not set: the simulated clock has never run"
-                                  " (start it with `smart-shelf up`)")
+                                  " (run `smart-shelf clock`)")
         return value
 
     def now(self) -> datetime:
