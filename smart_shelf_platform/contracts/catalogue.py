@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from smart_shelf_platform.contracts import analytics, events, reference, state
+from smart_shelf_platform.contracts import analytics, events, reference, simulation, state
 from smart_shelf_platform.contracts.types import STRING, UUID, Field, Record
 
 # --------------------------------------------------------------------------------------------
@@ -221,6 +221,16 @@ POSTGRES_TABLES: tuple[PostgresTable, ...] = (
                   "versioned model registry"),
     PostgresTable("analytics", "ml_predictions_log", analytics.ML_PREDICTION, "dagster",
                   "every cutoff prediction"),
+    PostgresTable("sim", "ledger_shelf_lots", simulation.LEDGER_SHELF_LOT, "simulator",
+                  "ground truth: units per shelf lot"),
+    PostgresTable("sim", "ledger_wh_lots", simulation.LEDGER_WH_LOT, "simulator",
+                  "ground truth: units per warehouse lot"),
+    PostgresTable("sim", "ledger_daily_sales", simulation.LEDGER_SALES, "simulator",
+                  "ground truth: sold and lost units per shelf and day"),
+    PostgresTable("sim", "ledger_bad_events", simulation.LEDGER_BAD_EVENT, "simulator",
+                  "malformed events injected on purpose"),
+    PostgresTable("sim", "ledger_position", simulation.LEDGER_POSITION, "simulator",
+                  "how far the simulator got per store"),
 )
 
 POSTGRES_TABLES_BY_NAME = {t.qualified_name: t for t in POSTGRES_TABLES}
@@ -232,7 +242,7 @@ POSTGRES_VIEWS: tuple[str, ...] = (
     "analytics.v_ml_train",
 )
 
-POSTGRES_SCHEMAS: tuple[str, ...] = ("ref", "config", "state", "ops", "analytics")
+POSTGRES_SCHEMAS: tuple[str, ...] = ("ref", "config", "state", "ops", "analytics", "sim")
 
 # Records that are global by design and so carry no store_id in their key.
 STORELESS_RECORDS = frozenset({"clock_tick", "dead_letter", "ml_model"})

@@ -258,8 +258,9 @@ class Kafka(Component):
         return self.s.kafka_external
 
     def healthy(self) -> bool:
+        # log_level 0: a probe of a broker that is still starting must not spam the console.
         admin = AdminClient({"bootstrap.servers": self.s.kafka_bootstrap,
-                             "socket.timeout.ms": 2000})
+                             "socket.timeout.ms": 2000, "log_level": 0})
         md = admin.list_topics(timeout=3)
         return len(md.brokers) > 0
 

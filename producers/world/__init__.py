@@ -1,0 +1,1 @@
+"""The simulated store world: catalogue, customers, shelves and warehouse lots, the ledger."""

@@ -1,0 +1,345 @@
+"""One store's physical world: shelves, warehouse, customers' carts, and the ground-truth ledger.
+
+Customers act on real stock (an empty shelf is a lost sale, never negative stock); the platform's
+decisions come back as effects (warehouse picks, restocker putbacks, deliveries, removals) and
+move real units. Every random draw comes from the store's own `random.Random`, and each customer
+action consumes the same number of draws whatever the stock, so a seed gives the same customers
+and choices however fast the platform reacts.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from producers.world.catalogue import Product, StoreCatalogue
+from producers.world.lots import Lots
+from producers.world.traffic import WEEKDAY_NAMES, TrafficSettings, Visit, visits_for_day
+from smart_shelf_platform.rules.pricing import combined_discount, line_total
+
+Emit = Callable[[str, dict], None]  # (topic, event record)
+
+ID_NAMESPACE = uuid.UUID("6f1c1f43-5c55-5b0e-9a55-5b3ad1c0d0a1")
+
+
+@dataclass(frozen=True)
+class ShopperSettings:
+    putback_probability: float = 0.15
+    pickup_quantities: tuple[int, ...] = (1, 2, 3)
+    pickup_quantity_weights: tuple[float, ...] = (0.6, 0.3, 0.1)
+    first_action_after_s: int = 60
+    last_action_before_exit_s: int = 30
+
+
+def actions_for_visit(rng: random.Random) -> int:
+    """How many shelf actions a customer makes (REFERENCE 5.2: mean about 13)."""
+    r = rng.random()
+    if r < 0.20:
+        return rng.randint(3, 6)
+    if r < 0.70:
+        return rng.randint(7, 15)
+    return rng.randint(16, 30)
+
+
+class IdSequence:
+    """Deterministic UUIDs: a per-store namespace and a counter, no randomness, no clock."""
+
+    def __init__(self, seed: int, store_id: str):
+        self._prefix = uuid.uuid5(ID_NAMESPACE, f"{seed}:{store_id}").int >> 64 << 64
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        value = self._prefix | next(self._counter)
+        # version 8 (custom) with the RFC 4122 variant, so it parses as a UUID everywhere
+        value = (value & ~(0xF << 76)) | (0x8 << 76)
+        value = (value & ~(0x3 << 62)) | (0x2 << 62)
+        return str(uuid.UUID(int=value))
+
+
+def iso(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class Customer:
+    customer_id: str
+    visit: Visit
+    cart: dict[str, list[list]] = field(default_factory=dict)  # shelf -> [[batch, units], ...]
+
+
+@dataclass
+class DailyLedger:
+    sold: int = 0
+    lost_units: int = 0
+    lost_attempts: int = 0
+
+
+class StoreWorld:
+    def __init__(self, catalogue: StoreCatalogue, seed: int, emit: Emit,
+                 traffic: TrafficSettings = TrafficSettings(),
+                 shoppers: ShopperSettings = ShopperSettings()):
+        self.store_id = catalogue.store_id
+        self.catalogue = catalogue
+        self.rng = random.Random(f"{seed}:{self.store_id}")
+        self.ids = IdSequence(seed, self.store_id)
+        self.emit = emit
+        self.traffic = traffic
+        self.shoppers = shoppers
+        self.products: dict[str, Product] = {p.shelf_id: p for p in catalogue.products}
+        self.shelf_order = [p.shelf_id for p in catalogue.products]
+        self.shelves = {s: Lots() for s in self.shelf_order}
+        self.warehouse = {s: Lots() for s in self.shelf_order}
+        self.in_transit: dict[tuple[str, str], int] = {}
+        self.lot_dates: dict[str, tuple[date, date]] = {}
+        for lot in catalogue.shelf_lots:
+            self.shelves[lot.shelf_id].add(lot.batch_code, lot.received_date, lot.expiry_date,
+                                           lot.quantity)
+            self.lot_dates[lot.batch_code] = (lot.received_date, lot.expiry_date)
+        for lot in catalogue.wh_lots:
+            self.warehouse[lot.shelf_id].add(lot.batch_code, lot.received_date, lot.expiry_date,
+                                             lot.quantity)
+            self.lot_dates[lot.batch_code] = (lot.received_date, lot.expiry_date)
+        self.customers: dict[str, Customer] = {}
+        self.daily: dict[tuple[str, date], DailyLedger] = {}
+        self.daily_discounts: dict[tuple[date, str], float] = {}
+        self.applied_effects: set[str] = set()
+        self.anomalies: list[str] = []
+        # Keys changed since the ledger was last saved.
+        self.dirty_shelf: set[tuple[str, str]] = set()
+        self.dirty_wh: set[tuple[str, str]] = set()
+        self.dirty_daily: set[tuple[str, date]] = set()
+        self._choice_day: date | None = None
+        self._cum_weights: list[float] = []
+
+    # ---- pricing and choice ------------------------------------------------------------
+
+    def discount(self, day: date, shelf_id: str) -> float:
+        return combined_discount(self.catalogue.weekly_discount(day, shelf_id),
+                                 self.daily_discounts.get((day, shelf_id), 0.0))
+
+    def set_daily_discount(self, day: date, shelf_id: str, discount: float) -> None:
+        self.daily_discounts[(day, shelf_id)] = discount
+        if day == self._choice_day:
+            self._choice_day = None  # weights must be rebuilt
+
+    def _choose_shelf(self, u: float, day: date) -> str:
+        """The shelf a uniform draw `u` picks, weighted by visibility x (1 + discount in force)."""
+        if day != self._choice_day:
+            weights = [self.products[s].visibility * (1 + self.discount(day, s))
+                       for s in self.shelf_order]
+            self._cum_weights = list(itertools.accumulate(weights))
+            self._choice_day = day
+        index = bisect.bisect_right(self._cum_weights, u * self._cum_weights[-1])
+        return self.shelf_order[min(index, len(self.shelf_order) - 1)]
+
+    # ---- customers ---------------------------------------------------------------------
+
+    def visits(self, day: date, not_before: datetime | None = None) -> list[Visit]:
+        return visits_for_day(day, self.rng, self.traffic, not_before)
+
+    def plan_actions(self, visit: Visit) -> list[tuple[datetime, bool]]:
+        """[(time, is_pickup)] spread uniformly over the visit."""
+        first = visit.entry + timedelta(seconds=self.shoppers.first_action_after_s)
+        last = visit.exit - timedelta(seconds=self.shoppers.last_action_before_exit_s)
+        span = max(int((last - first).total_seconds()), 0)
+        plan = []
+        for _ in range(actions_for_visit(self.rng)):
+            at = first + timedelta(seconds=self.rng.randint(0, span))
+            plan.append((at, self.rng.random() >= self.shoppers.putback_probability))
+        plan.sort(key=lambda a: a[0])
+        return plan
+
+    def enter(self, visit: Visit) -> str:
+        customer_id = self.ids.next()
+        self.customers[customer_id] = Customer(customer_id, visit)
+        self._emit_foot_traffic("entry", customer_id, visit.entry, visit, None)
+        return customer_id
+
+    def act(self, customer_id: str, at: datetime, is_pickup: bool) -> None:
+        customer = self.customers[customer_id]
+        # Both draws happen whatever the stock or cart, keeping the random stream stable.
+        u_item, u_qty = self.rng.random(), self.rng.random()
+        if is_pickup:
+            self._pickup(customer, at, u_item, u_qty)
+        else:
+            self._putback(customer, at, u_item, u_qty)
+
+    def _pickup(self, customer: Customer, at: datetime, u_item: float, u_qty: float) -> None:
+        day = at.date()
+        shelf_id = self._choose_shelf(u_item, day)
+        wanted = self._quantity(u_qty)
+        taken = self.shelves[shelf_id].take_fefo(wanted)
+        units = sum(q for _, q in taken)
+        if units < wanted:
+            ledger = self._daily(shelf_id, day)
+            ledger.lost_units += wanted - units
+            ledger.lost_attempts += 1
+        if units == 0:
+            return
+        cart = customer.cart.setdefault(shelf_id, [])
+        for batch, q in taken:
+            cart.append([batch, q])
+            self.dirty_shelf.add((shelf_id, batch))
+        self._emit_shelf_pair("pickup", shelf_id, customer.customer_id, units, at)
+
+    def _quantity(self, u: float) -> int:
+        acc = 0.0
+        for qty, weight in zip(self.shoppers.pickup_quantities,
+                               self.shoppers.pickup_quantity_weights):
+            acc += weight
+            if u < acc:
+                return qty
+        return self.shoppers.pickup_quantities[-1]
+
+    def _putback(self, customer: Customer, at: datetime, u_item: float, u_qty: float) -> None:
+        if not customer.cart:
+            return
+        shelves = sorted(customer.cart)
+        shelf_id = shelves[int(u_item * len(shelves))]
+        held = customer.cart[shelf_id]
+        in_hand = sum(q for _, q in held)
+        units = 1 + int(u_qty * in_hand)
+        left = units
+        # Put back the units picked last first: what is on top of the basket.
+        while left:
+            batch, q = held[-1]
+            back = min(q, left)
+            received, expiry = self.lot_dates[batch]
+            self.shelves[shelf_id].add(batch, received, expiry, back)
+            self.dirty_shelf.add((shelf_id, batch))
+            left -= back
+            if back == q:
+                held.pop()
+            else:
+                held[-1][1] -= back
+        if not held:
+            del customer.cart[shelf_id]
+        self._emit_shelf_pair("putback", shelf_id, customer.customer_id, units, at)
+
+    def leave(self, customer_id: str, at: datetime) -> None:
+        customer = self.customers.pop(customer_id)
+        if customer.cart:
+            self._checkout(customer, at)
+        self._emit_foot_traffic("exit", customer_id, at, customer.visit, customer.visit.minutes)
+
+    def _checkout(self, customer: Customer, at: datetime) -> None:
+        day = at.date()
+        lines, total_items, total_amount = [], 0, 0
+        for shelf_id in sorted(customer.cart):
+            per_batch: dict[str, int] = {}
+            for batch, q in customer.cart[shelf_id]:
+                per_batch[batch] = per_batch.get(batch, 0) + q
+            product = self.products[shelf_id]
+            discount = self.discount(day, shelf_id)
+            for batch, q in per_batch.items():
+                stored, total = line_total(q, product.price, discount)
+                lines.append({
+                    "line_no": len(lines) + 1, "shelf_id": shelf_id, "batch_code": batch,
+                    "expiry_date": self.lot_dates[batch][1].isoformat(), "quantity": q,
+                    "unit_price": float(product.price), "discount": float(stored),
+                    "total_price": float(total),
+                })
+                total_items += q
+                total_amount += total
+            ledger = self._daily(shelf_id, day)
+            ledger.sold += sum(per_batch.values())
+        self.emit("pos_transactions", {
+            "event_id": self.ids.next(), "store_id": self.store_id,
+            "transaction_id": self.ids.next(), "customer_id": customer.customer_id,
+            "timestamp": iso(at), "total_items": total_items,
+            "total_amount": float(total_amount), "items": lines,
+        })
+
+    def _daily(self, shelf_id: str, day: date) -> DailyLedger:
+        key = (shelf_id, day)
+        self.dirty_daily.add(key)
+        ledger = self.daily.get(key)
+        if ledger is None:
+            ledger = self.daily[key] = DailyLedger()
+        return ledger
+
+    # ---- platform effects (the physical world follows the platform's decisions) --------
+
+    def apply_wh_event(self, event: dict) -> None:
+        if not self._first_time(event):
+            return
+        shelf_id, batch, qty = event["shelf_id"], event["batch_code"], event["quantity"]
+        if shelf_id not in self.warehouse:
+            self.anomalies.append(f"wh event for unknown shelf {shelf_id}")
+            return
+        kind = event["event_type"]
+        if kind == "wh_in":
+            received = date.fromisoformat(event["received_date"])
+            expiry = date.fromisoformat(event["expiry_date"])
+            self.lot_dates.setdefault(batch, (received, expiry))
+            self.warehouse[shelf_id].add(batch, received, expiry, qty)
+        else:
+            moved = self.warehouse[shelf_id].remove(batch, qty)
+            if moved < qty:
+                self.anomalies.append(f"{kind} of {qty} x {batch} but only {moved} in warehouse")
+            if kind == "wh_out":
+                key = (shelf_id, batch)
+                self.in_transit[key] = self.in_transit.get(key, 0) + moved
+        self.dirty_wh.add((shelf_id, batch))
+
+    def apply_shelf_effect(self, event: dict) -> None:
+        """A restocker's putback (units arrive from transit) or an expired-lot removal."""
+        if not self._first_time(event):
+            return
+        shelf_id, batch, qty = event["shelf_id"], event["batch_code"], event["quantity"]
+        if event["event_type"] == "putback":
+            key = (shelf_id, batch)
+            arrived = min(qty, self.in_transit.get(key, 0))
+            if arrived < qty:
+                self.anomalies.append(f"refill of {qty} x {batch} but {arrived} in transit")
+            self.in_transit[key] = self.in_transit.get(key, 0) - arrived
+            received, expiry = self.lot_dates[batch]
+            self.shelves[shelf_id].add(batch, received, expiry, arrived)
+        elif event["event_type"] == "expired_removal":
+            self.shelves[shelf_id].remove(batch, qty)
+        self.dirty_shelf.add((shelf_id, batch))
+
+    def _first_time(self, event: dict) -> bool:
+        if event["event_id"] in self.applied_effects:
+            return False
+        self.applied_effects.add(event["event_id"])
+        return True
+
+    # ---- events ------------------------------------------------------------------------
+
+    def _emit_foot_traffic(self, kind: str, customer_id: str, at: datetime, visit: Visit,
+                           minutes: int | None) -> None:
+        self.emit("foot_traffic", {
+            "event_id": self.ids.next(), "event_type": kind, "store_id": self.store_id,
+            "customer_id": customer_id, "timestamp": iso(at),
+            "weekday": WEEKDAY_NAMES[visit.entry.weekday()], "time_slot": visit.slot,
+            "trip_duration_minutes": minutes,
+        })
+
+    def _emit_shelf_pair(self, kind: str, shelf_id: str, customer_id: str, units: int,
+                         at: datetime) -> None:
+        weight = self.products[shelf_id].unit_weight
+        base = {"store_id": self.store_id, "shelf_id": shelf_id, "actor": "customer",
+                "customer_id": customer_id, "batch_code": None, "plan_id": None,
+                "timestamp": iso(at)}
+        self.emit("shelf_events", {"event_id": self.ids.next(), "event_type": kind, **base,
+                                   "quantity": units, "unit_weight": weight,
+                                   "delta_weight": None})
+        sign = -1 if kind == "pickup" else 1
+        self.emit("shelf_events", {"event_id": self.ids.next(), "event_type": "weight_change",
+                                   **base, "quantity": None, "unit_weight": weight,
+                                   "delta_weight": sign * weight * units})
+
+    # ---- ledger views ------------------------------------------------------------------
+
+    def shelf_stock(self, shelf_id: str) -> int:
+        return self.shelves[shelf_id].total
+
+    def units_in_carts(self) -> int:
+        return sum(q for c in self.customers.values() for held in c.cart.values()
+                   for _, q in held)

@@ -1,0 +1,163 @@
+"""Unit tests of the simulated world (no services): determinism, physics, effects, bad events."""
+
+from __future__ import annotations
+
+import json
+import random
+from decimal import Decimal
+from datetime import date, datetime, timedelta, timezone
+
+import jsonschema
+import pytest
+
+from producers.bad_events import DEFECTS
+from producers.simulator import HashSink, Simulation, SimulationSettings
+from producers.world.lots import Lots
+from producers.world.traffic import TrafficSettings, allocate_to_slots, daily_total, visits_for_day
+from smart_shelf_platform.contracts import events
+from smart_shelf_platform.refdata import generate
+from smart_shelf_platform.rules.pricing import combined_discount, line_total
+
+START = datetime(2026, 1, 1, 7, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("refdata"), seed=42, stores=2, sim_start=START)
+
+
+class ListSink(HashSink):
+    def __init__(self):
+        super().__init__()
+        self.events: list[tuple[str, str, bytes, str]] = []
+
+    def add(self, topic, key, value, event_id):
+        super().add(topic, key, value, event_id)
+        self.events.append((topic, key, value, event_id))
+
+
+def simulate(files, hours: float, stores=("S001",), **settings) -> tuple[Simulation, ListSink]:
+    sink = ListSink()
+    sim = Simulation(files, list(stores), sink, SimulationSettings(start=START, **settings))
+    sim.run_until(START + timedelta(hours=hours))
+    return sim, sink
+
+
+def test_same_seed_gives_the_same_event_stream_and_another_seed_does_not(files):
+    _, first = simulate(files, 6)
+    _, second = simulate(files, 6)
+    _, other = simulate(files, 6, seed=7)
+    assert first.hexdigest() == second.hexdigest()
+    assert first.hexdigest() != other.hexdigest()
+    assert first.counts["shelf_events"] > 1000
+
+
+def test_every_valid_event_matches_its_contract(files):
+    _, sink = simulate(files, 3)
+    records = {"foot_traffic": events.FOOT_TRAFFIC, "shelf_events": events.SHELF_EVENT,
+               "pos_transactions": events.POS_TRANSACTION}
+    validators = {t: jsonschema.Draft202012Validator(r.json_schema(),
+                                                     format_checker=jsonschema.FormatChecker())
+                  for t, r in records.items()}
+    for topic, key, value, _ in sink.events:
+        record = json.loads(value)
+        validators[topic].validate(record)
+        assert key.startswith(record["store_id"] + "|")
+
+
+def test_bad_events_are_extra_and_leave_the_valid_stream_and_stock_unchanged(files):
+    clean_sim, clean = simulate(files, 6)
+    dirty_sim, dirty = simulate(files, 6, bad_event_rate=0.05)
+    bad_ids = {b.bad_event_id for b in dirty_sim.bad_events}
+    assert len(bad_ids) > 50
+    assert {b.defect for b in dirty_sim.bad_events} == set(DEFECTS)
+    valid = [e for e in dirty.events if e[3] not in bad_ids]
+    assert valid == clean.events
+    assert ({s: w.total for s, w in dirty_sim.worlds[0].shelves.items()}
+            == {s: w.total for s, w in clean_sim.worlds[0].shelves.items()})
+    for bad in dirty_sim.bad_events:
+        if bad.defect == "broken_json":
+            with pytest.raises(json.JSONDecodeError):
+                json.loads(bad.payload)
+
+
+def test_stock_is_conserved_and_never_negative_without_refills(files):
+    sim = Simulation(files, ["S001"], HashSink(), SimulationSettings(start=START))
+    world = sim.worlds[0]
+    initial = sum(lots.total for lots in world.shelves.values())
+    # Three days without refills: shelves empty out and sales get lost.
+    sim.run_until(START + timedelta(days=3))
+    sold = sum(d.sold for d in world.daily.values())
+    on_shelves = sum(lots.total for lots in world.shelves.values())
+    assert initial == on_shelves + world.units_in_carts() + sold
+    assert all(lot.quantity >= 0 for lots in world.shelves.values()
+               for lot in lots.by_code.values())
+    assert all(lots.total == sum(l.quantity for l in lots.by_code.values())
+               for lots in world.shelves.values())
+    assert sum(d.lost_units for d in world.daily.values()) > 0
+
+
+def test_receipts_price_with_the_combined_discount_and_carry_batches(files):
+    sim = Simulation(files, ["S001"], ListSink(), SimulationSettings(start=START))
+    world = sim.worlds[0]
+    day = START.date()
+    for shelf_id in world.shelf_order:
+        world.set_daily_discount(day, shelf_id, 0.5)
+    sim.run_until(START + timedelta(hours=4))
+    receipts = [json.loads(v) for t, _, v, _ in sim.sink.events if t == "pos_transactions"]
+    assert receipts
+    for receipt in receipts:
+        assert receipt["total_items"] == sum(line["quantity"] for line in receipt["items"])
+        for line in receipt["items"]:
+            expected = combined_discount(world.catalogue.weekly_discount(day, line["shelf_id"]),
+                                         0.5)
+            stored, total = line_total(line["quantity"], Decimal(str(line["unit_price"])),
+                                       expected)
+            assert (line["discount"], line["total_price"]) == (float(stored), float(total))
+            assert line["batch_code"] in world.lot_dates
+
+
+def test_platform_effects_move_real_units_once(files):
+    sim = Simulation(files, ["S001"], HashSink(), SimulationSettings(start=START))
+    world = sim.worlds[0]
+    shelf_id = next(s for s in world.shelf_order if world.warehouse[s].total > 0)
+    lot = next(iter(world.warehouse[shelf_id].by_code.values()))
+    wh_before, shelf_before = world.warehouse[shelf_id].total, world.shelves[shelf_id].total
+    wh_out = {"event_id": "e-1", "event_type": "wh_out", "store_id": "S001",
+              "shelf_id": shelf_id, "batch_code": lot.batch_code, "quantity": 2}
+    putback = {"event_id": "e-2", "event_type": "putback", "actor": "restocker",
+               "store_id": "S001", "shelf_id": shelf_id, "batch_code": lot.batch_code,
+               "quantity": 2}
+    customer_event = dict(putback, event_id="e-3", actor="customer")
+    applied = sim.apply_effects([("wh_events", wh_out), ("wh_events", wh_out),
+                                 ("shelf_events", customer_event)])
+    assert applied == 2 and world.warehouse[shelf_id].total == wh_before - 2
+    assert world.shelves[shelf_id].total == shelf_before  # still in transit
+    sim.apply_effects([("shelf_events", putback), ("shelf_events", putback)])
+    assert world.shelves[shelf_id].total == shelf_before + 2
+    # A refill with nothing in transit cannot conjure stock: it is flagged instead.
+    sim.apply_effects([("shelf_events", dict(putback, event_id="e-4"))])
+    assert world.shelves[shelf_id].total == shelf_before + 2
+    assert world.anomalies
+
+
+def test_lots_are_taken_earliest_expiry_first():
+    lots = Lots()
+    lots.add("B2", date(2026, 1, 1), date(2026, 3, 1), 5)
+    lots.add("B1", date(2026, 1, 2), date(2026, 2, 1), 2)
+    assert lots.take_fefo(4) == [("B1", 2), ("B2", 2)]
+    assert lots.total == 3
+    assert lots.take_fefo(10) == [("B2", 3)] and lots.total == 0
+
+
+def test_foot_traffic_follows_the_reference_weights():
+    cfg = TrafficSettings()
+    assert sum(allocate_to_slots(801, (16, 17, 20, 17, 13, 10))) == 801
+    rng = random.Random(1)
+    # Saturday is the busiest day, Tuesday the quietest (reference means 988 and 654).
+    saturday = sum(daily_total(date(2026, 1, 3), rng, cfg) for _ in range(200)) / 200
+    tuesday = sum(daily_total(date(2026, 1, 6), rng, cfg) for _ in range(200)) / 200
+    assert saturday == pytest.approx(988, rel=0.03) and tuesday == pytest.approx(654, rel=0.03)
+    # Starting mid-morning skips the night slots entirely.
+    visits = visits_for_day(date(2026, 1, 1), random.Random(2), cfg, not_before=START)
+    assert visits and min(v.entry for v in visits) >= START
