@@ -134,6 +134,43 @@ def clock(
     typer.echo(f"sim clock at {state.now.isoformat()}")
 
 
+@app.command()
+def simulate(
+    stores: Annotated[Optional[int], typer.Option(
+        min=1, max=999, help="Stores to simulate (default SMART_SHELF_STORES).")] = None,
+    days: Annotated[Optional[float], typer.Option(
+        min=0, help="Simulated days to run from SMART_SHELF_SIM_START (default 1).")] = None,
+    until: Annotated[Optional[datetime], typer.Option(
+        help="Simulated end time (UTC) instead of --days.")] = None,
+    speed: Annotated[str, typer.Option(
+        help="Clock speed (simulated s per wall s, the clock runs in this process) or 'max' "
+             "for as fast as possible without a clock.")] = "max",
+    seed: Annotated[Optional[int], typer.Option(help="Seed (default SMART_SHELF_SEED).")] = None,
+    bad_events: Annotated[float, typer.Option(
+        min=0, max=1, help="Fraction of events to duplicate with a defect (dead-letter tests).")]
+        = 0.0,
+    effects: Annotated[bool, typer.Option(
+        help="Apply the platform's refills, deliveries and removals read from Kafka.")] = True,
+) -> None:
+    """Simulate customers, shelves and checkouts into Redis Streams (forwarded to Kafka by the
+    bridge), with the ground-truth ledger in Postgres `sim.*`. Deterministic for a seed;
+    Ctrl-C stops cleanly and saves the ledger."""
+    from producers.run import SimulateOptions, simulate as run, until_from
+
+    settings = get_settings()
+    updates = {k: v for k, v in (("stores", stores), ("seed", seed)) if v is not None}
+    settings = settings.model_copy(update=updates) if updates else settings
+    if speed != "max":
+        try:
+            clock_speed: float | None = float(speed)
+        except ValueError:
+            raise StackError(f"--speed takes a number or 'max', not {speed!r}") from None
+    else:
+        clock_speed = None
+    run(settings, SimulateOptions(until=until_from(settings, days, until), speed=clock_speed,
+                                  bad_event_rate=bad_events, effects=effects), _progress)
+
+
 @app.command("generate-data")
 def generate_data(
     out: Annotated[Optional[Path], typer.Option(help="Output folder.")] = None,

@@ -113,6 +113,9 @@ class StoreWorld:
         self.dirty_shelf: set[tuple[str, str]] = set()
         self.dirty_wh: set[tuple[str, str]] = set()
         self.dirty_daily: set[tuple[str, date]] = set()
+        # The whole bootstrap stock is new to the ledger.
+        self.dirty_shelf.update((lot.shelf_id, lot.batch_code) for lot in catalogue.shelf_lots)
+        self.dirty_wh.update((lot.shelf_id, lot.batch_code) for lot in catalogue.wh_lots)
         self._choice_day: date | None = None
         self._cum_weights: list[float] = []
 

@@ -89,19 +89,25 @@ def up(settings: Settings, progress: Progress = print) -> UpReport:
     return report
 
 
-def load_reference_data(settings: Settings) -> dict[str, int]:
-    """Generate the reference data if it is missing or was made with other settings, then load."""
-    from smart_shelf_platform.refdata import generate, load_into_postgres
+def reference_files(settings: Settings) -> dict[str, Path]:
+    """The reference data files for these settings, generated if missing or made otherwise."""
+    from smart_shelf_platform.refdata import generate
 
     out_dir = settings.data_dir / "reference"
-    manifest = out_dir / "manifest.json"
     wanted = {"seed": settings.seed, "stores": settings.stores,
               "sim_start": settings.sim_start.isoformat()}
-    files = _files_if_current(manifest, wanted)
+    files = _files_if_current(out_dir / "manifest.json", wanted)
     if files is None:
         files = generate(out_dir, seed=settings.seed, stores=settings.stores,
                          sim_start=settings.sim_start)
-    return load_into_postgres(settings.postgres_dsn(), files)
+    return files
+
+
+def load_reference_data(settings: Settings) -> dict[str, int]:
+    """Generate the reference data if needed, then load it into `ref.*` and `config.*`."""
+    from smart_shelf_platform.refdata import load_into_postgres
+
+    return load_into_postgres(settings.postgres_dsn(), reference_files(settings))
 
 
 def _files_if_current(manifest: Path, wanted: dict) -> dict[str, Path] | None:

@@ -1,0 +1,113 @@
+"""`smart-shelf simulate`: wire the simulator to Redis Streams, the clock, the platform's effects
+and the ledger, with progress output and a clean stop on Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import redis
+from confluent_kafka import Consumer
+
+from producers.ledger import Ledger
+from producers.simulator import Simulation, SimulationSettings, run_simulation
+from producers.streams import StreamWriter
+from smart_shelf_platform.clock import RedisClock, SimClock
+from smart_shelf_platform.settings import Settings
+from smart_shelf_platform.stack.lifecycle import load_reference_data, reference_files
+
+log = logging.getLogger(__name__)
+EFFECT_TOPICS = ("wh_events", "shelf_events", "daily_discounts")
+
+
+@dataclass
+class SimulateOptions:
+    until: datetime
+    speed: float | None  # None: as fast as possible (no clock); else run the clock at this speed
+    bad_event_rate: float = 0.0
+    effects: bool = True
+    max_depth: int = 200_000
+
+
+class EffectsFeed:
+    """The platform's physical decisions, read from Kafka (refills, deliveries, removals,
+    discounts). Customer events on shelf_events are skipped by the simulation itself."""
+
+    def __init__(self, settings: Settings):
+        self.consumer = Consumer({
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"simulator-effects-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "latest", "enable.auto.commit": False, "log_level": 3,
+        })
+        self.consumer.subscribe(list(EFFECT_TOPICS))
+
+    def __call__(self) -> list[tuple[str, dict]]:
+        out = []
+        for msg in self.consumer.consume(num_messages=5000, timeout=0):
+            if msg.error():
+                continue
+            try:
+                out.append((msg.topic(), json.loads(msg.value())))
+            except (TypeError, ValueError):
+                continue  # malformed platform output is the dead-letter path's business
+        return out
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def simulate(settings: Settings, options: SimulateOptions,
+             progress: Callable[[str], None]) -> Simulation:
+    files = reference_files(settings)
+    load_reference_data(settings)
+    store_ids = [f"S{n:03d}" for n in range(1, settings.stores + 1)]
+    client = redis.Redis.from_url(settings.redis_url)
+    writer = StreamWriter(client, max_depth=options.max_depth)
+    ledger = Ledger(settings.postgres_dsn())
+    ledger.reset(store_ids)
+    sim = Simulation(files, store_ids, writer, SimulationSettings(
+        seed=settings.seed, start=settings.sim_start, bad_event_rate=options.bad_event_rate))
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    clock_thread = clock = None
+    if options.speed is not None:
+        clock = SimClock.from_settings(settings, speed=options.speed)
+        clock.start(reset=True)
+        clock_thread = threading.Thread(target=clock.run, kwargs={"until": options.until},
+                                        daemon=True, name="sim-clock")
+        clock_thread.start()
+    effects = EffectsFeed(settings) if options.effects else None
+    progress(f"simulating {len(store_ids)} store(s) from {settings.sim_start:%Y-%m-%d %H:%M} to "
+             f"{options.until:%Y-%m-%d %H:%M} "
+             f"({'max rate' if options.speed is None else f'{options.speed:g}x'})")
+    try:
+        run_simulation(sim, options.until, clock=RedisClock(client) if clock else None,
+                       writer=writer, ledger=ledger, effects=effects, progress=progress,
+                       should_stop=stop.is_set)
+    finally:
+        if clock is not None:
+            clock.request_stop()
+            clock_thread.join(timeout=30)
+            clock.close()
+        if effects is not None:
+            effects.close()
+        ledger.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    progress(f"{'stopped' if stop.is_set() else 'finished'} at {sim.now:%Y-%m-%d %H:%M}: "
+             f"{sim.events_emitted:,} events, {sim.customers:,} customers, "
+             f"{sum(i.count for i in sim.injectors):,} bad events; ledger saved")
+    return sim
+
+
+def until_from(settings: Settings, days: float | None, until: datetime | None) -> datetime:
+    if until is not None:
+        return until if until.tzinfo else until.replace(tzinfo=settings.sim_start.tzinfo)
+    return settings.sim_start + timedelta(days=days if days is not None else 1)
