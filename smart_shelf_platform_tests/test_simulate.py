@@ -75,3 +75,29 @@ def test_ctrl_c_stops_cleanly_and_loses_nothing(settings, clean_streams):
     assert settings.sim_start < sim_time < settings.sim_start + timedelta(days=3)
     # every event the simulator counted is in the buffer (no bad events in this run)
     assert emitted > 0 and _stream_total(clean_streams) == emitted
+
+
+def _stream_fingerprint(client) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for topic in EVENT_TOPICS:
+        for _, fields in client.xrange(stream_name(topic)):
+            digest.update(b"\0".join((topic.encode(), fields[b"k"], fields[b"v"],
+                                      fields[b"id"])) + b"\n")
+    return digest.hexdigest()
+
+
+def test_two_runs_with_one_seed_buffer_the_same_event_stream(settings, clean_streams):
+    options = SimulateOptions(until=settings.sim_start + timedelta(hours=2), speed=None,
+                              bad_event_rate=0.01, effects=False)
+    fingerprints = []
+    for _ in range(2):
+        clean_streams.delete(*[stream_name(t) for t in EVENT_TOPICS])
+        simulate(settings, options, progress=lambda _m: None)
+        fingerprints.append(_stream_fingerprint(clean_streams))
+    assert fingerprints[0] == fingerprints[1]
+    other = settings.model_copy(update={"seed": settings.seed + 1})
+    clean_streams.delete(*[stream_name(t) for t in EVENT_TOPICS])
+    simulate(other, options, progress=lambda _m: None)
+    assert _stream_fingerprint(clean_streams) != fingerprints[0]
