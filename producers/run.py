@@ -17,7 +17,7 @@ from confluent_kafka import Consumer
 
 from producers.ledger import Ledger
 from producers.simulator import Simulation, SimulationSettings, run_simulation
-from producers.streams import StreamWriter
+from producers.streams import DEFAULT_PREFIX, StreamWriter
 from smart_shelf_platform.clock import RedisClock, SimClock
 from smart_shelf_platform.settings import Settings
 from smart_shelf_platform.stack.lifecycle import load_reference_data, reference_files
@@ -33,6 +33,7 @@ class SimulateOptions:
     bad_event_rate: float = 0.0
     effects: bool = True
     max_depth: int = 200_000
+    stream_prefix: str = DEFAULT_PREFIX
 
 
 class EffectsFeed:
@@ -68,7 +69,7 @@ def simulate(settings: Settings, options: SimulateOptions,
     load_reference_data(settings)
     store_ids = [f"S{n:03d}" for n in range(1, settings.stores + 1)]
     client = redis.Redis.from_url(settings.redis_url)
-    writer = StreamWriter(client, max_depth=options.max_depth)
+    writer = StreamWriter(client, options.stream_prefix, max_depth=options.max_depth)
     ledger = Ledger(settings.postgres_dsn())
     ledger.reset(store_ids)
     sim = Simulation(files, store_ids, writer, SimulationSettings(

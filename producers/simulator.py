@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import heapq
 import itertools
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -20,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time as dtime, timedelta, timezone
 from pathlib import Path
 from typing import Protocol
+
+import orjson
 
 from producers.bad_events import BadEvent, BadEventInjector
 from producers.world.catalogue import load_store_catalogue
@@ -60,7 +61,7 @@ class SimulationSettings:
 
 
 def encode(record: dict) -> bytes:
-    return json.dumps(record, separators=(",", ":")).encode()
+    return orjson.dumps(record)
 
 
 class Simulation:

@@ -63,9 +63,9 @@ def up(
     skip_setup: Annotated[bool, typer.Option(
         "--skip-setup", help="Do not check for missing packages and jars first.")] = False,
 ) -> None:
-    """Set up if needed, then start Postgres, Redis, Kafka (KRaft) and Kafka Connect, create
-    every topic, migration, Delta table and load the reference data. Running it twice is
-    harmless."""
+    """Set up if needed, then start Postgres, Redis, Kafka (KRaft), Kafka Connect, the
+    Redis->Kafka bridge and Dagster, create every topic, migration, Delta table and load the
+    reference data. Running it twice is harmless."""
     from smart_shelf_platform.stack.lifecycle import up as stack_up
     from smart_shelf_platform.stack.setup import run_setup
 
@@ -105,7 +105,7 @@ def status(
         for r in rows:
             state = "healthy" if r.healthy else "DOWN"
             pid = "external" if r.external else (r.pid or "-")
-            typer.echo(f"{r.name:<9} {state:<8} port {r.port:<6} pid {pid!s:<8} "
+            typer.echo(f"{r.name:<9} {state:<8} port {r.port or '-'!s:<6} pid {pid!s:<8} "
                        f"rss {r.rss_bytes / 2**20:7.1f} MiB")
     if not all(r.healthy for r in rows):
         raise typer.Exit(1)
@@ -171,6 +171,17 @@ def simulate(
                                   bad_event_rate=bad_events, effects=effects), _progress)
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bridge(ctx: typer.Context) -> None:
+    """Run the Redis Streams -> Kafka bridge in the foreground (`up` already runs one; use this
+    with `SMART_SHELF_BRIDGE_ENABLED=false`). Extra arguments go to the bridge, see
+    `smart-shelf bridge --help-bridge`."""
+    from producers.bridge import main as bridge_main
+
+    args = ["--help" if a == "--help-bridge" else a for a in ctx.args]
+    raise typer.Exit(bridge_main(args))
+
+
 @app.command("generate-data")
 def generate_data(
     out: Annotated[Optional[Path], typer.Option(help="Output folder.")] = None,
@@ -202,18 +213,32 @@ def test(ctx: typer.Context) -> None:
     raise typer.Exit(code)
 
 
+BENCHMARKS = ("up", "bridge", "simulate")
+
+
 @app.command()
 def bench(
-    what: Annotated[str, typer.Argument(help="What to measure: 'up' (cold/warm start-up and "
-                                              "idle memory of the stack).")] = "up",
+    what: Annotated[str, typer.Argument(
+        help="What to measure: 'up' (cold/warm start-up and idle memory of the stack), "
+             "'bridge' (Redis -> Kafka forwarding of synthetic events), 'simulate' (the store "
+             "simulator at full speed through Redis and the bridge into Kafka).")] = "up",
+    events: Annotated[int, typer.Option(min=1000, help="Events for bridge/simulate.")] = 500_000,
     out: Annotated[Optional[Path], typer.Option(help="Also write the JSON report here.")] = None,
 ) -> None:
-    """Measure and print performance figures (a benchmark, not a test)."""
-    if what != "up":
-        raise StackError(f"unknown benchmark {what!r}; available: up")
-    from smart_shelf_platform.stack.bench import bench_up
+    """Measure and print performance figures (a benchmark, not a test). bridge and simulate
+    need a running stack (`smart-shelf up`) and leave its data alone."""
+    if what not in BENCHMARKS:
+        raise StackError(f"unknown benchmark {what!r}; available: {', '.join(BENCHMARKS)}")
+    settings = get_settings()
+    if what == "up":
+        from smart_shelf_platform.stack.bench import bench_up
 
-    report = bench_up(get_settings(), _progress)
+        report = bench_up(settings, _progress)
+    else:
+        from smart_shelf_platform.stack.bench_bridge import bench_bridge
+
+        report = bench_bridge(settings, events, _progress,
+                              source="synthetic" if what == "bridge" else "simulator")
     typer.echo(json.dumps(report, indent=2))
     if out:
         out.write_text(json.dumps(report, indent=2))

@@ -8,7 +8,6 @@ with a system Postgres (5432), Redis (6379) or Kafka (9092). Set `SMART_SHELF_PO
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from functools import cached_property
 from pathlib import Path
 
 from pydantic import Field
@@ -54,6 +53,11 @@ class Settings(BaseSettings):
     connect_heap: str = "512m"
     connect_enabled: bool = True
 
+    # Processes of the platform itself that `up` starts
+    bridge_enabled: bool = Field(True, description="run the Redis->Kafka bridge")
+    dagster_enabled: bool = Field(True, description="run the Dagster webserver and daemon")
+    dagster_port: int = 13000
+
     # Delta Lake
     delta_root_override: str = Field("", alias="SMART_SHELF_DELTA_ROOT")
 
@@ -66,13 +70,29 @@ class Settings(BaseSettings):
     seed: int = 42
     stores: int = 1
 
-    @cached_property
+    @property
     def kafka_bootstrap(self) -> str:
         return self.kafka_bootstrap_override or f"{self.kafka_host}:{self.kafka_port}"
 
-    @cached_property
+    @property
     def delta_root(self) -> str:
         return self.delta_root_override or str(self.home / "delta")
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as `SMART_SHELF_*` variables, for a child process to rebuild them."""
+        env = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is None or value == "":
+                continue
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, datetime):
+                text = value.isoformat()
+            else:
+                text = str(value)
+            env[field.alias or f"SMART_SHELF_{name.upper()}"] = text
+        return env
 
     @property
     def logs_dir(self) -> Path:

@@ -17,7 +17,7 @@ import pytest
 from smart_shelf_platform.refdata import generator
 from smart_shelf_platform.refdata.__main__ import main as cli_main
 from smart_shelf_platform.refdata.generator import MANIFEST, OUTPUTS, generate, load_catalogue
-from smart_shelf_platform.refdata.loader import merge_statement
+from smart_shelf_platform.refdata.loader import delete_stale_statement, merge_statement
 
 SIM_START = datetime(2026, 1, 1, 7, 0, tzinfo=timezone.utc)
 SIM_DATE = SIM_START.date()
@@ -304,10 +304,12 @@ def test_cli_prints_one_line_per_file(tmp_path, capsys):
 # ---- loader SQL (rendered without a database) ---------------------------------------------
 
 
-def test_loader_upserts_ref_and_never_overwrites_config():
+def test_loader_follows_the_files_for_snapshots_and_never_overwrites_policies():
     by_name = {o.name: o for o in OUTPUTS}
-    ref_sql = merge_statement(by_name["store_inventory"], "staging").as_string(None)
-    assert "ON CONFLICT (\"store_id\", \"shelf_id\") DO UPDATE" in ref_sql
-    assert "IS DISTINCT FROM" in ref_sql
-    for name in ("shelf_policies", "wh_policies", "shelf_profiles", "batch_catalog"):
+    for name in ("store_inventory", "shelf_profiles", "batch_catalog"):
+        sql_text = merge_statement(by_name[name], "staging").as_string(None)
+        assert "DO UPDATE" in sql_text and "IS DISTINCT FROM" in sql_text
+        stale = delete_stale_statement(by_name[name], "staging").as_string(None)
+        assert stale.startswith("DELETE FROM") and "NOT IN" in stale
+    for name in ("shelf_policies", "wh_policies"):
         assert merge_statement(by_name[name], "staging").as_string(None).endswith("DO NOTHING")

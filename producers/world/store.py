@@ -47,18 +47,24 @@ def actions_for_visit(rng: random.Random) -> int:
 
 
 class IdSequence:
-    """Deterministic UUIDs: a per-store namespace and a counter, no randomness, no clock."""
+    """Deterministic UUIDs: a per-store namespace (high 64 bits) and a counter (low 64 bits).
+
+    Version 8 (custom) with the RFC 4122 variant, so they parse as UUIDs everywhere. Formatted
+    by hand: this runs for every event and a `uuid.UUID` object per id costs a third of it.
+    """
+
+    VARIANT = 0x2 << 62
 
     def __init__(self, seed: int, store_id: str):
-        self._prefix = uuid.uuid5(ID_NAMESPACE, f"{seed}:{store_id}").int >> 64 << 64
+        high = uuid.uuid5(ID_NAMESPACE, f"{seed}:{store_id}").int >> 64
+        high = (high & ~(0xF << 12)) | (0x8 << 12)
+        h = f"{high:016x}"
+        self._prefix = f"{h[:8]}-{h[8:12]}-{h[12:16]}-"
         self._counter = itertools.count(1)
 
     def next(self) -> str:
-        value = self._prefix | next(self._counter)
-        # version 8 (custom) with the RFC 4122 variant, so it parses as a UUID everywhere
-        value = (value & ~(0xF << 76)) | (0x8 << 76)
-        value = (value & ~(0x3 << 62)) | (0x2 << 62)
-        return str(uuid.UUID(int=value))
+        low = f"{next(self._counter) | self.VARIANT:016x}"
+        return f"{self._prefix}{low[:4]}-{low[4:]}"
 
 
 def iso(t: datetime) -> str:

@@ -29,6 +29,7 @@ def isolated_settings(settings: Settings, home_name: str, port_offset: int) -> S
         "kafka_port": settings.kafka_port + port_offset,
         "kafka_controller_port": settings.kafka_controller_port + port_offset,
         "connect_port": settings.connect_port + port_offset,
+        "dagster_port": settings.dagster_port + port_offset,
         "postgres_external": False, "redis_external": False, "kafka_external": False,
         "kafka_bootstrap_override": "", "delta_root_override": "",
     })

@@ -7,9 +7,11 @@ configured as external (an already running server) is checked but never started 
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +26,14 @@ from smart_shelf_platform.stack.process import (
     StackError, port_in_use, read_pid, spawn, terminate, tree_rss_bytes, wait_until,
 )
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class ComponentStatus:
     name: str
     healthy: bool
-    port: int
+    port: int | None
     pid: int | None
     rss_bytes: int
     external: bool
@@ -39,6 +43,7 @@ class ComponentStatus:
 class Component:
     name = ""
     start_timeout = 60.0
+    start_attempts = 1
 
     def __init__(self, settings: Settings):
         self.s = settings
@@ -47,7 +52,7 @@ class Component:
         self.pid_file = self.dir / f"{self.name}.pid"
 
     # --- to implement ---
-    port: int
+    port: int | None  # None: the component listens on no port
     external: bool = False
 
     def healthy(self) -> bool:
@@ -70,14 +75,22 @@ class Component:
             return False
         if self.pid() is not None and self.healthy():
             return False
-        if self.pid() is None and port_in_use("127.0.0.1", self.port):
+        if self.port and self.pid() is None and port_in_use("127.0.0.1", self.port):
             raise StackError(f"port {self.port} for {self.name} is already taken by another "
                              f"process; stop it or set SMART_SHELF_{self.name.upper()}_PORT")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        self._start()
-        wait_until(self.healthy, self.start_timeout, self.name, self.log_file,
-                   alive=lambda: self.pid() is not None)
+        for attempt in range(1, self.start_attempts + 1):
+            self._start()
+            try:
+                wait_until(self.healthy, self.start_timeout, self.name, self.log_file,
+                           alive=lambda: self.pid() is not None)
+                return True
+            except StackError:
+                self.stop()
+                if attempt == self.start_attempts:
+                    raise
+                log.warning("%s did not start (attempt %d); retrying", self.name, attempt)
         return True
 
     def stop(self) -> None:
@@ -315,6 +328,9 @@ def _kafka_cluster_id() -> str:
 class Connect(Component):
     name = "connect"
     start_timeout = 120.0
+    # A worker that starts while the broker is still electing its group coordinator can exit
+    # at once; a second start then succeeds.
+    start_attempts = 2
 
     @property
     def port(self) -> int:
@@ -355,8 +371,37 @@ class Connect(Component):
         spawn(cmd, self.dir / "stdout.log", self.pid_file)
 
 
+class Bridge(Component):
+    """The Redis Streams -> Kafka bridge (`producers.bridge`), as a supervised process."""
+
+    name = "bridge"
+    start_timeout = 30.0
+    port = None
+
+    def healthy(self) -> bool:
+        from producers.streams import CONSUMER_GROUP, default_stream_topics
+
+        if self.pid() is None:
+            return False
+        client = redis_lib.Redis(host=self.s.redis_host, port=self.s.redis_port, socket_timeout=2)
+        # The bridge creates its consumer group on every stream before it forwards anything.
+        return all(any(g["name"] == CONSUMER_GROUP.encode() for g in client.xinfo_groups(s))
+                   for s in default_stream_topics())
+
+    def _start(self) -> None:
+        spawn([sys.executable, "-m", "producers.bridge"], self.log_file, self.pid_file,
+              env=self.s.as_env())
+
+
 def all_components(settings: Settings) -> list[Component]:
+    """In start order; `down` stops them in reverse."""
     comps: list[Component] = [Postgres(settings), Redis(settings), Kafka(settings)]
     if settings.connect_enabled:
         comps.append(Connect(settings))
+    if settings.bridge_enabled:
+        comps.append(Bridge(settings))
+    if settings.dagster_enabled:
+        from smart_shelf_platform.stack.dagster_service import DagsterService
+
+        comps.append(DagsterService(settings))
     return comps

@@ -1,0 +1,1 @@
+"""Event producers: the store simulator, its ledger, and the Redis→Kafka bridge."""

@@ -1,0 +1,35 @@
+"""The Dagster code location (`smart_shelf_platform.definitions:defs`, loaded by workspace.yaml).
+
+It loads every module of the `defs/` folder and adds the resources of the environment the
+settings select. Settings are read inside `build_definitions`, when Dagster loads the location,
+never at import time, so tests can build definitions for any settings.
+
+`dg.load_from_defs_folder` would find the folder through a `[tool.dg]` project config; this
+project is launched with `dagster dev -w workspace.yaml` and keeps no such config, so the folder
+is loaded with the component tree that function builds, from the module directly.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import dagster as dg
+
+from smart_shelf_platform import defs as defs_folder
+from smart_shelf_platform.defs.resources import build_resources
+from smart_shelf_platform.settings import REPO_ROOT, Settings, get_settings
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or get_settings()
+    with warnings.catch_warnings():
+        # The folder loader uses Dagster's own preview helpers; that is not ours to act on.
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        folder = dg.ComponentTree.from_module(defs_module=defs_folder,
+                                              project_root=REPO_ROOT).build_defs()
+    return dg.Definitions.merge(folder, dg.Definitions(resources=build_resources(settings)))
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions()

@@ -1,0 +1,1 @@
+"""Delta Lake tables as assets, and the sensor that reports their new versions."""

@@ -1,0 +1,1 @@
+"""Postgres tables written outside Dagster (Kafka Connect mirrors, ML tables to come)."""

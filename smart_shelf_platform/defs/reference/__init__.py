@@ -1,0 +1,1 @@
+"""Reference data: the generated Parquet files and the Postgres ref/config tables."""

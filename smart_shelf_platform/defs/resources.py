@@ -1,0 +1,94 @@
+"""The platform resource: where the Delta root, Postgres, Redis, Kafka and reference data are.
+
+`build_resources(settings)` is called by the function that builds the definitions, so the
+environment (`SMART_SHELF_ENV` and the other `SMART_SHELF_*` variables) is read when Dagster loads
+the code location, never at import time. Outside `local`, passwords must come from environment
+variables, and are passed as `EnvVar`s so the UI never shows them.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+
+import dagster as dg
+import redis
+
+from smart_shelf_platform.clock import ClockNotRunning, RedisClock, parse_utc
+from smart_shelf_platform.contracts.catalogue import DeltaTable
+from smart_shelf_platform.settings import Settings
+from smart_shelf_platform.stack.delta_tables import table_uri
+from smart_shelf_platform.stack.migrations import WRITER_ROLE
+
+ENVIRONMENTS = ("local", "docker", "prod")
+WRITER_PASSWORD_VAR = "SMART_SHELF_POSTGRES_WRITER_PASSWORD"
+RESOURCE_KEY = "smart_shelf"
+
+
+class SmartShelfResource(dg.ConfigurableResource):
+    """Connection details of one environment; assets and sensors ask it, never the environment."""
+
+    env: str
+    delta_root: str
+    data_dir: str
+    postgres_host: str
+    postgres_port: int
+    postgres_db: str
+    postgres_user: str
+    postgres_password: str
+    redis_url: str
+    kafka_bootstrap: str
+    seed: int
+    stores: int
+    sim_start: str  # ISO-8601 UTC
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SmartShelfResource:
+        if settings.env not in ENVIRONMENTS:
+            raise ValueError(f"SMART_SHELF_ENV={settings.env!r} is not one of {ENVIRONMENTS}")
+        # Local stacks use the documented default passwords; elsewhere a default is a mistake.
+        password = settings.postgres_writer_password
+        if settings.env != "local":
+            if WRITER_PASSWORD_VAR not in os.environ:
+                raise ValueError(f"{WRITER_PASSWORD_VAR} must be set when SMART_SHELF_ENV="
+                                 f"{settings.env}")
+            password = dg.EnvVar(WRITER_PASSWORD_VAR)
+        return cls(
+            env=settings.env, delta_root=settings.delta_root, data_dir=str(settings.data_dir),
+            postgres_host=settings.postgres_host, postgres_port=settings.postgres_port,
+            postgres_db=settings.postgres_db, postgres_user=WRITER_ROLE,
+            postgres_password=password, redis_url=settings.redis_url,
+            kafka_bootstrap=settings.kafka_bootstrap, seed=settings.seed, stores=settings.stores,
+            sim_start=settings.sim_start.isoformat(),
+        )
+
+    @property
+    def reference_dir(self) -> Path:
+        return Path(self.data_dir) / "reference"
+
+    @property
+    def sim_start_at(self) -> datetime:
+        return parse_utc(self.sim_start)
+
+    def postgres_dsn(self) -> str:
+        return (f"host={self.postgres_host} port={self.postgres_port} dbname={self.postgres_db}"
+                f" user={self.postgres_user} password={self.postgres_password}")
+
+    def delta_uri(self, table: DeltaTable) -> str:
+        return table_uri(self.delta_root, table)
+
+    def sim_now(self) -> datetime | None:
+        """Simulated now from the shared clock; None if the clock never ran or Redis is down."""
+        client = redis.Redis.from_url(self.redis_url, decode_responses=True,
+                                      socket_connect_timeout=2, socket_timeout=2)
+        try:
+            return RedisClock(client).now()
+        except (ClockNotRunning, redis.RedisError):
+            return None
+        finally:
+            client.close()
+
+
+def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    return {RESOURCE_KEY: SmartShelfResource.from_settings(settings)}
