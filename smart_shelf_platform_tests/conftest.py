@@ -64,3 +64,24 @@ def spark(settings, stack):
     session = build_spark(settings, "smart-shelf-tests")
     yield session
     session.stop()
+
+
+@pytest.fixture
+def redis_conn(settings):
+    import redis
+
+    client = redis.Redis.from_url(settings.redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def prefix(redis_conn):
+    """A Redis key prefix of this test's own; its keys are deleted afterwards."""
+    import uuid
+
+    prefix = f"test-{uuid.uuid4().hex}:"
+    yield prefix
+    keys = list(redis_conn.scan_iter(match=f"{prefix}*"))
+    if keys:
+        redis_conn.delete(*keys)

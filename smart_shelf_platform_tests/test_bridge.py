@@ -118,22 +118,6 @@ def run_in_thread(bridge: Bridge, **run_kwargs) -> threading.Thread:
 
 
 @pytest.fixture
-def redis_conn(settings):
-    client = redis.Redis.from_url(settings.redis_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def prefix(redis_conn):
-    prefix = f"test-bridge-{uuid.uuid4().hex}:"
-    yield prefix
-    keys = list(redis_conn.scan_iter(match=f"{prefix}*"))
-    if keys:
-        redis_conn.delete(*keys)
-
-
-@pytest.fixture
 def topics(settings):
     """new_topic(label) creates a topic of 3 partitions on the test broker; all dropped after."""
     created: list[str] = []

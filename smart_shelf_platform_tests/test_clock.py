@@ -134,18 +134,10 @@ def test_iso_utc_uses_z_and_treats_naive_as_utc():
 
 @pytest.fixture
 def redis_conn(settings):
+    """The clock's own client (strings, not bytes); conftest's `prefix` cleans up after it."""
     client = redis_client(settings)
     yield client
     client.close()
-
-
-@pytest.fixture
-def prefix(redis_conn):
-    prefix = f"test-{uuid.uuid4().hex}:"
-    yield prefix
-    keys = list(redis_conn.scan_iter(match=f"{prefix}*"))
-    if keys:
-        redis_conn.delete(*keys)
 
 
 @pytest.fixture

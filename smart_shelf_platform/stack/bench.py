@@ -42,26 +42,28 @@ def _idle_memory(settings: Settings) -> dict[str, float]:
     return per
 
 
+def _timed_up(bench: Settings, label: str, progress: Callable[[str], None]):
+    """(up report, seconds, idle memory) of one `up`."""
+    progress(label)
+    t0 = time.monotonic()
+    report = up(bench, lambda _msg: None)
+    seconds = time.monotonic() - t0
+    progress(f"up took {seconds:.1f} s; measuring idle memory for {IDLE_SECONDS} s")
+    return report, seconds, _idle_memory(bench)
+
+
 def bench_up(settings: Settings, progress: Callable[[str], None]) -> dict:
     bench = isolated_settings(settings, "bench", 100)
     shutil.rmtree(bench.home, ignore_errors=True)
-    quiet = lambda _msg: None  # noqa: E731 - the bench prints its own progress
     try:
-        progress("cold up (empty state: initdb, Kafka format, topics, tables, reference data)")
-        t0 = time.monotonic()
-        cold = up(bench, quiet)
-        cold_s = time.monotonic() - t0
-        progress(f"cold up took {cold_s:.1f} s; measuring idle memory for {IDLE_SECONDS} s")
-        cold_mem = _idle_memory(bench)
-        down(bench, quiet)
-        progress("warm up (state kept from the cold run)")
-        t0 = time.monotonic()
-        warm = up(bench, quiet)
-        warm_s = time.monotonic() - t0
-        progress(f"warm up took {warm_s:.1f} s; measuring idle memory for {IDLE_SECONDS} s")
-        warm_mem = _idle_memory(bench)
+        cold, cold_s, cold_mem = _timed_up(
+            bench, "cold up (empty state: initdb, Kafka format, topics, tables, reference data)",
+            progress)
+        down(bench, lambda _msg: None)
+        warm, warm_s, warm_mem = _timed_up(bench, "warm up (state kept from the cold run)",
+                                           progress)
     finally:
-        down(bench, quiet)
+        down(bench, lambda _msg: None)
         shutil.rmtree(bench.home, ignore_errors=True)
     return {
         "benchmark": "up",

@@ -246,6 +246,16 @@ def _classpath(lib_dir: Path) -> str:
     return f"{lib_dir}/*"
 
 
+def _kafka_jvm(comp: Component, main: str, *args: str, heap: str) -> list[str]:
+    """A JVM command on the Kafka classpath (broker, storage tool, Connect), logging to the
+    component's log file."""
+    log4j = _log4j_config(comp.dir / "log4j2.yaml", comp.log_file)
+    return [_java(), f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}",
+            f"-Dkafka.logs.dir={comp.s.logs_dir}", "-cp", _classpath(comp.s.jvm_lib / "kafka"),
+            main, *args]
+
+
 def _log4j_config(target: Path, log_file: Path) -> Path:
     target.write_text(
         "Configuration:\n  status: warn\n  Appenders:\n    File:\n      name: FILE\n"
@@ -297,25 +307,18 @@ class Kafka(Component):
         )
         return props
 
-    def _java_cmd(self, main: str, *args: str, heap: str) -> list[str]:
-        log4j = _log4j_config(self.dir / "log4j2.yaml", self.log_file)
-        return [_java(), f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC",
-                "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
-                f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={self.s.logs_dir}",
-                "-cp", _classpath(self.s.jvm_lib / "kafka"), main, *args]
-
     def _start(self) -> None:
         props = self._properties()
         if not (self.dir / "data" / "meta.properties").exists():
             cluster_id = _kafka_cluster_id()
             result = subprocess.run(
-                self._java_cmd("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c",
+                _kafka_jvm(self, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c",
                                str(props), heap="256m"),
                 capture_output=True, text=True)
             if result.returncode != 0:
                 raise StackError(f"formatting Kafka storage failed: "
                                  f"{(result.stderr or result.stdout).strip()[-300:]}")
-        spawn(self._java_cmd("kafka.Kafka", str(props), heap=self.s.kafka_heap),
+        spawn(_kafka_jvm(self, "kafka.Kafka", str(props), heap=self.s.kafka_heap),
               self.dir / "stdout.log", self.pid_file)
 
 
@@ -362,13 +365,9 @@ class Connect(Component):
             f"plugin.path={self.s.jvm_lib / 'connect-plugins'}\n"
             "offset.flush.interval.ms=5000\n"
         )
-        log4j = _log4j_config(self.dir / "log4j2.yaml", self.log_file)
-        heap = self.s.connect_heap
-        cmd = [_java(), f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-               f"-Dlog4j2.configurationFile={log4j}", "-cp",
-               _classpath(self.s.jvm_lib / "kafka"),
-               "org.apache.kafka.connect.cli.ConnectDistributed", str(worker)]
-        spawn(cmd, self.dir / "stdout.log", self.pid_file)
+        spawn(_kafka_jvm(self, "org.apache.kafka.connect.cli.ConnectDistributed", str(worker),
+                         heap=self.s.connect_heap),
+              self.dir / "stdout.log", self.pid_file)
 
 
 class Bridge(Component):
