@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from confluent_kafka.admin import (
     AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions, NewTopic,
 )
@@ -11,13 +9,11 @@ from confluent_kafka.admin import (
 from smart_shelf_platform.contracts.catalogue import TOPICS, Topic
 from smart_shelf_platform.settings import Settings
 
-log = logging.getLogger(__name__)
-
 
 def admin_client(settings: Settings) -> AdminClient:
-    # log_level 3 (errors) keeps librdkafka's connection retries out of the console.
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 3,
-                        "logger": log})
+    # librdkafka's own log lines (connection retries of a client that outlives its broker) stay
+    # out of the console; a failed admin call still raises with the broker's message.
+    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
 
 
 def topic_config(topic: Topic, settings: Settings) -> dict[str, str]:
