@@ -19,7 +19,9 @@ from datetime import date, datetime, timedelta
 
 from producers.world.catalogue import Product, StoreCatalogue
 from producers.world.lots import Lots
-from producers.world.traffic import WEEKDAY_NAMES, TrafficSettings, Visit, visits_for_day
+from producers.world.traffic import (
+    WEEKDAY_NAMES, TrafficSettings, Visit, draw_tiered, visits_for_day,
+)
 from smart_shelf_platform.rules.pricing import combined_discount, line_total
 
 Emit = Callable[[str, dict], None]  # (topic, event record)
@@ -36,14 +38,12 @@ class ShopperSettings:
     last_action_before_exit_s: int = 30
 
 
+# REFERENCE 5.2: shelf actions per visit, 20 % few, 50 % some, 30 % many (mean about 13).
+ACTIONS_PER_VISIT = ((0.20, 3, 6), (0.70, 7, 15), (1.0, 16, 30))
+
+
 def actions_for_visit(rng: random.Random) -> int:
-    """How many shelf actions a customer makes (REFERENCE 5.2: mean about 13)."""
-    r = rng.random()
-    if r < 0.20:
-        return rng.randint(3, 6)
-    if r < 0.70:
-        return rng.randint(7, 15)
-    return rng.randint(16, 30)
+    return draw_tiered(rng, ACTIONS_PER_VISIT)
 
 
 class IdSequence:

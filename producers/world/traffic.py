@@ -69,13 +69,22 @@ def allocate_to_slots(total: int, weights: tuple[int, ...]) -> list[int]:
     return counts
 
 
-def trip_minutes(rng: random.Random) -> int:
+def draw_tiered(rng: random.Random, tiers: tuple[tuple[float, int, int], ...]) -> int:
+    """A uniform integer from the first tier (cumulative probability, low, high) the draw hits."""
     r = rng.random()
-    if r < 0.35:
-        return rng.randint(10, 29)
-    if r < 0.74:
-        return rng.randint(30, 44)
-    return rng.randint(45, 75)
+    for cumulative, low, high in tiers:
+        if r < cumulative:
+            return rng.randint(low, high)
+    _, low, high = tiers[-1]
+    return rng.randint(low, high)
+
+
+# REFERENCE 5.1: 35 % short trips, 39 % medium, 26 % long.
+TRIP_MINUTES = ((0.35, 10, 29), (0.74, 30, 44), (1.0, 45, 75))
+
+
+def trip_minutes(rng: random.Random) -> int:
+    return draw_tiered(rng, TRIP_MINUTES)
 
 
 def visits_for_day(day: date, rng: random.Random, cfg: TrafficSettings,
