@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from smart_shelf_platform.rules.allocation import LotStock, allocate_fefo
+
 
 @dataclass
 class Lot:
@@ -34,19 +36,14 @@ class Lots:
         self.total += quantity
 
     def take_fefo(self, quantity: int) -> list[tuple[str, int]]:
-        """Take up to `quantity` units, earliest expiry first (then oldest received, then code);
+        """Take up to `quantity` units, earliest expiry first (the platform's own FEFO rule);
         returns [(batch_code, units)] actually taken."""
-        taken = []
-        need = quantity
-        for lot in sorted((lot for lot in self.by_code.values() if lot.quantity > 0),
-                          key=lambda lot: (lot.expiry_date, lot.received_date, lot.batch_code)):
-            if need == 0:
-                break
-            units = min(need, lot.quantity)
-            lot.quantity -= units
-            need -= units
-            taken.append((lot.batch_code, units))
-        self.total -= quantity - need
+        taken = allocate_fefo((LotStock(lot.batch_code, lot.received_date, lot.expiry_date,
+                                        lot.quantity) for lot in self.by_code.values()),
+                              quantity)
+        for batch_code, units in taken:
+            self.by_code[batch_code].quantity -= units
+            self.total -= units
         return taken
 
     def remove(self, batch_code: str, quantity: int) -> int:

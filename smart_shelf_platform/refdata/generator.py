@@ -29,6 +29,9 @@ import yaml
 
 from smart_shelf_platform.contracts.catalogue import POSTGRES_TABLES_BY_NAME, PostgresTable
 from smart_shelf_platform.contracts.types import Record
+from smart_shelf_platform.rules.replenishment import (
+    DEFAULT_MIN_QTY, DEFAULT_TARGET_PCT, DEFAULT_THRESHOLD_PCT, default_reorder_point,
+)
 
 CATALOGUE_PATH = Path(__file__).with_name("catalogue.yaml")
 DEFAULT_SIM_START = datetime(2026, 1, 1, 7, 0, tzinfo=timezone.utc)
@@ -50,10 +53,10 @@ DISCOUNTS_PER_WEEK = 60
 DISCOUNT_PCT_RANGE = (0.05, 0.35)
 
 # Default policies (REFERENCE 2.1: 30% threshold, min_qty 1; target 80% as in the training sim).
-SHELF_THRESHOLD_PCT = Decimal("30.00")
-SHELF_MIN_QTY = 1
-SHELF_TARGET_PCT = Decimal("80.00")
-WH_REORDER_POINT_FRACTION = 0.05
+# The values live with the rules that use them (smart_shelf_platform/rules/replenishment.py).
+SHELF_THRESHOLD_PCT = Decimal(f"{DEFAULT_THRESHOLD_PCT:.2f}")
+SHELF_MIN_QTY = DEFAULT_MIN_QTY
+SHELF_TARGET_PCT = Decimal(f"{DEFAULT_TARGET_PCT:.2f}")
 # policy_id = uuid5(POLICY_NAMESPACE, "shelf_policy:S001:BEVWAT0001"): stable across runs, so a
 # reload finds the same keys. The namespace is itself uuid5(NAMESPACE_URL, "smart-shelf/refdata").
 POLICY_NAMESPACE = uuid.UUID("2ebd57a7-ec89-5429-a1b6-66c3ad849888")
@@ -449,8 +452,7 @@ def store_tables(store_number: int, seed: int, skus: CatalogueSkus,
             store_id=[store_id] * n,
             policy_id=[policy_id("wh_policy", store_id, s) for s in skus.shelf_id],
             shelf_id=skus.shelf_id, item_category=[None] * n, item_subcategory=[None] * n,
-            reorder_point_qty=np.maximum(1, (WH_REORDER_POINT_FRACTION * shelves.wh_max)
-                                         .astype(np.int64)),
+            reorder_point_qty=[default_reorder_point(int(c)) for c in shelves.wh_max],
             active=[True] * n, notes=["default: 5% of warehouse capacity"] * n, **stamps)),
         "shelf_profiles": to_table(OUTPUTS_BY_NAME["shelf_profiles"].record, dict(
             store_id=[store_id] * n, shelf_id=skus.shelf_id,

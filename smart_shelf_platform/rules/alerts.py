@@ -1,0 +1,43 @@
+"""Alert identity and lifecycle: deterministic ids, cooldown, open -> acknowledged -> resolved.
+
+An alert episode starts when a condition becomes true and ends when it is resolved; its id is
+derived from what it is about and when the episode opened, so a replay produces the same id and
+the lifecycle steps of one alert always carry that id (REFERENCE 11 item 13).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+ALERT_NAMESPACE = uuid.UUID("a7d3c1b2-4e5f-5a6b-8c7d-9e0f1a2b3c4d")
+DEFAULT_COOLDOWN = timedelta(minutes=60)
+
+# status -> statuses it may move to
+TRANSITIONS = {
+    "open": {"acknowledged", "resolved", "dismissed"},
+    "acknowledged": {"resolved", "dismissed"},
+    "resolved": set(),
+    "dismissed": set(),
+}
+
+
+def alert_id(alert_type: str, store_id: str, shelf_id: str, location: str,
+             opened_at: datetime) -> str:
+    """The same alert episode always gets the same id."""
+    stamp = opened_at.replace(microsecond=0).isoformat()
+    return str(uuid.uuid5(ALERT_NAMESPACE,
+                          f"{alert_type}:{store_id}:{shelf_id}:{location}:{stamp}"))
+
+
+def can_transition(current: str, new: str) -> bool:
+    return new in TRANSITIONS.get(current, set())
+
+
+def should_open(condition: bool, active_since: datetime | None, last_resolved: datetime | None,
+                now: datetime, cooldown: timedelta = DEFAULT_COOLDOWN) -> bool:
+    """Open a new episode when the condition holds, no episode is active, and the last one was
+    resolved more than `cooldown` ago (so a flapping shelf does not flood the alerts)."""
+    if not condition or active_since is not None:
+        return False
+    return last_resolved is None or now - last_resolved >= cooldown
