@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     dagster_enabled: bool = Field(True, description="run the Dagster webserver and daemon")
     dagster_port: int = 13000
 
+    # Data quality
+    freshness_lag_minutes: float = Field(
+        60.0, description="streaming outputs older than this (simulated minutes) warn")
+
     # Delta Lake
     delta_root_override: str = Field("", alias="SMART_SHELF_DELTA_ROOT")
 

@@ -25,7 +25,7 @@ def resource(delta_root, **overrides) -> SmartShelfResource:
         env="local", delta_root=str(delta_root), data_dir=str(delta_root), postgres_host="x",
         postgres_port=1, postgres_db="x", postgres_user="x", postgres_password="x",
         redis_url="redis://127.0.0.1:1/0",  # nothing listens: the clock "never ran"
-        kafka_bootstrap="x:1", seed=42, stores=1, sim_start="2026-01-01T07:00:00+00:00")
+        kafka_bootstrap="x:1", seed=42, stores=1, sim_start="2026-01-01T07:00:00+00:00", freshness_lag_minutes=60.0)
     return SmartShelfResource(**(values | overrides))
 
 

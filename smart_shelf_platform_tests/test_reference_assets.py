@@ -56,7 +56,7 @@ def test_loading_without_the_files_fails_with_what_to_do(tmp_path):
         env="local", delta_root=str(tmp_path), data_dir=str(tmp_path), postgres_host="x",
         postgres_port=1, postgres_db="x", postgres_user="x", postgres_password="x",
         redis_url="redis://127.0.0.1:1/0", kafka_bootstrap="x:1", seed=42, stores=1,
-        sim_start="2026-01-01T07:00:00+00:00")
+        sim_start="2026-01-01T07:00:00+00:00", freshness_lag_minutes=60.0)
     result = dg.materialize([reference_tables], resources={"smart_shelf": smart_shelf},
                             raise_on_error=False)
     assert not result.success

@@ -4,5 +4,6 @@
 - `specs.py`: `AssetSpec`s built from the contracts catalogue (kinds, groups, column schemas);
 - `partitions.py`: daily and cutoff partitions and the mapping between them;
 - `resources.py`: the per-environment resource;
-- `kafka/`, `lake/` (Delta), `postgres/`, `reference/`: the assets (and sensors) of each store.
+- `kafka/`, `lake/` (Delta), `postgres/`, `reference/`: the assets (and sensors) of each store;
+- `quality/`: asset checks (rules in `smart_shelf_platform/quality.py`).
 """

@@ -9,7 +9,7 @@ variables, and are passed as `EnvVar`s so the UI never shows them.
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -42,6 +42,7 @@ class SmartShelfResource(dg.ConfigurableResource):
     seed: int
     stores: int
     sim_start: str  # ISO-8601 UTC
+    freshness_lag_minutes: float
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmartShelfResource:
@@ -61,11 +62,16 @@ class SmartShelfResource(dg.ConfigurableResource):
             postgres_password=password, redis_url=settings.redis_url,
             kafka_bootstrap=settings.kafka_bootstrap, seed=settings.seed, stores=settings.stores,
             sim_start=settings.sim_start.isoformat(),
+            freshness_lag_minutes=settings.freshness_lag_minutes,
         )
 
     @property
     def reference_dir(self) -> Path:
         return Path(self.data_dir) / "reference"
+
+    @property
+    def freshness_bound(self) -> timedelta:
+        return timedelta(minutes=self.freshness_lag_minutes)
 
     @property
     def sim_start_at(self) -> datetime:
