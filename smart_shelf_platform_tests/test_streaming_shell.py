@@ -1,0 +1,311 @@
+"""The streaming shell: contract checks on tiny static frames, the foot-traffic raw sink end to end.
+
+The pure tests need no Kafka, but the session `spark` fixture comes with the test stack, so the
+whole module is marked integration.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+from functools import partial
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import NewTopic
+from deltalake import DeltaTable
+
+from producers.bad_events import corrupt
+from smart_shelf_platform.clock import ClockKeys, RedisClock
+from smart_shelf_platform.contracts.events import DEAD_LETTER, FOOT_TRAFFIC, SHELF_EVENT
+from smart_shelf_platform.stack import topics
+from streaming import foot_traffic_raw_sink, shell
+
+pytestmark = pytest.mark.integration
+
+KAFKA_SCHEMA = ("key binary, value binary, topic string, partition int, offset long, "
+                "timestamp timestamp")
+RECEIVED = datetime(2026, 1, 1, 7, 5, tzinfo=timezone.utc)
+SIM_NOW = datetime(2026, 1, 1, 8, 0, tzinfo=timezone.utc)
+
+
+def foot_traffic_event(i: int = 0) -> dict:
+    return {"event_id": str(uuid.uuid4()), "event_type": "entry", "store_id": "S001",
+            "customer_id": str(uuid.uuid4()), "timestamp": f"2026-01-01T07:{i % 60:02d}:12.5Z",
+            "weekday": "Thursday", "time_slot": "07:00-08:00", "trip_duration_minutes": None}
+
+
+def shelf_event() -> dict:
+    return {"event_id": str(uuid.uuid4()), "event_type": "pickup", "store_id": "S001",
+            "shelf_id": "TSTSHL0001", "actor": "customer", "customer_id": str(uuid.uuid4()),
+            "batch_code": None, "quantity": 2, "unit_weight": 250.0, "delta_weight": None,
+            "plan_id": None, "timestamp": "2026-01-01T07:00:00Z"}
+
+
+def kafka_frame(spark, topic: str, payloads: list[bytes | None]):
+    rows = [(None, p, topic, 0, offset, RECEIVED) for offset, p in enumerate(payloads)]
+    return spark.createDataFrame(rows, KAFKA_SCHEMA)
+
+
+def reasons(spark, record, payloads, topic="t", **kwargs) -> list[str | None]:
+    parsed = shell.parse_events(kafka_frame(spark, topic, payloads), record, **kwargs)
+    return [r[shell.REASON] for r in parsed.orderBy("_offset").collect()]
+
+
+def as_bytes(event: dict) -> bytes:
+    return json.dumps(event).encode()
+
+
+# ------------------------------------------------------------------------------------------------
+# Pure transforms
+# ------------------------------------------------------------------------------------------------
+
+
+def test_a_valid_event_has_no_reason_and_every_field_typed(spark):
+    event = dict(foot_traffic_event(), event_type="exit", trip_duration_minutes=23)
+    row = shell.parse_events(kafka_frame(spark, "foot_traffic", [as_bytes(event)]),
+                             FOOT_TRAFFIC).collect()[0]
+    assert row[shell.REASON] is None
+    assert row["timestamp"] == datetime(2026, 1, 1, 7, 0, 12, 500000)
+    assert row["trip_duration_minutes"] == 23
+    assert {k: row[k] for k in ("event_id", "event_type", "store_id", "customer_id")} == {
+        k: event[k] for k in ("event_id", "event_type", "store_id", "customer_id")}
+    assert (row["_source"], row["_partition"], row["_offset"]) == ("foot_traffic", 0, 0)
+    assert json.loads(row["_payload"]) == event
+    assert list(shell.valid_rows(
+        shell.parse_events(kafka_frame(spark, "x", [as_bytes(event)]), FOOT_TRAFFIC),
+        FOOT_TRAFFIC).columns) == FOOT_TRAFFIC.field_names
+
+
+@pytest.mark.parametrize(("defect", "topic", "expected"), [
+    ("broken_json", "foot_traffic", "malformed JSON"),
+    ("wrong_type", "foot_traffic", "customer_id: not a uuid"),
+    ("missing_field", "foot_traffic", "missing field timestamp"),
+    ("broken_json", "shelf_events", "malformed JSON"),
+    ("wrong_type", "shelf_events", "quantity: not an integer"),
+    ("missing_field", "shelf_events", "missing field timestamp"),
+    ("negative_quantity", "shelf_events", "negative quantity"),
+    ("unknown_shelf", "shelf_events", "unknown shelf UNKNOWN9999"),
+])
+def test_each_bad_event_defect_gets_its_reason(spark, defect, topic, expected):
+    record, event = ((FOOT_TRAFFIC, foot_traffic_event()) if topic == "foot_traffic"
+                     else (SHELF_EVENT, shelf_event()))
+    known = spark.createDataFrame([("S001", "TSTSHL0001")], "store_id string, shelf_id string")
+    got = reasons(spark, record, [as_bytes(event), corrupt(defect, topic, event)],
+                  known_shelves=known)
+    assert got == [None, expected]
+
+
+@pytest.mark.parametrize("topic", ["foot_traffic", "shelf_events"])
+def test_a_future_timestamp_is_flagged_against_the_simulated_clock(spark, topic):
+    record, event = ((FOOT_TRAFFIC, foot_traffic_event()) if topic == "foot_traffic"
+                     else (SHELF_EVENT, shelf_event()))
+    parsed = shell.parse_events(
+        kafka_frame(spark, topic, [as_bytes(event), corrupt("future_timestamp", topic, event)]),
+        record)
+    flagged = shell.future_timestamp_reason(parsed, SIM_NOW).orderBy("_offset")
+    assert [r[shell.REASON] for r in flagged.collect()] == [None, "timestamp in the future"]
+    unchecked = shell.future_timestamp_reason(parsed, None).orderBy("_offset")
+    assert [r[shell.REASON] for r in unchecked.collect()] == [None, None]
+
+
+def test_other_contract_breaches_are_named(spark):
+    base = shelf_event()
+    payloads = [
+        as_bytes(dict(base, event_type="steal")),
+        as_bytes(dict(base, timestamp="yesterday")),
+        as_bytes(dict(base, timestamp=1767250800)),
+        as_bytes(dict(base, store_id=None, colour="red")),
+        as_bytes(dict(base, quantity="3")),
+        b"[1, 2]",
+        b"\xff\xfe\x00",
+        None,
+    ]
+    assert reasons(spark, SHELF_EVENT, payloads) == [
+        "event_type: 'steal' is not one of pickup, putback, weight_change, expired_removal",
+        "timestamp: not an ISO-8601 timestamp",
+        "timestamp: not an ISO-8601 timestamp",
+        "missing field store_id; unexpected field colour",
+        "quantity: not an integer",
+        "payload is not a JSON object",
+        "payload is not UTF-8 text",
+        "empty payload",
+    ]
+
+
+def test_deduplicate_drops_repeated_event_ids_but_never_merges_bad_rows(spark):
+    event = as_bytes(foot_traffic_event())
+    payloads = [event, event, b"{broken", b"{broken", as_bytes(foot_traffic_event())]
+    deduped = shell.deduplicate(shell.parse_events(kafka_frame(spark, "t", payloads), FOOT_TRAFFIC))
+    offsets = sorted(r["_offset"] for r in deduped.collect())
+    assert len(offsets) == 4 and offsets[0] in (0, 1) and offsets[1:] == [2, 3, 4]
+
+
+def test_dead_letter_rows_follow_the_contract_with_deterministic_ids(spark):
+    broken = corrupt("broken_json", "foot_traffic", foot_traffic_event())
+    missing = corrupt("missing_field", "foot_traffic", foot_traffic_event())
+    parsed = shell.parse_events(kafka_frame(spark, "ft", [broken, missing]), FOOT_TRAFFIC)
+    rows = shell.dead_letter_rows(parsed, "probe").orderBy("source_offset").collect()
+    assert [list(r.asDict()) for r in rows] == [DEAD_LETTER.field_names] * 2
+    assert [r.event_id for r in rows] == [
+        str(uuid.uuid5(shell.DEAD_LETTER_NAMESPACE, f"ft|0|{i}")) for i in range(2)]
+    assert [r.store_id for r in rows] == [None, "S001"]
+    assert [r.payload.encode() for r in rows] == [broken, missing]
+    assert [r.reason for r in rows] == ["malformed JSON", "missing field timestamp"]
+    assert {r.detected_by for r in rows} == {"probe"} and {r.received_at for r in rows} == {
+        RECEIVED.replace(tzinfo=None)}
+
+
+def test_append_and_merge_are_idempotent_per_batch_id(spark, tmp_path):
+    from delta.tables import DeltaTable as SparkDeltaTable
+
+    path = str(tmp_path / "counts")
+    rows = spark.createDataFrame([("a", 1), ("b", 1)], "k string, n int")
+    shell.append_idempotent(rows, path, "probe", 0)
+    shell.append_idempotent(rows, path, "probe", 0)
+    assert spark.read.format("delta").load(path).count() == 2
+
+    def merge_once(batch_id: int) -> None:
+        merge = (SparkDeltaTable.forPath(spark, path).alias("t")
+                 .merge(rows.alias("s"), "t.k = s.k")
+                 .whenMatchedUpdate(set={"n": "t.n + s.n"}).whenNotMatchedInsertAll())
+        shell.merge_idempotent(spark, merge, "probe-merge", batch_id)
+
+    merge_once(0)
+    merge_once(0)  # a replay: nothing changes
+    totals = {r.k: r.n for r in spark.read.format("delta").load(path).collect()}
+    assert totals == {"a": 2, "b": 2}
+    merge_once(1)
+    totals = {r.k: r.n for r in spark.read.format("delta").load(path).collect()}
+    assert totals == {"a": 3, "b": 3}
+    assert spark.conf.get(shell.TXN_APP_ID_CONF, None) is None
+
+
+def test_uuid5_expression_matches_python(spark):
+    names = ["foot_traffic|0|0", "shelf_events|3|123456789", ""]
+    df = spark.createDataFrame([(n,) for n in names], "name string")
+    got = [r[0] for r in df.select(shell.uuid5(shell.DEAD_LETTER_NAMESPACE, df["name"])).collect()]
+    assert got == [str(uuid.uuid5(shell.DEAD_LETTER_NAMESPACE, n)) for n in names]
+
+
+# ------------------------------------------------------------------------------------------------
+# The foot-traffic raw sink end to end
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def kafka_topics(settings):
+    """Fresh input and dead-letter topics of this test's own (one partition: order is kept)."""
+    names = [f"test-ft-{uuid.uuid4().hex[:8]}", f"test-dl-{uuid.uuid4().hex[:8]}"]
+    admin = topics.admin_client(settings)
+    for future in admin.create_topics([NewTopic(n, 1, 1) for n in names]).values():
+        future.result()
+    yield names
+    admin.delete_topics(names)
+
+
+def produce(settings, topic: str, payloads: list[bytes]) -> None:
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True})
+    for payload in payloads:
+        producer.produce(topic, value=payload)
+    assert producer.flush(10) == 0
+
+
+def consume_all(settings, topic: str) -> list:
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
+                         "group.id": f"test-{uuid.uuid4()}", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    _, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+    messages = []
+    try:
+        while len(messages) < high:
+            msg = consumer.poll(5.0)
+            assert msg is not None, f"only {len(messages)} of {high} messages came back"
+            if not msg.error():
+                messages.append(msg)
+    finally:
+        consumer.close()
+    return messages
+
+
+def delta_rows(path: str) -> list[dict]:
+    return DeltaTable(path).to_pyarrow_table().to_pylist()
+
+
+def test_raw_sink_writes_each_event_once_dead_letters_the_rest_and_replays_idempotently(
+        settings, spark, tmp_path, kafka_topics, redis_conn, prefix):
+    topic, dead_topic = kafka_topics
+    redis_conn.set(ClockKeys(prefix).now, SIM_NOW.isoformat())
+    valid = [foot_traffic_event(i) for i in range(20)]
+    bad = {defect: corrupt(defect, "foot_traffic", foot_traffic_event())
+           for defect in ("broken_json", "wrong_type", "missing_field", "future_timestamp")}
+    expected_reasons = {"broken_json": "malformed JSON", "wrong_type": "customer_id: not a uuid",
+                        "missing_field": "missing field timestamp",
+                        "future_timestamp": "timestamp in the future"}
+    # Duplicates come last so they land in a later micro-batch than their originals.
+    produce(settings, topic, [as_bytes(e) for e in valid] + list(bad.values())
+            + [as_bytes(valid[3]), as_bytes(valid[17])])
+
+    raw_path, dead_path = str(tmp_path / "raw_foot_traffic"), str(tmp_path / "dead_letter")
+    build = partial(foot_traffic_raw_sink.build, topic=topic, raw_path=raw_path,
+                    dead_letter_path=dead_path, dead_letter_topic=dead_topic,
+                    clock=RedisClock(redis_conn, prefix), max_offsets_per_trigger=10)
+
+    def run_to_end():
+        query = shell.start_query(spark, settings, foot_traffic_raw_sink.NAME, build,
+                                  checkpoint_root=str(tmp_path / "checkpoints"), available_now=True)
+        query.awaitTermination(120)
+        assert query.exception() is None
+        assert not query.isActive
+        return sum(p["numInputRows"] for p in query.recentProgress)
+
+    assert run_to_end() == 26
+    raw = delta_rows(raw_path)
+    assert len(raw) == 20
+    assert sorted(r["event_id"] for r in raw) == sorted(e["event_id"] for e in valid)
+    dead = {r["payload"].encode(): r for r in delta_rows(dead_path)}
+    assert set(dead) == set(bad.values())
+    for defect, payload in bad.items():
+        assert dead[payload]["reason"] == expected_reasons[defect], defect
+        assert dead[payload]["source"] == topic
+        assert dead[payload]["detected_by"] == foot_traffic_raw_sink.NAME
+    published = [json.loads(m.value()) for m in consume_all(settings, dead_topic)]
+    assert sorted(p["event_id"] for p in published) == sorted(r["event_id"] for r in dead.values())
+    assert {p["payload"].encode() for p in published} == set(bad.values())
+
+    # A crash after the Delta commits but before the checkpoint commit: the last batch replays.
+    commits = tmp_path / "checkpoints" / foot_traffic_raw_sink.NAME / "commits"
+    last = max((p for p in commits.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    assert int(last.name) == 2, "26 records at 10 per trigger: three micro-batches, no empty one"
+    last.unlink()
+    (commits / f".{last.name}.crc").unlink(missing_ok=True)
+    versions = DeltaTable(raw_path).version(), DeltaTable(dead_path).version()
+
+    assert run_to_end() == 6  # the last batch (offsets 20..25) read again
+    assert (DeltaTable(raw_path).version(), DeltaTable(dead_path).version()) == versions
+    assert sorted(r["event_id"] for r in delta_rows(raw_path)) == sorted(r["event_id"] for r in raw)
+    assert len(delta_rows(dead_path)) == len(bad)
+    # The topic is at-least-once: a replay may publish again, but only the same ids.
+    republished = {json.loads(m.value())["event_id"] for m in consume_all(settings, dead_topic)}
+    assert republished == {r["event_id"] for r in dead.values()}
+
+
+def test_the_tables_created_by_up_accept_the_sinks_rows(settings, spark, tmp_path):
+    """delta-rs creates the contract tables; Spark must append to them without a schema change."""
+    import shutil
+
+    from smart_shelf_platform.stack.delta_tables import table_uri
+
+    event = foot_traffic_event()
+    parsed = shell.parse_events(
+        kafka_frame(spark, "foot_traffic", [as_bytes(event), b"{broken"]), FOOT_TRAFFIC)
+    for spec, rows in ((foot_traffic_raw_sink.RAW_TABLE, shell.valid_rows(parsed, FOOT_TRAFFIC)),
+                       (shell.DEAD_LETTER_TABLE, shell.dead_letter_rows(parsed, "probe"))):
+        copy = tmp_path / spec.name
+        shutil.copytree(table_uri(settings.delta_root, spec), copy)
+        before = DeltaTable(str(copy)).schema().to_arrow()
+        shell.append_idempotent(rows, str(copy), "probe", 0)
+        table = DeltaTable(str(copy))
+        assert table.schema().to_arrow() == before, spec.path
+        assert len(table.to_pyarrow_table()) >= 1, spec.path

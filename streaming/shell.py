@@ -1,0 +1,391 @@
+"""The shell every streaming query shares: read Kafka, check contracts, dedupe, write idempotently.
+
+A query is `read_kafka` -> `parse_events` -> `deduplicate` -> `foreachBatch` (dead letters via
+`write_dead_letters`, valid rows via `append_idempotent` / `merge_idempotent`), started by
+`start_query`. Only this module knows about Kafka options, checkpoints and Delta write options
+(STYLE.md, "Streaming and producers"); the transforms are pure DataFrame -> DataFrame functions that
+work on a static frame with Kafka's columns, so tests call them on tiny frames.
+
+Every row keeps where it came from (`_source`, `_partition`, `_offset`, `_kafka_ts`), the original
+text (`_payload`) and `_reason`: null when the row honours its contract, otherwise a readable list
+of what is wrong. Rows with a reason go to `raw/dead_letter` and the `dead_letter` topic; the query
+keeps running.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import redis
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
+
+from smart_shelf_platform.clock import ClockNotRunning, RedisClock, as_utc
+from smart_shelf_platform.contracts.catalogue import DELTA_TABLES_BY_PATH, TOPICS_BY_NAME
+from smart_shelf_platform.contracts.types import Field, Record
+from smart_shelf_platform.settings import Settings
+from smart_shelf_platform.stack.delta_tables import table_uri
+
+log = logging.getLogger(__name__)
+
+META_COLUMNS = ("_source", "_partition", "_offset", "_kafka_ts", "_payload", "_reason")
+REASON = "_reason"
+
+# Dead-letter ids are uuid5(DEAD_LETTER_NAMESPACE, "source|partition|offset"): the same Kafka record
+# always gets the same id, so a replayed batch republishes the same ids and consumers dedupe.
+DEAD_LETTER_NAMESPACE = uuid.UUID("6b0c4f0e-3f6a-5a8e-9c1d-7d2f1e0a9b44")
+DEAD_LETTER_TOPIC = TOPICS_BY_NAME["dead_letter"].name
+DEAD_LETTER_TABLE = DELTA_TABLES_BY_PATH["raw/dead_letter"]
+
+# Delta's idempotent-DML session confs (Delta PR #1555): MERGE/UPDATE/DELETE skip when the table
+# already recorded this (app id, version) or a later version.
+TXN_APP_ID_CONF = "spark.databricks.delta.write.txnAppId"
+TXN_VERSION_CONF = "spark.databricks.delta.write.txnVersion"
+
+# Counts that can never be negative. The contract language has no minimum, so the list lives here.
+NON_NEGATIVE_FIELDS = frozenset({"quantity", "total_items", "trip_duration_minutes"})
+
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_CORRUPT = "_corrupt"
+
+# JSON kind (as `schema_of_variant` names it) each logical kind accepts, and how a reason names it.
+_INTEGER_KINDS = r"^(TINYINT|SMALLINT|INT|BIGINT|DECIMAL\(\d+,0\))$"
+_NUMBER_KINDS = r"^(TINYINT|SMALLINT|INT|BIGINT|DECIMAL\(\d+,\d+\)|FLOAT|DOUBLE)$"
+_JSON_KIND = {
+    "string": ("^STRING$", "a string"), "enum": ("^STRING$", "a string"),
+    "json": ("^STRING$", "a string"), "uuid": ("^STRING$", "a uuid"),
+    "timestamp": ("^STRING$", "an ISO-8601 timestamp"), "date": ("^STRING$", "an ISO-8601 date"),
+    "int": (_INTEGER_KINDS, "an integer"), "long": (_INTEGER_KINDS, "an integer"),
+    "double": (_NUMBER_KINDS, "a number"), "decimal": (_NUMBER_KINDS, "a number"),
+    "bool": ("^BOOLEAN$", "a boolean"), "array": ("^ARRAY", "an array"),
+}
+
+# ------------------------------------------------------------------------------------------------
+# Read
+# ------------------------------------------------------------------------------------------------
+
+
+def read_kafka(spark: SparkSession, settings: Settings, topics: list[str], *,
+               starting_offsets: str = "earliest", max_offsets_per_trigger: int | None = None,
+               fail_on_data_loss: bool = True) -> DataFrame:
+    """Streaming Kafka rows: key, value, topic, partition, offset, timestamp (+ timestampType).
+
+    `failOnDataLoss` stays true: offsets that vanished (retention ran past a stopped query, a topic
+    re-created) are lost events, and a query must stop rather than skip them silently. Pass false
+    only for a query whose output is rebuilt from elsewhere, and say so where it is passed.
+    """
+    reader = (spark.readStream.format("kafka")
+              .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
+              .option("subscribe", ",".join(topics))
+              .option("startingOffsets", starting_offsets)
+              .option("failOnDataLoss", str(fail_on_data_loss).lower()))
+    if max_offsets_per_trigger is not None:
+        reader = reader.option("maxOffsetsPerTrigger", str(max_offsets_per_trigger))
+    return reader.load()
+
+
+# ------------------------------------------------------------------------------------------------
+# Transform: contract checks (pure)
+# ------------------------------------------------------------------------------------------------
+
+
+def parse_events(raw: DataFrame, record: Record, *,
+                 known_shelves: DataFrame | None = None) -> DataFrame:
+    """Kafka rows -> one column per field of `record`, the provenance columns and `_reason`.
+
+    The value is parsed twice: with `from_json(record.spark_schema())` for the typed columns, and as
+    a VARIANT to see what the JSON really holds, so a field that is absent ("missing field x") is
+    told from one of the wrong JSON type ("x: not an integer") or one whose text does not parse
+    ("timestamp: not an ISO-8601 timestamp") instead of all three turning silently into null.
+    Items of array fields (receipt lines) are checked by the typed parse only: a bad item gives the
+    catch-all reason "does not match the <record> contract", not the item's field name.
+    """
+    framed = raw.select(
+        F.col("topic").alias("_source"), F.col("partition").alias("_partition"),
+        F.col("offset").alias("_offset"), F.col("timestamp").alias("_kafka_ts"),
+        payload_text(F.col("value")).alias("_payload"),
+        envelope_reason(F.col("value")).alias("_envelope"),
+    )
+    schema = T.StructType(list(record.spark_schema().fields)
+                          + [T.StructField(_CORRUPT, T.StringType())])
+    parsed = (framed
+              .withColumn("_event", F.from_json(
+                  "_payload", schema,
+                  {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}))
+              .withColumn("_json", F.expr("try_parse_json(_payload)")))
+    reason = F.coalesce(
+        F.col("_envelope"),
+        F.when(F.col("_json").isNull(), F.lit("malformed JSON")),
+        F.when(~F.expr("schema_of_variant(_json)").startswith("OBJECT"),
+               F.lit("payload is not a JSON object")),
+        _joined([*(_field_reason(f) for f in record.fields), _unexpected_fields_reason(record),
+                 *(_negative_reason(f) for f in record.fields if f.name in NON_NEGATIVE_FIELDS)]),
+        F.when(F.col(f"_event.{_CORRUPT}").isNotNull(),
+               F.lit(f"does not match the {record.name} contract")),
+    )
+    checked = parsed.select(
+        *(F.col(f"_event.{f.name}").alias(f.name) for f in record.fields),
+        "_source", "_partition", "_offset", "_kafka_ts", "_payload", reason.alias(REASON))
+    if known_shelves is not None and "shelf_id" in record.field_names:
+        checked = unknown_shelf_reason(checked, known_shelves)
+    return checked
+
+
+def payload_text(value: Column) -> Column:
+    """The value as UTF-8 text; bytes that are not UTF-8 are kept as "base64:..." (DEAD_LETTER)."""
+    text = value.cast("string")
+    return F.when(_is_utf8(text), text).otherwise(F.concat(F.lit("base64:"), F.base64(value)))
+
+
+def _is_utf8(text: Column) -> Column:
+    return F.call_function("is_valid_utf8", text)
+
+
+def envelope_reason(value: Column) -> Column:
+    """What is wrong with the message before any JSON is looked at, or null."""
+    return (F.when(value.isNull(), F.lit("empty payload"))
+            .when(~_is_utf8(value.cast("string")), F.lit("payload is not UTF-8 text")))
+
+
+def _field_reason(field: Field) -> Column:
+    element = F.expr(f"variant_get(_json, '$.{field.name}')")
+    present = element.isNotNull() & ~F.call_function("is_variant_null", element)
+    typed = F.col(f"_event.{field.name}")
+    kind_pattern, label = _JSON_KIND[field.type.kind]
+    wrong = ~F.call_function("schema_of_variant", element).rlike(kind_pattern) | typed.isNull()
+    if field.type.kind == "uuid":
+        wrong = wrong | ~typed.rlike(UUID_PATTERN)
+    absent_reason = None if field.nullable else F.lit(f"missing field {field.name}")
+    checks = F.when(~present, absent_reason).when(wrong, F.lit(f"{field.name}: not {label}"))
+    if field.type.kind == "enum":
+        checks = checks.when(~typed.isin(*field.type.enum_values), _enum_message(field, typed))
+    return checks
+
+
+def _enum_message(field: Field, typed: Column) -> Column:
+    allowed = ", ".join(field.type.enum_values)
+    return F.concat(F.lit(f"{field.name}: '"), typed, F.lit(f"' is not one of {allowed}"))
+
+
+def _unexpected_fields_reason(record: Record) -> Column:
+    extra = F.array_except(F.expr("json_object_keys(_payload)"),
+                           F.array(*(F.lit(n) for n in record.field_names)))
+    return F.when(F.size(extra) > 0,
+                  F.concat(F.lit("unexpected field "), F.array_join(extra, ", ")))
+
+
+def _negative_reason(field: Field) -> Column:
+    return F.when(F.col(f"_event.{field.name}") < 0, F.lit(f"negative {field.name}"))
+
+
+def _joined(reasons: list[Column]) -> Column:
+    """All non-null reasons joined with "; ", or null when there are none."""
+    text = F.concat_ws("; ", *reasons)
+    return F.when(F.length(text) > 0, text)
+
+
+def append_reason(df: DataFrame, condition: Column, message: Column | str) -> DataFrame:
+    """Add `message` to `_reason` where `condition` holds (a null condition adds nothing)."""
+    message = F.lit(message) if isinstance(message, str) else message
+    current = F.col(REASON)
+    added = F.when(current.isNull(), message).otherwise(F.concat_ws("; ", current, message))
+    return df.withColumn(REASON, F.when(F.coalesce(condition, F.lit(False)), added)
+                         .otherwise(current))
+
+
+def unknown_shelf_reason(df: DataFrame, known_shelves: DataFrame) -> DataFrame:
+    """Flag shelves not in `known_shelves` (store_id, shelf_id); the left join keeps every row."""
+    known = F.broadcast(known_shelves.select("store_id", "shelf_id").distinct()
+                        .withColumn("_known_shelf", F.lit(True)))
+    columns = df.columns
+    joined = df.join(known, on=["store_id", "shelf_id"], how="left")
+    flagged = append_reason(
+        joined, F.col("shelf_id").isNotNull() & F.col("_known_shelf").isNull(),
+        F.concat(F.lit("unknown shelf "), F.col("shelf_id")))
+    return flagged.select(*columns)
+
+
+def future_timestamp_reason(df: DataFrame, sim_now: datetime | None,
+                            tolerance: timedelta = timedelta(days=1)) -> DataFrame:
+    """Flag events stamped after simulated now + tolerance; no check when the clock never ran.
+
+    `sim_now` is read on the driver once per micro-batch (`read_sim_now`), so the frame stays pure.
+    """
+    if sim_now is None:
+        return df
+    return append_reason(df, F.col("timestamp") > F.lit(as_utc(sim_now) + tolerance),
+                         "timestamp in the future")
+
+
+def read_sim_now(clock: RedisClock) -> datetime | None:
+    """Simulated now, or None when the clock never ran or Redis is unreachable.
+
+    The future check is a plausibility check: skipping it for a batch is better than stopping
+    ingestion because the clock's store is away.
+    """
+    try:
+        return clock.now()
+    except ClockNotRunning:
+        return None
+    except redis.RedisError as exc:
+        log.warning("no simulated time (%s): future-timestamp check skipped for this batch", exc)
+        return None
+
+
+def valid_rows(df: DataFrame, record: Record) -> DataFrame:
+    """The rows that honour the contract, with the contract's columns only."""
+    return df.where(F.col(REASON).isNull()).select(*record.field_names)
+
+
+# ------------------------------------------------------------------------------------------------
+# Transform: deduplication (stateful)
+# ------------------------------------------------------------------------------------------------
+
+
+def deduplicate(df: DataFrame, watermark: str = "10 minutes") -> DataFrame:
+    """Drop repeated events within a wall-clock watermark on `_kafka_ts`.
+
+    Valid rows are keyed by `event_id`; rows with a reason by their Kafka position, so two different
+    malformed records are never merged (and a bad copy cannot hide the good event of the same id).
+    The bound: state is kept for `watermark` of Kafka time, so a duplicate arriving later than that
+    (a bridge down for longer, a producer replaying an old backlog) is NOT caught here; downstream
+    writes must stay idempotent by key for those.
+    """
+    position = F.concat_ws("|", F.lit("at"), "_source", "_partition", "_offset")
+    key = F.when(F.col(REASON).isNull() & F.col("event_id").isNotNull(),
+                 F.concat(F.lit("id|"), F.col("event_id"))).otherwise(position)
+    keyed = df.withColumn("_dedup_key", key)
+    if keyed.isStreaming:
+        deduped = (keyed.withWatermark("_kafka_ts", watermark)
+                   .dropDuplicatesWithinWatermark(["_dedup_key"]))
+    else:  # Spark refuses the watermark variant on static frames (tests, backfills)
+        deduped = keyed.dropDuplicates(["_dedup_key"])
+    return deduped.drop("_dedup_key")
+
+
+# ------------------------------------------------------------------------------------------------
+# Write (inside foreachBatch)
+# ------------------------------------------------------------------------------------------------
+
+
+def append_idempotent(df: DataFrame, path: str, app_id: str, batch_id: int) -> None:
+    """Append to a Delta table once per (app_id, batch_id): a replayed batch writes nothing."""
+    (df.write.format("delta").mode("append")
+     .option("txnAppId", app_id).option("txnVersion", batch_id)
+     .save(path))
+
+
+def merge_idempotent(spark: SparkSession, merge, app_id: str, batch_id: int) -> None:
+    """Execute a Delta MERGE (a `DeltaMergeBuilder`) once per (app_id, batch_id).
+
+    MERGE takes no writer options, so Delta reads the transaction id from session confs; they are
+    unset afterwards so no later write inherits them. Inside foreachBatch pass
+    `batch_df.sparkSession`: each streaming query runs in its own cloned session, so two queries
+    hosted in one driver do not see each other's confs.
+    """
+    spark.conf.set(TXN_APP_ID_CONF, app_id)
+    spark.conf.set(TXN_VERSION_CONF, str(batch_id))
+    try:
+        merge.execute()
+    finally:
+        spark.conf.unset(TXN_APP_ID_CONF)
+        spark.conf.unset(TXN_VERSION_CONF)
+
+
+def dead_letter_rows(df: DataFrame, query_name: str) -> DataFrame:
+    """Rows with a reason, as DEAD_LETTER records (pure)."""
+    name = F.concat_ws("|", "_source", "_partition", "_offset")
+    return df.where(F.col(REASON).isNotNull()).select(
+        uuid5(DEAD_LETTER_NAMESPACE, name).alias("event_id"),
+        F.get_json_object("_payload", "$.store_id").alias("store_id"),
+        F.col("_source").alias("source"),
+        F.col("_partition").cast("int").alias("source_partition"),
+        F.col("_offset").cast("long").alias("source_offset"),
+        F.lit(query_name).alias("detected_by"),
+        F.col(REASON).alias("reason"),
+        F.col("_payload").alias("payload"),
+        F.col("_kafka_ts").alias("received_at"),
+    )
+
+
+def uuid5(namespace: uuid.UUID, name: Column) -> Column:
+    """`uuid.uuid5(namespace, name)` as a Spark expression (RFC 4122: SHA-1, version, variant)."""
+    digest = F.sha1(F.concat(F.unhex(F.lit(namespace.hex)), name.cast("binary")))
+    variant = F.lower(F.hex(F.conv(F.substring(digest, 17, 1), 16, 10).cast("int")
+                            .bitwiseAND(3).bitwiseOR(8)))
+    return F.concat_ws(
+        "-", F.substring(digest, 1, 8), F.substring(digest, 9, 4),
+        F.concat(F.lit("5"), F.substring(digest, 14, 3)),
+        F.concat(variant, F.substring(digest, 18, 3)), F.substring(digest, 21, 12))
+
+
+def write_dead_letters(batch_df: DataFrame, batch_id: int, query_name: str, settings: Settings, *,
+                       table_path: str | None = None, topic: str = DEAD_LETTER_TOPIC) -> int:
+    """Send the batch's rows with a reason to the dead-letter topic and table; returns their count.
+
+    Kafka first, Delta second: a crash in between replays the batch, which publishes the same
+    deterministic ids again (the topic is at-least-once, consumers dedupe by event_id) while the
+    Delta append, keyed by (f"{query_name}/dead_letter", batch_id), happens exactly once.
+    """
+    dead = dead_letter_rows(batch_df, query_name)
+    count = dead.count()
+    if count == 0:
+        return 0
+    publish_json(dead, settings, topic, key_column="source")
+    append_idempotent(dead, table_path or table_uri(settings.delta_root, DEAD_LETTER_TABLE),
+                      f"{query_name}/dead_letter", batch_id)
+    log.warning("%s batch %d: %d record(s) sent to the dead letters", query_name, batch_id, count)
+    return count
+
+
+def publish_json(df: DataFrame, settings: Settings, topic: str, *, key_column: str) -> None:
+    """Write each row as a JSON object to a Kafka topic, keyed by one of its columns."""
+    (df.select(F.col(key_column).cast("string").alias("key"),
+               F.to_json(F.struct(*df.columns)).alias("value"))
+     .write.format("kafka")
+     .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
+     .option("topic", topic)
+     .save())
+
+
+# ------------------------------------------------------------------------------------------------
+# Run
+# ------------------------------------------------------------------------------------------------
+
+Build = Callable[[SparkSession, Settings], DataStreamWriter]
+
+
+@dataclass(frozen=True)
+class StreamingQuerySpec:
+    """A named query and the function that builds its writer; the runner adds the rest."""
+
+    name: str
+    build: Build
+
+    def start(self, spark: SparkSession, settings: Settings, **options) -> StreamingQuery:
+        return start_query(spark, settings, self.name, self.build, **options)
+
+
+def checkpoint_location(settings: Settings, name: str, checkpoint_root: str | None = None) -> str:
+    root = str(checkpoint_root or f"{settings.delta_root.rstrip('/')}/_checkpoints")
+    return f"{root.rstrip('/')}/{name}"
+
+
+def start_query(spark: SparkSession, settings: Settings, name: str, build: Build, *,
+                trigger_seconds: float = 2, checkpoint_root: str | None = None,
+                available_now: bool = False) -> StreamingQuery:
+    """Start a query with its name and checkpoint; `available_now` drains the backlog and stops."""
+    writer = (build(spark, settings).queryName(name)
+              .option("checkpointLocation", checkpoint_location(settings, name, checkpoint_root)))
+    if available_now:
+        writer = writer.trigger(availableNow=True)
+    else:
+        writer = writer.trigger(processingTime=f"{trigger_seconds} seconds")
+    return writer.start()
+
