@@ -100,22 +100,43 @@ def test_two_runs_with_one_seed_buffer_the_same_event_stream(settings, clean_str
     assert fingerprints[0] == fingerprints[1]
 
 
-def _ids_in_kafka(settings, topics, wanted: set[str], timeout_s: float = 60) -> dict[str, int]:
-    """How many times each wanted event id appears in the topics (read from the beginning)."""
+def _end_offsets(settings, topics) -> list:
+    """Where each partition of the topics ends now: later reads start there, so events of
+    earlier runs (same seed, same ids) are not counted."""
+    import uuid
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
+                         "group.id": f"offsets-{uuid.uuid4()}"})
+    try:
+        metadata = consumer.list_topics(timeout=10).topics
+        return [TopicPartition(t, p, consumer.get_watermark_offsets(
+                    TopicPartition(t, p), timeout=10)[1])
+                for t in topics for p in metadata[t].partitions]
+    finally:
+        consumer.close()
+
+
+def _ids_in_kafka(settings, start_at: list, wanted: set[str],
+                  timeout_s: float = 60) -> dict[str, int]:
+    """How many times each wanted event id appears after the `start_at` offsets."""
     import json
     import uuid
 
     from confluent_kafka import Consumer
 
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
-                         "group.id": f"verify-{uuid.uuid4()}", "auto.offset.reset": "earliest",
-                         "enable.auto.commit": False})
-    consumer.subscribe(list(topics))
+                         "group.id": f"verify-{uuid.uuid4()}", "enable.auto.commit": False})
+    consumer.assign(start_at)
     seen: dict[str, int] = {}
     deadline = time.monotonic() + timeout_s
+    idle_polls = 0
     try:
-        while time.monotonic() < deadline and len(seen) < len(wanted):
-            for msg in consumer.consume(num_messages=10_000, timeout=1):
+        while time.monotonic() < deadline and idle_polls < 3:
+            messages = consumer.consume(num_messages=10_000, timeout=1)
+            idle_polls = 0 if messages else idle_polls + 1
+            for msg in messages:
                 if msg.error():
                     continue
                 try:
@@ -141,6 +162,7 @@ def test_simulated_events_reach_kafka_once_each_across_a_bridge_sigkill(settings
     written = {fields[b"id"].decode() for s in streams for _, fields in client.xrange(s)}
     assert len(written) == sim.events_emitted > 5000
 
+    start_at = _end_offsets(settings, EVENT_TOPICS)
     bridge = [sys.executable, "-m", "producers.bridge", "--prefix", prefix,
               "--consumer", "test-sigkill", "--read-count", "500", "--max-in-flight", "1000"]
     env = {**os.environ, **settings.as_env()}
@@ -159,7 +181,7 @@ def test_simulated_events_reach_kafka_once_each_across_a_bridge_sigkill(settings
     assert second.returncode == 0, second.stderr[-2000:]
     assert sum(client.xlen(s) for s in streams) == 0
 
-    seen = _ids_in_kafka(settings, EVENT_TOPICS, written)
+    seen = _ids_in_kafka(settings, start_at, written)
     lost = written - set(seen)
     duplicates = sum(n - 1 for n in seen.values())
     assert not lost, f"{len(lost)} events never reached Kafka"
