@@ -1,8 +1,8 @@
 """Test session wiring: integration tests get a real stack of their own.
 
 The stack runs under `.smart_shelf_test/` on ports 200 above the defaults, so it never touches a
-development stack. It is started once per session (by the first integration test) and stopped at
-the end; set SMART_SHELF_TEST_KEEP_STACK=1 to leave it running between local runs.
+development stack. It is started once per session (when the session holds integration tests)
+and stopped at the end; set SMART_SHELF_TEST_KEEP_STACK=1 to leave it running between local runs.
 """
 
 from __future__ import annotations
@@ -51,9 +51,11 @@ def stack(settings):
         down(settings, progress=lambda _msg: None)
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def _stack_for_integration_tests(request):
-    if request.node.get_closest_marker("integration"):
+    # Session scope, so the stack is up before any module-scoped fixture of a test file runs;
+    # a run of unit tests alone starts nothing.
+    if any(item.get_closest_marker("integration") for item in request.session.items):
         request.getfixturevalue("stack")
 
 
