@@ -20,7 +20,8 @@ from producers.simulator import Simulation, SimulationSettings, run_simulation
 from producers.streams import DEFAULT_PREFIX, StreamWriter
 from smart_shelf_platform.clock import RedisClock, SimClock
 from smart_shelf_platform.settings import Settings
-from smart_shelf_platform.stack.lifecycle import load_reference_data, reference_files
+from smart_shelf_platform.refdata import load_into_postgres
+from smart_shelf_platform.stack.lifecycle import reference_files
 
 log = logging.getLogger(__name__)
 EFFECT_TOPICS = ("wh_events", "shelf_events", "daily_discounts")
@@ -66,7 +67,7 @@ class EffectsFeed:
 def simulate(settings: Settings, options: SimulateOptions,
              progress: Callable[[str], None]) -> Simulation:
     files = reference_files(settings)
-    load_reference_data(settings)
+    load_into_postgres(settings.postgres_dsn(), files)
     store_ids = [f"S{n:03d}" for n in range(1, settings.stores + 1)]
     client = redis.Redis.from_url(settings.redis_url)
     writer = StreamWriter(client, options.stream_prefix, max_depth=options.max_depth)
