@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from smart_shelf_platform.rules.allocation import LotStock, allocate_fefo
+from smart_shelf_platform.rules.allocation import allocate_fefo
 
 
 @dataclass
@@ -38,9 +38,7 @@ class Lots:
     def take_fefo(self, quantity: int) -> list[tuple[str, int]]:
         """Take up to `quantity` units, earliest expiry first (the platform's own FEFO rule);
         returns [(batch_code, units)] actually taken."""
-        taken = allocate_fefo((LotStock(lot.batch_code, lot.received_date, lot.expiry_date,
-                                        lot.quantity) for lot in self.by_code.values()),
-                              quantity)
+        taken = allocate_fefo(self.by_code.values(), quantity)
         for batch_code, units in taken:
             self.by_code[batch_code].quantity -= units
             self.total -= units

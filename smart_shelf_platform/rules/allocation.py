@@ -5,6 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
+from typing import Protocol
+
+
+class LotLike(Protocol):
+    """Anything with a lot's code, dates and units (the simulator passes its own lots)."""
+
+    batch_code: str
+    received_date: date
+    expiry_date: date
+    quantity: int
 
 
 @dataclass(frozen=True)
@@ -15,13 +25,13 @@ class LotStock:
     quantity: int
 
 
-def fefo_order(lot: LotStock) -> tuple:
+def fefo_order(lot: LotLike) -> tuple:
     """Earliest expiry first, then the oldest received, then the code (a total order, so two
     runs always pick the same lots)."""
     return (lot.expiry_date, lot.received_date, lot.batch_code)
 
 
-def allocate_fefo(lots: Iterable[LotStock], need: int) -> list[tuple[str, int]]:
+def allocate_fefo(lots: Iterable[LotLike], need: int) -> list[tuple[str, int]]:
     """Up to `need` units from `lots`, FEFO; returns [(batch_code, units)] with units > 0.
 
     Each lot gives at most what it holds, so a lot is never allocated twice within one call;

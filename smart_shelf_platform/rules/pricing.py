@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
 
 MAX_DISCOUNT = 0.95
 CENT = Decimal("0.01")
@@ -19,6 +20,7 @@ def combined_discount(weekly: float, daily: float) -> float:
     return min(max(combined, 0.0), MAX_DISCOUNT)
 
 
+@lru_cache(maxsize=65536)  # a store prices the same few (qty, price, discount) all day long
 def line_total(quantity: int, unit_price: Decimal, discount: float) -> tuple[Decimal, Decimal]:
     """(discount as stored, total) of a receipt line, both rounded half-up like a till."""
     stored = Decimal(str(discount)).quantize(DISCOUNT_QUANTUM, ROUND_HALF_UP)
