@@ -35,6 +35,7 @@ class SimulateOptions:
     effects: bool = True
     max_depth: int = 200_000
     stream_prefix: str = DEFAULT_PREFIX
+    store_group: tuple[int, int] = (0, 1)  # (this group, number of groups)
 
 
 class EffectsFeed:
@@ -68,7 +69,7 @@ def simulate(settings: Settings, options: SimulateOptions,
              progress: Callable[[str], None]) -> Simulation:
     files = reference_files(settings)
     load_into_postgres(settings.postgres_dsn(), files)
-    store_ids = [f"S{n:03d}" for n in range(1, settings.stores + 1)]
+    store_ids = stores_of_group(settings.stores, *options.store_group)
     client = redis.Redis.from_url(settings.redis_url)
     writer = StreamWriter(client, options.stream_prefix, max_depth=options.max_depth)
     ledger = Ledger(settings.postgres_dsn())
@@ -107,6 +108,14 @@ def simulate(settings: Settings, options: SimulateOptions,
              f"{sim.events_emitted:,} events, {sim.customers:,} customers, "
              f"{sum(i.count for i in sim.injectors):,} bad events; ledger saved")
     return sim
+
+
+def stores_of_group(stores: int, group: int, groups: int) -> list[str]:
+    """The stores one simulator process runs when a chain is split over `groups` processes:
+    every `groups`-th store, starting with store `group + 1`."""
+    if not 0 <= group < groups:
+        raise ValueError(f"store group {group} is not between 0 and {groups - 1}")
+    return [f"S{n:03d}" for n in range(1, stores + 1) if (n - 1) % groups == group]
 
 
 def until_from(settings: Settings, days: float | None, until: datetime | None) -> datetime:

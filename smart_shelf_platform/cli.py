@@ -151,11 +151,14 @@ def simulate(
         = 0.0,
     effects: Annotated[bool, typer.Option(
         help="Apply the platform's refills, deliveries and removals read from Kafka.")] = True,
+    store_group: Annotated[str, typer.Option(
+        help="K/N: run the K-th of N store groups (0-based) in this process, so a chain can be "
+             "split over N simulator processes.")] = "0/1",
 ) -> None:
     """Simulate customers, shelves and checkouts into Redis Streams (forwarded to Kafka by the
     bridge), with the ground-truth ledger in Postgres `sim.*`. Deterministic for a seed;
     Ctrl-C stops cleanly and saves the ledger."""
-    from producers.run import SimulateOptions, simulate as run, until_from
+    from producers.run import SimulateOptions, simulate as run, stores_of_group, until_from
 
     settings = get_settings()
     updates = {k: v for k, v in (("stores", stores), ("seed", seed)) if v is not None}
@@ -167,8 +170,14 @@ def simulate(
             raise StackError(f"--speed takes a number or 'max', not {speed!r}") from None
     else:
         clock_speed = None
+    try:
+        group, groups = (int(part) for part in store_group.split("/"))
+        stores_of_group(settings.stores, group, groups)
+    except ValueError:
+        raise StackError(f"--store-group takes K/N with 0 <= K < N, not {store_group!r}") from None
     run(settings, SimulateOptions(until=until_from(settings, days, until), speed=clock_speed,
-                                  bad_event_rate=bad_events, effects=effects), _progress)
+                                  bad_event_rate=bad_events, effects=effects,
+                                  store_group=(group, groups)), _progress)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

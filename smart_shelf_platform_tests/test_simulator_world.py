@@ -161,3 +161,19 @@ def test_foot_traffic_follows_the_reference_weights():
     # Starting mid-morning skips the night slots entirely.
     visits = visits_for_day(date(2026, 1, 1), random.Random(2), cfg, not_before=START)
     assert visits and min(v.entry for v in visits) >= START
+
+
+def test_a_chain_splits_into_disjoint_store_groups_that_cover_it():
+    from producers.run import stores_of_group
+
+    groups = [stores_of_group(5, k, 2) for k in range(2)]
+    assert groups == [["S001", "S003", "S005"], ["S002", "S004"]]
+    assert stores_of_group(3, 0, 1) == ["S001", "S002", "S003"]
+    with pytest.raises(ValueError):
+        stores_of_group(3, 2, 2)
+
+
+def test_a_store_simulated_alone_or_in_a_group_emits_the_same_events(files):
+    _, alone = simulate(files, 3, stores=("S002",))
+    _, together = simulate(files, 3, stores=("S001", "S002"))
+    assert [e for e in together.events if e[1].startswith("S002|")] == alone.events
