@@ -195,3 +195,4 @@ def test_a_taken_port_fails_with_one_clear_line_and_leaves_nothing_running(setti
         blocker.close()
     # Postgres and Redis were started before Kafka failed: they must be stopped again.
     assert all(c.pid() is None for c in all_components(broken))
+

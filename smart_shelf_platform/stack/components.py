@@ -6,6 +6,7 @@ configured as external (an already running server) is checked but never started 
 
 from __future__ import annotations
 
+import base64
 import glob
 import logging
 import os
@@ -323,9 +324,12 @@ class Kafka(Component):
 
 
 def _kafka_cluster_id() -> str:
-    import base64
-
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random cluster id as Kafka makes them: URL-safe base64 of a UUID, never starting with
+    '-' (the storage tool would read it as an option; 1 id in 64 does)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class Connect(Component):
