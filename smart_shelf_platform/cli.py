@@ -191,6 +191,28 @@ def bridge(ctx: typer.Context) -> None:
     raise typer.Exit(bridge_main(args))
 
 
+@app.command()
+def stream(
+    query: Annotated[Optional[list[str]], typer.Option(
+        help="Query to run (repeat for several); default: all.")] = None,
+    until_drained: Annotated[bool, typer.Option(
+        help="Process what is in Kafka now, then stop (batch catch-up).")] = False,
+) -> None:
+    """Run the Spark Structured Streaming queries in one local Spark application (each with its
+    own checkpoint under $SMART_SHELF_DELTA_ROOT/_checkpoints). Ctrl-C stops them cleanly."""
+    from streaming.runner import QUERIES, run, unknown_queries
+
+    names = list(query or [])
+    if unknown := unknown_queries(names):
+        raise StackError(f"unknown query {unknown[0]!r}; available: {', '.join(sorted(QUERIES))}")
+    logging.getLogger("streaming").setLevel(logging.INFO)
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    try:
+        run(get_settings(), names or None, until_drained=until_drained)
+    except RuntimeError as exc:
+        raise StackError(str(exc)) from None
+
+
 @app.command("generate-data")
 def generate_data(
     out: Annotated[Optional[Path], typer.Option(help="Output folder.")] = None,

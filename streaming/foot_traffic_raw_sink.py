@@ -4,13 +4,13 @@ Each micro-batch: contract check (FOOT_TRAFFIC), dedupe by event_id within the w
 future-timestamp check against the simulated clock, then dead letters and an idempotent append of
 the valid rows (app id = the query name, version = the batch id), so a replayed batch adds nothing.
 
-Run it with `python -m streaming.foot_traffic_raw_sink` (or spark-submit this file).
+Run it alone with `python -m streaming.foot_traffic_raw_sink` (or spark-submit this file), or
+with the others through `smart-shelf stream`.
 """
 
 from __future__ import annotations
 
-import logging
-import signal
+import sys
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import DataStreamWriter
@@ -18,12 +18,9 @@ from pyspark.sql.streaming import DataStreamWriter
 from smart_shelf_platform.clock import RedisClock
 from smart_shelf_platform.contracts.catalogue import DELTA_TABLES_BY_PATH
 from smart_shelf_platform.contracts.events import FOOT_TRAFFIC
-from smart_shelf_platform.settings import Settings, get_settings
+from smart_shelf_platform.settings import Settings
 from smart_shelf_platform.stack.delta_tables import table_uri
 from streaming import shell
-from streaming.session import build_spark
-
-log = logging.getLogger(__name__)
 
 NAME = "foot_traffic_raw_sink"
 TOPIC = "foot_traffic"
@@ -63,23 +60,9 @@ QUERY = shell.StreamingQuerySpec(NAME, build)
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("py4j").setLevel(logging.WARNING)  # one line per callback otherwise
-    settings = get_settings()
-    spark = build_spark(settings, NAME)
-    query = QUERY.start(spark, settings)
-    stopping = []
-    # A flag only: the loop below stops the query, so a signal never interrupts a py4j call.
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stopping.append(True))
-    log.info("%s started (checkpoint under %s)", NAME, shell.checkpoint_location(settings, NAME))
-    while query.isActive and not stopping:
-        query.awaitTermination(1)
-    if query.isActive:
-        query.stop()
-    if query.exception():
-        raise SystemExit(f"{NAME} failed: {query.exception()}")
-    spark.stop()
+    from streaming.runner import main as run_queries
+
+    raise SystemExit(run_queries(["--query", NAME, *sys.argv[1:]]))
 
 
 if __name__ == "__main__":
