@@ -19,7 +19,8 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 def test_help_lists_every_command():
     result = run("--help")
     assert result.returncode == 0
-    for command in ("setup", "up", "down", "status", "clock", "generate-data", "test", "bench"):
+    for command in ("setup", "up", "down", "status", "clock", "simulate", "bridge", "stream",
+                    "generate-data", "test", "bench"):
         assert command in result.stdout
 
 
