@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import sys
 from datetime import datetime
@@ -277,7 +276,6 @@ def bench(
 
 def main() -> None:
     """Console entry point: one clear line for usage mistakes and operational errors."""
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     try:
         code = app(standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)

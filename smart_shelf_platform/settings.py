@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     dagster_enabled: bool = Field(True, description="run the Dagster webserver and daemon")
     dagster_port: int = 13000
 
+    # Spark (streaming jobs and Dagster's Spark work)
+    spark_master: str = Field("local[2]", description="local[N] or spark://host:7077")
+    shuffle_partitions: int = Field(4, description="micro-batches are small: not Spark's 200")
+    spark_driver_memory: str = "1g"
+    spark_ui: bool = False
+
     # Data quality
     freshness_lag_minutes: float = Field(
         60.0, description="streaming outputs older than this (simulated minutes) warn")

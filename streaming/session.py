@@ -19,7 +19,7 @@ def build_spark(settings: Settings, app_name: str, master: str | None = None,
 
     builder = (
         SparkSession.builder.appName(app_name)
-        .master(master or os.environ.get("SMART_SHELF_SPARK_MASTER", "local[2]"))
+        .master(master or settings.spark_master)
         .config("spark.jars", ",".join(str(p) for p in spark_jars(settings)))
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
         .config("spark.sql.catalog.spark_catalog",
@@ -27,10 +27,10 @@ def build_spark(settings: Settings, app_name: str, master: str | None = None,
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.driver.host", "127.0.0.1")
         # Micro-batches are small: a handful of shuffle partitions, not Spark's default 200.
-        .config("spark.sql.shuffle.partitions", os.environ.get("SMART_SHELF_SHUFFLE_PARTITIONS", "4"))
+        .config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.ui.enabled", os.environ.get("SMART_SHELF_SPARK_UI", "false"))
-        .config("spark.driver.memory", os.environ.get("SMART_SHELF_SPARK_DRIVER_MEMORY", "1g"))
+        .config("spark.ui.enabled", str(settings.spark_ui).lower())
+        .config("spark.driver.memory", settings.spark_driver_memory)
         .config("spark.databricks.delta.snapshotPartitions", "2")
         .config("spark.ui.showConsoleProgress", "false")
     )

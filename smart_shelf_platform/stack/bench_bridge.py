@@ -105,9 +105,7 @@ def _messages_in(settings: Settings, topic: str, partitions: int) -> int:
 
 
 def _start_bridge(settings: Settings, routes: dict[str, str], log_file) -> subprocess.Popen:
-    env = {**os.environ, "SMART_SHELF_REDIS_HOST": settings.redis_host,
-           "SMART_SHELF_REDIS_PORT": str(settings.redis_port),
-           "SMART_SHELF_KAFKA_BOOTSTRAP": settings.kafka_bootstrap}
+    env = {**os.environ, **settings.as_env()}
     stream_args = [arg for stream, topic in routes.items()
                    for arg in ("--stream", f"{stream}={topic}")]
     return subprocess.Popen(
