@@ -87,3 +87,13 @@ def prefix(redis_conn):
     keys = list(redis_conn.scan_iter(match=f"{prefix}*"))
     if keys:
         redis_conn.delete(*keys)
+
+
+@pytest.fixture
+def query_ctx(settings, redis_conn, prefix, tmp_path):
+    """A streaming QueryContext with topics, tables, checkpoints and clock of this test's own."""
+    from smart_shelf_platform_tests.streaming_support import drop_topics, private_context
+
+    ctx = private_context(settings, redis_conn, prefix, tmp_path)
+    yield ctx
+    drop_topics(ctx)

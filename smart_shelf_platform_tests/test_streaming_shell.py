@@ -6,20 +6,21 @@ whole module is marked integration.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from datetime import datetime, timezone
-from functools import partial
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import NewTopic
 from deltalake import DeltaTable
 
 from producers.bad_events import corrupt
-from smart_shelf_platform.clock import ClockKeys, RedisClock
+from smart_shelf_platform.clock import ClockKeys
+from smart_shelf_platform.contracts.catalogue import DELTA_TABLES_BY_PATH
 from smart_shelf_platform.contracts.events import DEAD_LETTER, FOOT_TRAFFIC, SHELF_EVENT
-from smart_shelf_platform.stack import topics
+from smart_shelf_platform_tests.streaming_support import (
+    consume_all, delta_rows, produce, replay_last_batch, run_to_end,
+)
 from streaming import foot_traffic_raw_sink, shell
 
 pytestmark = pytest.mark.integration
@@ -194,48 +195,9 @@ def test_uuid5_expression_matches_python(spark):
 # ------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def kafka_topics(settings):
-    """Fresh input and dead-letter topics of this test's own (one partition: order is kept)."""
-    names = [f"test-ft-{uuid.uuid4().hex[:8]}", f"test-dl-{uuid.uuid4().hex[:8]}"]
-    admin = topics.admin_client(settings)
-    for future in admin.create_topics([NewTopic(n, 1, 1) for n in names]).values():
-        future.result()
-    yield names
-    admin.delete_topics(names)
-
-
-def produce(settings, topic: str, payloads: list[bytes]) -> None:
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True})
-    for payload in payloads:
-        producer.produce(topic, value=payload)
-    assert producer.flush(10) == 0
-
-
-def consume_all(settings, topic: str) -> list:
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
-                         "group.id": f"test-{uuid.uuid4()}", "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, 0, 0)])
-    _, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
-    messages = []
-    try:
-        while len(messages) < high:
-            msg = consumer.poll(5.0)
-            assert msg is not None, f"only {len(messages)} of {high} messages came back"
-            if not msg.error():
-                messages.append(msg)
-    finally:
-        consumer.close()
-    return messages
-
-
-def delta_rows(path: str) -> list[dict]:
-    return DeltaTable(path).to_pyarrow_table().to_pylist()
-
-
 def test_raw_sink_writes_each_event_once_dead_letters_the_rest_and_replays_idempotently(
-        settings, spark, tmp_path, kafka_topics, redis_conn, prefix):
-    topic, dead_topic = kafka_topics
+        spark, query_ctx, redis_conn, prefix):
+    ctx = dataclasses.replace(query_ctx, max_offsets_per_trigger=10)
     redis_conn.set(ClockKeys(prefix).now, SIM_NOW.isoformat())
     valid = [foot_traffic_event(i) for i in range(20)]
     bad = {defect: corrupt(defect, "foot_traffic", foot_traffic_event())
@@ -244,50 +206,36 @@ def test_raw_sink_writes_each_event_once_dead_letters_the_rest_and_replays_idemp
                         "missing_field": "missing field timestamp",
                         "future_timestamp": "timestamp in the future"}
     # Duplicates come last so they land in a later micro-batch than their originals.
-    produce(settings, topic, [as_bytes(e) for e in valid] + list(bad.values())
+    produce(ctx, "foot_traffic", [as_bytes(e) for e in valid] + list(bad.values())
             + [as_bytes(valid[3]), as_bytes(valid[17])])
 
-    raw_path, dead_path = str(tmp_path / "raw_foot_traffic"), str(tmp_path / "dead_letter")
-    build = partial(foot_traffic_raw_sink.build, topic=topic, raw_path=raw_path,
-                    dead_letter_path=dead_path, dead_letter_topic=dead_topic,
-                    clock=RedisClock(redis_conn, prefix), max_offsets_per_trigger=10)
-
-    def run_to_end():
-        query = shell.start_query(spark, settings, foot_traffic_raw_sink.NAME, build,
-                                  checkpoint_root=str(tmp_path / "checkpoints"), available_now=True)
-        query.awaitTermination(120)
-        assert query.exception() is None
-        assert not query.isActive
-        return sum(p["numInputRows"] for p in query.recentProgress)
-
-    assert run_to_end() == 26
-    raw = delta_rows(raw_path)
+    assert run_to_end(spark, ctx, foot_traffic_raw_sink.QUERY) == 26
+    raw = delta_rows(ctx, "raw/foot_traffic")
     assert len(raw) == 20
     assert sorted(r["event_id"] for r in raw) == sorted(e["event_id"] for e in valid)
-    dead = {r["payload"].encode(): r for r in delta_rows(dead_path)}
+    dead = {r["payload"].encode(): r for r in delta_rows(ctx, "raw/dead_letter")}
     assert set(dead) == set(bad.values())
     for defect, payload in bad.items():
         assert dead[payload]["reason"] == expected_reasons[defect], defect
-        assert dead[payload]["source"] == topic
+        assert dead[payload]["source"] == ctx.topic("foot_traffic")
         assert dead[payload]["detected_by"] == foot_traffic_raw_sink.NAME
-    published = [json.loads(m.value()) for m in consume_all(settings, dead_topic)]
+    published = [json.loads(m.value()) for m in consume_all(ctx, "dead_letter")]
     assert sorted(p["event_id"] for p in published) == sorted(r["event_id"] for r in dead.values())
     assert {p["payload"].encode() for p in published} == set(bad.values())
 
     # A crash after the Delta commits but before the checkpoint commit: the last batch replays.
-    commits = tmp_path / "checkpoints" / foot_traffic_raw_sink.NAME / "commits"
-    last = max((p for p in commits.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-    assert int(last.name) == 2, "26 records at 10 per trigger: three micro-batches, no empty one"
-    last.unlink()
-    (commits / f".{last.name}.crc").unlink(missing_ok=True)
-    versions = DeltaTable(raw_path).version(), DeltaTable(dead_path).version()
+    assert replay_last_batch(ctx, foot_traffic_raw_sink.NAME) == 2, \
+        "26 records at 10 per trigger: three micro-batches, no empty one"
+    tables = (ctx.table("raw/foot_traffic"), ctx.table("raw/dead_letter"))
+    versions = [DeltaTable(t).version() for t in tables]
 
-    assert run_to_end() == 6  # the last batch (offsets 20..25) read again
-    assert (DeltaTable(raw_path).version(), DeltaTable(dead_path).version()) == versions
-    assert sorted(r["event_id"] for r in delta_rows(raw_path)) == sorted(r["event_id"] for r in raw)
-    assert len(delta_rows(dead_path)) == len(bad)
+    assert run_to_end(spark, ctx, foot_traffic_raw_sink.QUERY) == 6  # offsets 20..25 again
+    assert [DeltaTable(t).version() for t in tables] == versions
+    assert sorted(r["event_id"] for r in delta_rows(ctx, "raw/foot_traffic")) \
+        == sorted(r["event_id"] for r in raw)
+    assert len(delta_rows(ctx, "raw/dead_letter")) == len(bad)
     # The topic is at-least-once: a replay may publish again, but only the same ids.
-    republished = {json.loads(m.value())["event_id"] for m in consume_all(settings, dead_topic)}
+    republished = {json.loads(m.value())["event_id"] for m in consume_all(ctx, "dead_letter")}
     assert republished == {r["event_id"] for r in dead.values()}
 
 
@@ -300,7 +248,8 @@ def test_the_tables_created_by_up_accept_the_sinks_rows(settings, spark, tmp_pat
     event = foot_traffic_event()
     parsed = shell.parse_events(
         kafka_frame(spark, "foot_traffic", [as_bytes(event), b"{broken"]), FOOT_TRAFFIC)
-    for spec, rows in ((foot_traffic_raw_sink.RAW_TABLE, shell.valid_rows(parsed, FOOT_TRAFFIC)),
+    for spec, rows in ((DELTA_TABLES_BY_PATH["raw/foot_traffic"],
+                        shell.valid_rows(parsed, FOOT_TRAFFIC)),
                        (shell.DEAD_LETTER_TABLE, shell.dead_letter_rows(parsed, "probe"))):
         copy = tmp_path / spec.name
         shutil.copytree(table_uri(settings.delta_root, spec), copy)

@@ -12,13 +12,19 @@ import signal
 import sys
 
 from smart_shelf_platform.settings import Settings, get_settings
-from streaming import foot_traffic_raw_sink, shell
+from streaming import (
+    batch_state_updater, foot_traffic_raw_sink, shell, shelf_aggregator, wh_aggregator,
+    wh_batch_state_updater,
+)
 from streaming.session import build_spark
 
 log = logging.getLogger(__name__)
 
 QUERIES: dict[str, shell.StreamingQuerySpec] = {
-    spec.name: spec for spec in (foot_traffic_raw_sink.QUERY,)
+    spec.name: spec for spec in (
+        foot_traffic_raw_sink.QUERY, shelf_aggregator.QUERY, batch_state_updater.QUERY,
+        wh_aggregator.QUERY, wh_batch_state_updater.QUERY,
+    )
 }
 
 
@@ -38,9 +44,10 @@ def run(settings: Settings, names: list[str] | None = None, *, until_drained: bo
     # A flag only: the loop below stops the queries, so a signal never interrupts a py4j call.
     previous = {sig: signal.signal(sig, lambda *_: stopping.append(True))
                 for sig in (signal.SIGTERM, signal.SIGINT)}
-    queries = [QUERIES[n].start(spark, settings, available_now=until_drained) for n in names]
+    ctx = shell.QueryContext.from_settings(settings)
+    queries = [QUERIES[n].start(spark, ctx, available_now=until_drained) for n in names]
     for name in names:
-        log.info("%s started (checkpoint %s)", name, shell.checkpoint_location(settings, name))
+        log.info("%s started (checkpoint %s)", name, ctx.checkpoint(name))
     try:
         while not stopping and any(q.isActive for q in queries):
             failed = [q for q in queries if q.exception() is not None]

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import reduce
 
 import redis
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -27,7 +28,7 @@ from pyspark.sql import types as T
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
 from smart_shelf_platform.clock import ClockNotRunning, RedisClock, as_utc
-from smart_shelf_platform.contracts.catalogue import DELTA_TABLES_BY_PATH, TOPICS_BY_NAME
+from smart_shelf_platform.contracts.catalogue import DELTA_TABLES_BY_PATH, TOPICS_BY_NAME, Topic
 from smart_shelf_platform.contracts.types import Field, Record
 from smart_shelf_platform.settings import Settings
 from smart_shelf_platform.stack.delta_tables import table_uri
@@ -65,6 +66,44 @@ _JSON_KIND = {
     "double": (_NUMBER_KINDS, "a number"), "decimal": (_NUMBER_KINDS, "a number"),
     "bool": ("^BOOLEAN$", "a boolean"), "array": ("^ARRAY", "an array"),
 }
+
+# ------------------------------------------------------------------------------------------------
+# Where a query reads and writes
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueryContext:
+    """Everything a query needs besides Spark: settings, its tables, topics and the clock.
+
+    Topic names get `topic_prefix` and tables live under `delta_root`, so a test runs a query
+    against topics and tables of its own without touching the platform's.
+    """
+
+    settings: Settings
+    delta_root: str
+    clock: RedisClock
+    topic_prefix: str = ""
+    max_offsets_per_trigger: int | None = None
+    checkpoint_root: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides) -> QueryContext:
+        values = {"delta_root": settings.delta_root, "clock": RedisClock.from_settings(settings),
+                  **overrides}
+        return cls(settings=settings, **values)
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    def table(self, path: str) -> str:
+        """URI of the catalogue's Delta table `layer/name`."""
+        return table_uri(self.delta_root, DELTA_TABLES_BY_PATH[path])
+
+    def checkpoint(self, query_name: str) -> str:
+        root = self.checkpoint_root or f"{self.delta_root.rstrip('/')}/_checkpoints"
+        return f"{root.rstrip('/')}/{query_name}"
+
 
 # ------------------------------------------------------------------------------------------------
 # Read
@@ -325,8 +364,8 @@ def uuid5(namespace: uuid.UUID, name: Column) -> Column:
         F.concat(variant, F.substring(digest, 18, 3)), F.substring(digest, 21, 12))
 
 
-def write_dead_letters(batch_df: DataFrame, batch_id: int, query_name: str, settings: Settings, *,
-                       table_path: str | None = None, topic: str = DEAD_LETTER_TOPIC) -> int:
+def write_dead_letters(batch_df: DataFrame, batch_id: int, query_name: str,
+                       ctx: QueryContext) -> int:
     """Send the batch's rows with a reason to the dead-letter topic and table; returns their count.
 
     Kafka first, Delta second: a crash in between replays the batch, which publishes the same
@@ -337,28 +376,102 @@ def write_dead_letters(batch_df: DataFrame, batch_id: int, query_name: str, sett
     count = dead.count()
     if count == 0:
         return 0
-    publish_json(dead, settings, topic, key_column="source")
-    append_idempotent(dead, table_path or table_uri(settings.delta_root, DEAD_LETTER_TABLE),
-                      f"{query_name}/dead_letter", batch_id)
+    publish_json(dead, ctx.settings, ctx.topic(DEAD_LETTER_TOPIC), key=F.col("source"))
+    append_idempotent(dead, ctx.table(DEAD_LETTER_TABLE.path), f"{query_name}/dead_letter",
+                      batch_id)
     log.warning("%s batch %d: %d record(s) sent to the dead letters", query_name, batch_id, count)
     return count
 
 
-def publish_json(df: DataFrame, settings: Settings, topic: str, *, key_column: str) -> None:
-    """Write each row as a JSON object to a Kafka topic, keyed by one of its columns."""
-    (df.select(F.col(key_column).cast("string").alias("key"),
-               F.to_json(F.struct(*df.columns)).alias("value"))
+def publish_json(df: DataFrame, settings: Settings, topic: str, *, key: Column) -> None:
+    """Write each row as a JSON object to a Kafka topic with the given message key."""
+    (df.select(key.cast("string").alias("key"), F.to_json(F.struct(*df.columns)).alias("value"))
      .write.format("kafka")
      .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
      .option("topic", topic)
      .save())
 
 
+def message_key(topic: Topic) -> Column:
+    """The topic's message key (`Topic.message_key`) as a column expression."""
+    return F.concat_ws("|", *(F.col(f).cast("string") for f in topic.key_fields))
+
+
+# ------------------------------------------------------------------------------------------------
+# The event-query skeleton
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventSource:
+    """An input topic and the contract its messages must honour.
+
+    One query per topic reports its bad records (`dead_letters`); others that also read the
+    topic skip them, so each bad record is dead-lettered once.
+    """
+
+    topic: str
+    record: Record
+    dead_letters: bool = True
+
+
+ValidRows = dict[str, DataFrame]  # topic -> the batch's valid, deduplicated rows of that topic
+BatchHandler = Callable[[ValidRows, int], None]
+
+
+def checked_events(spark: SparkSession, ctx: QueryContext,
+                   sources: Sequence[EventSource]) -> DataFrame:
+    """The sources' messages, contract-checked, in one stream deduplicated by event_id.
+
+    Records with different contracts share one frame (`unionByName`, missing columns null), so a
+    query that folds two topics into one table has one checkpoint and one micro-batch per step.
+    """
+    frames = [parse_events(read_kafka(spark, ctx.settings, [ctx.topic(s.topic)],
+                                      max_offsets_per_trigger=ctx.max_offsets_per_trigger),
+                           s.record)
+              for s in sources]
+    union = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
+    return deduplicate(union)
+
+
+def event_query(spark: SparkSession, ctx: QueryContext, name: str,
+                sources: Sequence[EventSource], handle: BatchHandler, *,
+                known_shelves: DataFrame | None = None) -> DataStreamWriter:
+    """read -> check -> dedupe -> per micro-batch: dead letters, then `handle(valid rows, id)`.
+
+    In the batch, events stamped in the future of the simulated clock and (with `known_shelves`)
+    events of shelves the store does not have join the dead letters. `handle` is called only
+    when the batch holds valid rows; it must write idempotently per batch id (a batch replays
+    after a crash).
+    """
+    events = checked_events(spark, ctx, sources)
+
+    def write_batch(batch_df: DataFrame, batch_id: int) -> None:
+        batch = future_timestamp_reason(batch_df, read_sim_now(ctx.clock))
+        if known_shelves is not None:
+            batch = unknown_shelf_reason(batch, known_shelves)
+        batch = batch.persist()
+        try:
+            reported = [ctx.topic(s.topic) for s in sources if s.dead_letters]
+            write_dead_letters(batch.where(F.col("_source").isin(reported)), batch_id, name, ctx)
+            valid = {s.topic: valid_rows(batch.where(F.col("_source") == ctx.topic(s.topic)),
+                                         s.record)
+                     for s in sources}
+            # Empty batches also run (the watermark moves state eviction): no commit for those.
+            valid = {topic: rows for topic, rows in valid.items() if not rows.isEmpty()}
+            if valid:
+                handle(valid, batch_id)
+        finally:
+            batch.unpersist()
+
+    return events.writeStream.foreachBatch(write_batch)
+
+
 # ------------------------------------------------------------------------------------------------
 # Run
 # ------------------------------------------------------------------------------------------------
 
-Build = Callable[[SparkSession, Settings], DataStreamWriter]
+Build = Callable[[SparkSession, QueryContext], DataStreamWriter]
 
 
 @dataclass(frozen=True)
@@ -367,25 +480,28 @@ class StreamingQuerySpec:
 
     name: str
     build: Build
+    description: str = field(default="", compare=False)
 
-    def start(self, spark: SparkSession, settings: Settings, **options) -> StreamingQuery:
-        return start_query(spark, settings, self.name, self.build, **options)
-
-
-def checkpoint_location(settings: Settings, name: str, checkpoint_root: str | None = None) -> str:
-    root = str(checkpoint_root or f"{settings.delta_root.rstrip('/')}/_checkpoints")
-    return f"{root.rstrip('/')}/{name}"
+    def start(self, spark: SparkSession, ctx: QueryContext, **options) -> StreamingQuery:
+        return start_query(spark, ctx, self.name, self.build, **options)
 
 
-def start_query(spark: SparkSession, settings: Settings, name: str, build: Build, *,
-                trigger_seconds: float = 2, checkpoint_root: str | None = None,
-                available_now: bool = False) -> StreamingQuery:
+def start_query(spark: SparkSession, ctx: QueryContext, name: str, build: Build, *,
+                trigger_seconds: float = 2, available_now: bool = False) -> StreamingQuery:
     """Start a query with its name and checkpoint; `available_now` drains the backlog and stops."""
-    writer = (build(spark, settings).queryName(name)
-              .option("checkpointLocation", checkpoint_location(settings, name, checkpoint_root)))
+    writer = (build(spark, ctx).queryName(name)
+              .option("checkpointLocation", ctx.checkpoint(name)))
     if available_now:
         writer = writer.trigger(availableNow=True)
     else:
         writer = writer.trigger(processingTime=f"{trigger_seconds} seconds")
     return writer.start()
 
+
+def run_alone(name: str) -> None:
+    """`python -m streaming.<query>` (or spark-submit of the file): the runner with one query."""
+    import sys
+
+    from streaming.runner import main
+
+    raise SystemExit(main(["--query", name, *sys.argv[1:]]))

@@ -1,0 +1,97 @@
+"""Helpers for tests of streaming queries: topics and tables of the test's own, Kafka I/O."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import NewTopic
+from deltalake import DeltaTable
+
+from smart_shelf_platform.clock import RedisClock
+from smart_shelf_platform.contracts.catalogue import TOPICS, TOPICS_BY_NAME
+from smart_shelf_platform.stack import topics
+from smart_shelf_platform.stack.delta_tables import ensure_delta_tables
+from streaming import shell
+
+
+def private_context(settings, redis_conn, key_prefix: str, tmp_path,
+                    **overrides) -> shell.QueryContext:
+    """Every catalogue topic under a fresh prefix (one partition: order is kept), every table
+    under `tmp_path/delta`, the clock under `key_prefix`. Delete the topics with `drop_topics`."""
+    topic_prefix = f"t{uuid.uuid4().hex[:8]}-"
+    admin = topics.admin_client(settings)
+    new = [NewTopic(f"{topic_prefix}{t.name}", 1, 1,
+                    config={"cleanup.policy": t.cleanup_policy}) for t in TOPICS]
+    for future in admin.create_topics(new).values():
+        future.result()
+    delta_root = str(tmp_path / "delta")
+    ensure_delta_tables(delta_root)
+    return shell.QueryContext.from_settings(
+        settings, delta_root=delta_root, topic_prefix=topic_prefix,
+        clock=RedisClock(redis_conn, key_prefix),
+        checkpoint_root=str(tmp_path / "checkpoints"), **overrides)
+
+
+def drop_topics(ctx: shell.QueryContext) -> None:
+    topics.admin_client(ctx.settings).delete_topics([ctx.topic(t.name) for t in TOPICS])
+
+
+def produce(ctx: shell.QueryContext, topic: str, payloads: Iterable[bytes | dict]) -> None:
+    """Send to the context's `topic`, keyed as the catalogue keys it (dicts are JSON-encoded)."""
+    producer = Producer({"bootstrap.servers": ctx.settings.kafka_bootstrap,
+                         "enable.idempotence": True})
+    spec = TOPICS_BY_NAME.get(topic)
+    for payload in payloads:
+        key = None
+        if isinstance(payload, dict):
+            key = spec.message_key(payload) if spec else None
+            payload = json.dumps(payload).encode()
+        producer.produce(ctx.topic(topic), key=key, value=payload)
+    assert producer.flush(10) == 0
+
+
+def consume_all(ctx: shell.QueryContext, topic: str) -> list:
+    """Every message of the context's one-partition `topic`, in order."""
+    name = ctx.topic(topic)
+    consumer = Consumer({"bootstrap.servers": ctx.settings.kafka_bootstrap,
+                         "group.id": f"test-{uuid.uuid4()}", "enable.auto.commit": False})
+    _, high = consumer.get_watermark_offsets(TopicPartition(name, 0), timeout=10)
+    consumer.assign([TopicPartition(name, 0, 0)])
+    messages = []
+    try:
+        while len(messages) < high:
+            msg = consumer.poll(5.0)
+            assert msg is not None, f"only {len(messages)} of {high} messages came back"
+            if not msg.error():
+                messages.append(msg)
+    finally:
+        consumer.close()
+    return messages
+
+
+def delta_rows(ctx: shell.QueryContext, path: str) -> list[dict]:
+    return DeltaTable(ctx.table(path)).to_pyarrow_table().to_pylist()
+
+
+def run_to_end(spark, ctx: shell.QueryContext, spec: shell.StreamingQuerySpec) -> int:
+    """Run a query over what its topics hold now; returns the input rows it read."""
+    query = spec.start(spark, ctx, available_now=True)
+    query.awaitTermination(180)
+    assert query.exception() is None, query.exception()
+    assert not query.isActive
+    return sum(p["numInputRows"] for p in query.recentProgress)
+
+
+def replay_last_batch(ctx: shell.QueryContext, query_name: str) -> int:
+    """Forget the last committed micro-batch, as a crash after its writes but before the
+    checkpoint commit would; the next run processes it again. Returns its batch id."""
+    from pathlib import Path
+
+    commits = Path(ctx.checkpoint(query_name)) / "commits"
+    last = max((p for p in commits.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    last.unlink()
+    (commits / f".{last.name}.crc").unlink(missing_ok=True)
+    return int(last.name)

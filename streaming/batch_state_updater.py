@@ -1,0 +1,88 @@
+"""Batch state updater: units per shelf lot, `cleansed/shelf_batch_state` (+ `raw/pos_transactions`).
+
+A shelf lot loses units when a receipt line names it (the customer paid for them) or when an
+expired lot is removed, and gains them when a restocker's refill puts them on the shelf, not
+when the warehouse picks them (REFERENCE 11 item 8: the reference added them at the pick, three
+minutes before the shelf had them). Customers' pickups and putbacks carry no lot, so units in a
+cart still count here until checkout. A lot new to the shelf takes its dates from the warehouse
+lot it came from.
+
+Reads `pos_transactions` (its dead letters are reported here) and `shelf_events` (reported by
+the shelf aggregator). Run alone with `python -m streaming.batch_state_updater`.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import DataStreamWriter
+
+from smart_shelf_platform.contracts.events import POS_TRANSACTION, SHELF_EVENT
+from streaming import reference, shell
+from streaming.state_fold import DELTA, EVENT_TS, FIRST_EVENT_TS, StateFold
+
+NAME = "batch_state_updater"
+POS = shell.EventSource("pos_transactions", POS_TRANSACTION)
+SHELF = shell.EventSource("shelf_events", SHELF_EVENT, dead_letters=False)
+LOT_KEY = ("store_id", "shelf_id", "batch_code")
+FOLD = StateFold("cleansed/shelf_batch_state", "shelf_batch_state", "batch_quantity_store",
+                 insert_columns=("received_date", "expiry_date"))
+
+# Shelf events that move units of a named lot (customers' events name none).
+LOT_SIGN = {"putback": 1, "expired_removal": -1}
+
+
+def sold_lines(receipts: DataFrame) -> DataFrame:
+    """Receipt lines as lot movements: (store, shelf, lot, -units, time)."""
+    return (receipts.select("store_id", "timestamp", F.explode("items").alias("line"))
+            .where(F.col("line.batch_code").isNotNull())
+            .select("store_id", F.col("line.shelf_id").alias("shelf_id"),
+                    F.col("line.batch_code").alias("batch_code"),
+                    (-F.col("line.quantity")).alias("units"), "timestamp"))
+
+
+def lot_effects(shelf_events: DataFrame) -> DataFrame:
+    """Refills and removals of named lots: (store, shelf, lot, signed units, time)."""
+    sign = F.coalesce(*(F.when(F.col("event_type") == t, F.lit(s)) for t, s in LOT_SIGN.items()))
+    return (shelf_events.where(F.col("actor").isin("restocker", "system")
+                               & F.col("batch_code").isNotNull() & sign.isNotNull())
+            .select(*LOT_KEY, (sign * F.col("quantity")).alias("units"), "timestamp"))
+
+
+def lot_deltas(movements: DataFrame, wh_lots: DataFrame) -> DataFrame:
+    """Net units per lot with the lot's dates (from the warehouse lot, for a lot new here)."""
+    dates = wh_lots.select(*LOT_KEY, "received_date", "expiry_date")
+    return (movements.groupBy(*LOT_KEY)
+            .agg(F.sum("units").cast("int").alias(DELTA), F.max("timestamp").alias(EVENT_TS),
+                 F.min("timestamp").alias(FIRST_EVENT_TS))
+            .join(dates, list(LOT_KEY), "left"))
+
+
+def build(spark: SparkSession, ctx: shell.QueryContext) -> DataStreamWriter:
+    FOLD.bootstrap(spark, ctx, reference.shelf_batch_rows(ctx.settings), NAME)
+
+    def handle(valid: shell.ValidRows, batch_id: int) -> None:
+        movements = []
+        if POS.topic in valid:
+            shell.append_idempotent(valid[POS.topic], ctx.table("raw/pos_transactions"), NAME,
+                                    batch_id)
+            movements.append(sold_lines(valid[POS.topic]))
+        if SHELF.topic in valid:
+            movements.append(lot_effects(valid[SHELF.topic]))
+        session = next(iter(valid.values())).sparkSession
+        wh_lots = session.read.format("delta").load(ctx.table("cleansed/wh_batch_state"))
+        deltas = lot_deltas(movements[0] if len(movements) == 1
+                            else movements[0].unionByName(movements[1]), wh_lots)
+        if not deltas.isEmpty():
+            FOLD.apply(session, ctx, deltas, NAME, batch_id)
+
+    return shell.event_query(spark, ctx, NAME, [POS, SHELF], handle,
+                             known_shelves=reference.known_shelves(spark, ctx.settings))
+
+
+QUERY = shell.StreamingQuerySpec(NAME, build,
+                                 "receipts, refills, removals -> shelf_batch_state")
+
+
+if __name__ == "__main__":
+    shell.run_alone(NAME)

@@ -1,0 +1,137 @@
+"""State as a fold over events: signed quantity deltas merged into a Delta state table.
+
+Every state query (shelf aggregator, batch state updater, warehouse aggregator, warehouse batch
+state updater) turns its micro-batch into one row per key with the net `delta` of the batch, the
+latest event time `event_ts` and the earliest `first_event_ts`; `StateFold.apply` then
+
+1. counts late events (older than the key's last change: they arrived after a newer one),
+2. MERGEs the deltas into the table once per batch id (Delta txn: a replay changes nothing),
+   keeping the quantity within [0, capacity] and bumping `version`,
+3. publishes the touched keys' absolute state to the compacted topic (read back from the table,
+   so a replayed batch republishes the same rows, which consumers drop by version).
+
+`bootstrap` fills an empty table from the reference snapshot when a query first starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+from delta.tables import DeltaTable
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from smart_shelf_platform.contracts.catalogue import DELTA_TABLES_BY_PATH, TOPICS_BY_NAME
+from streaming import shell
+
+log = logging.getLogger(__name__)
+
+DELTA, EVENT_TS, FIRST_EVENT_TS = "delta", "event_ts", "first_event_ts"
+# Delta records this in the commit's `userMetadata`, so a table's history says what each batch did.
+COMMIT_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+
+
+@dataclass(frozen=True)
+class StateFold:
+    """How deltas fold into one state table (`layer/name`) published to one compacted topic."""
+
+    table: str
+    topic: str
+    quantity: str
+    capacity: str | None = None
+    # Columns a new key takes from the deltas (a lot seen for the first time); without them a
+    # key must already exist and deltas of unknown keys are dropped (counted in the log).
+    insert_columns: tuple[str, ...] = ()
+    # Columns recomputed from the new quantity, e.g. shelf weight = unit weight x units.
+    derived: dict[str, Callable[[Column], Column]] = field(default_factory=dict)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return DELTA_TABLES_BY_PATH[self.table].record.key
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return DELTA_TABLES_BY_PATH[self.table].record.field_names
+
+    def apply(self, spark: SparkSession, ctx: shell.QueryContext, deltas: DataFrame,
+              app_id: str, batch_id: int) -> dict[str, int]:
+        """Fold one micro-batch of deltas into the table; returns what happened, for the log."""
+        path = ctx.table(self.table)
+        deltas = deltas.persist()
+        try:
+            state = spark.read.format("delta").load(path)
+            matched = deltas.join(state.select(*self.keys, "last_update_ts"), list(self.keys),
+                                  "left")
+            counts = matched.agg(
+                F.count(F.lit(1)).alias("keys"),
+                F.count_if(F.col("last_update_ts").isNull()).alias("new_keys"),
+                F.count_if(F.col(FIRST_EVENT_TS) < F.col("last_update_ts")).alias("late_keys"),
+            ).first().asDict()
+            spark.conf.set(COMMIT_METADATA_CONF,
+                           f'{{"query": "{app_id}", "batch": {batch_id}, '
+                           f'"keys": {counts["keys"]}, "late_keys": {counts["late_keys"]}}}')
+            try:
+                shell.merge_idempotent(spark, self._merge(spark, path, deltas), app_id, batch_id)
+            finally:
+                spark.conf.unset(COMMIT_METADATA_CONF)
+            # A fresh read: a DataFrame keeps the table version it was analysed against.
+            touched = (spark.read.format("delta").load(path)
+                       .join(F.broadcast(deltas.select(*self.keys)), list(self.keys), "left_semi"))
+            self.publish(ctx, touched)
+        finally:
+            deltas.unpersist()
+        if counts["late_keys"]:
+            log.info("%s batch %d: %d key(s) got events older than their last change",
+                     app_id, batch_id, counts["late_keys"])
+        if counts["new_keys"] and not self.insert_columns:
+            log.warning("%s batch %d: %d key(s) not in %s, their deltas dropped",
+                        app_id, batch_id, counts["new_keys"], self.table)
+        return counts
+
+    def _merge(self, spark: SparkSession, path: str, deltas: DataFrame):
+        t, s = (lambda c: F.col(f"t.{c}")), (lambda c: F.col(f"s.{c}"))
+        quantity = t(self.quantity) + s(DELTA)
+        if self.capacity is not None:
+            quantity = F.least(quantity, t(self.capacity))
+        quantity = F.greatest(quantity, F.lit(0))
+        updates = {self.quantity: quantity, "version": t("version") + 1,
+                   "last_update_ts": F.greatest(t("last_update_ts"), s(EVENT_TS)),
+                   **{c: fn(quantity) for c, fn in self.derived.items()}}
+        condition = " AND ".join(f"t.{k} = s.{k}" for k in self.keys)
+        merge = (DeltaTable.forPath(spark, path).alias("t").merge(deltas.alias("s"), condition)
+                 .whenMatchedUpdate(set=updates))
+        if self.insert_columns:
+            inserted = F.greatest(s(DELTA), F.lit(0))
+            values = {**{k: s(k) for k in self.keys}, **{c: s(c) for c in self.insert_columns},
+                      self.quantity: inserted, "version": F.lit(1), "last_update_ts": s(EVENT_TS),
+                      **{c: fn(inserted) for c, fn in self.derived.items()}}
+            # A lot without dates cannot be stored (NOT NULL); `apply` logs it as dropped.
+            known = " AND ".join(f"s.{c} IS NOT NULL" for c in self.insert_columns)
+            merge = merge.whenNotMatchedInsert(condition=known, values=values)
+        return merge
+
+    def publish(self, ctx: shell.QueryContext, rows: DataFrame) -> None:
+        topic = TOPICS_BY_NAME[self.topic]
+        shell.publish_json(rows.select(*self.columns), ctx.settings, ctx.topic(topic.name),
+                           key=shell.message_key(topic))
+
+    def bootstrap(self, spark: SparkSession, ctx: shell.QueryContext, rows: pa.Table,
+                  app_id: str) -> int:
+        """Fill the table from `rows` (the reference snapshot) if it holds nothing yet.
+
+        Published before it is written: a crash in between finds the table still empty and
+        publishes the same absolute rows again, instead of leaving the topic without them.
+        """
+        path = ctx.table(self.table)
+        if not spark.read.format("delta").load(path).isEmpty():
+            return 0
+        record = DELTA_TABLES_BY_PATH[self.table].record
+        frame = spark.createDataFrame(rows.select(list(self.columns)).to_pandas(),
+                                      schema=record.spark_schema())
+        self.publish(ctx, frame)
+        shell.append_idempotent(frame, path, f"{app_id}/bootstrap", 0)
+        log.info("%s: bootstrapped %s with %d rows", app_id, self.table, rows.num_rows)
+        return rows.num_rows

@@ -1,0 +1,55 @@
+"""Warehouse aggregator: `wh_events` -> Delta `raw/wh_events` and `cleansed/wh_state`.
+
+Units of a product in the warehouse: a supplier delivery (`wh_in`) adds them, a pick for a shelf
+(`wh_out`) and an expired-lot removal (`wh_removal`) take them. State stays within
+[0, wh_max_stock] and is published to the compacted `wh_state` topic (REFERENCE 6.6 with items
+6, 9 fixed). Run alone with `python -m streaming.wh_aggregator`.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import DataStreamWriter
+
+from smart_shelf_platform.contracts.events import WH_EVENT
+from streaming import reference, shell
+from streaming.state_fold import DELTA, EVENT_TS, FIRST_EVENT_TS, StateFold
+
+NAME = "wh_aggregator"
+SOURCE = shell.EventSource("wh_events", WH_EVENT)
+FOLD = StateFold("cleansed/wh_state", "wh_state", "wh_current_stock", capacity="wh_max_stock")
+
+UNIT_SIGN = {"wh_in": 1, "wh_out": -1, "wh_removal": -1}
+
+
+def signed_units(events: DataFrame) -> DataFrame:
+    """Warehouse events with `units`: their quantity signed by what they do to the stock."""
+    sign = F.coalesce(*(F.when(F.col("event_type") == t, F.lit(s)) for t, s in UNIT_SIGN.items()))
+    return events.withColumn("units", sign * F.col("quantity"))
+
+
+def wh_deltas(events: DataFrame) -> DataFrame:
+    """Valid warehouse events -> (store_id, shelf_id, delta, event_ts, first_event_ts)."""
+    return (signed_units(events).groupBy("store_id", "shelf_id")
+            .agg(F.sum("units").cast("int").alias(DELTA), F.max("timestamp").alias(EVENT_TS),
+                 F.min("timestamp").alias(FIRST_EVENT_TS)))
+
+
+def build(spark: SparkSession, ctx: shell.QueryContext) -> DataStreamWriter:
+    FOLD.bootstrap(spark, ctx, reference.wh_state_rows(ctx.settings), NAME)
+
+    def handle(valid: shell.ValidRows, batch_id: int) -> None:
+        events = valid[SOURCE.topic]
+        shell.append_idempotent(events, ctx.table("raw/wh_events"), NAME, batch_id)
+        FOLD.apply(events.sparkSession, ctx, wh_deltas(events), NAME, batch_id)
+
+    return shell.event_query(spark, ctx, NAME, [SOURCE], handle,
+                             known_shelves=reference.known_shelves(spark, ctx.settings))
+
+
+QUERY = shell.StreamingQuerySpec(NAME, build, "warehouse events -> raw/wh_events, wh_state")
+
+
+if __name__ == "__main__":
+    shell.run_alone(NAME)

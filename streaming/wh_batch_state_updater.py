@@ -1,0 +1,50 @@
+"""Warehouse batch state updater: `wh_events` -> Delta `cleansed/wh_batch_state`.
+
+Units per warehouse lot: a delivery creates the lot with the dates it carries, picks and
+removals take units from it (REFERENCE 6.7, without touching the shelf lots: the batch state
+updater adds those when the refill reaches the shelf). Bad records of `wh_events` are reported
+by the warehouse aggregator. Run alone with `python -m streaming.wh_batch_state_updater`.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import DataStreamWriter
+
+from smart_shelf_platform.contracts.events import WH_EVENT
+from streaming import reference, shell
+from streaming.state_fold import DELTA, EVENT_TS, FIRST_EVENT_TS, StateFold
+from streaming.wh_aggregator import signed_units
+
+NAME = "wh_batch_state_updater"
+SOURCE = shell.EventSource("wh_events", WH_EVENT, dead_letters=False)
+FOLD = StateFold("cleansed/wh_batch_state", "wh_batch_state", "batch_quantity_warehouse",
+                 insert_columns=("received_date", "expiry_date"))
+
+
+def wh_lot_deltas(events: DataFrame) -> DataFrame:
+    """Valid warehouse events -> net units per lot with the lot's dates."""
+    return (signed_units(events).groupBy("store_id", "shelf_id", "batch_code")
+            .agg(F.sum("units").cast("int").alias(DELTA), F.max("timestamp").alias(EVENT_TS),
+                 F.min("timestamp").alias(FIRST_EVENT_TS),
+                 F.first("received_date", ignorenulls=True).alias("received_date"),
+                 F.first("expiry_date", ignorenulls=True).alias("expiry_date")))
+
+
+def build(spark: SparkSession, ctx: shell.QueryContext) -> DataStreamWriter:
+    FOLD.bootstrap(spark, ctx, reference.wh_batch_rows(ctx.settings), NAME)
+
+    def handle(valid: shell.ValidRows, batch_id: int) -> None:
+        events = valid[SOURCE.topic]
+        FOLD.apply(events.sparkSession, ctx, wh_lot_deltas(events), NAME, batch_id)
+
+    return shell.event_query(spark, ctx, NAME, [SOURCE], handle,
+                             known_shelves=reference.known_shelves(spark, ctx.settings))
+
+
+QUERY = shell.StreamingQuerySpec(NAME, build, "warehouse events -> wh_batch_state")
+
+
+if __name__ == "__main__":
+    shell.run_alone(NAME)
