@@ -1,7 +1,8 @@
 """Persist the simulator's ground truth to Postgres `sim.*` (the oracle `verify` compares with).
 
 Only rows that changed since the last save are written, as upserts, in one transaction together
-with the position, so the saved ledger is always exact for the saved `sim_time`.
+with the position, so the saved ledger is always exact for the saved `sim_time`. Carts are the
+exception: few and short-lived, a store's are replaced whole at every save.
 """
 
 from __future__ import annotations
@@ -15,12 +16,27 @@ from producers.world.store import StoreWorld
 from smart_shelf_platform.contracts.catalogue import POSTGRES_TABLES_BY_NAME
 
 
+def _insert_sql(table: str) -> str:
+    cols = POSTGRES_TABLES_BY_NAME[table].record.field_names
+    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})"
+
+
 def _upsert_sql(table: str) -> str:
     spec = POSTGRES_TABLES_BY_NAME[table]
-    cols = spec.record.field_names
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c not in spec.primary_key)
-    return (f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))}) "
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in spec.record.field_names
+                        if c not in spec.primary_key)
+    return (f"{_insert_sql(table)} "
             f"ON CONFLICT ({', '.join(spec.primary_key)}) DO UPDATE SET {updates}")
+
+
+def _cart_lots(world: StoreWorld) -> dict[tuple[str, str], int]:
+    """Units in all carts of the store per (shelf, batch)."""
+    lots: dict[tuple[str, str], int] = {}
+    for customer in world.customers.values():
+        for shelf_id, held in customer.cart.items():
+            for batch, units in held:
+                lots[shelf_id, batch] = lots.get((shelf_id, batch), 0) + units
+    return lots
 
 
 class Ledger:
@@ -29,8 +45,8 @@ class Ledger:
 
     def reset(self, store_ids: list[str]) -> None:
         with self.conn.transaction():
-            for table in ("ledger_shelf_lots", "ledger_wh_lots", "ledger_daily_sales",
-                          "ledger_bad_events", "ledger_position"):
+            for table in ("ledger_shelf_lots", "ledger_wh_lots", "ledger_cart_lots",
+                          "ledger_daily_sales", "ledger_bad_events", "ledger_position"):
                 self.conn.execute(f"DELETE FROM sim.{table} WHERE store_id = ANY(%s)",
                                   (store_ids,))
 
@@ -47,6 +63,10 @@ class Ledger:
                     rows.append((world.store_id, shelf_id, batch, lot.received_date,
                                  lot.expiry_date, lot.quantity, sim_time))
                 cur.executemany(_upsert_sql(table), rows)
+            cur.execute("DELETE FROM sim.ledger_cart_lots WHERE store_id = %s", (world.store_id,))
+            cur.executemany(_insert_sql("sim.ledger_cart_lots"), [
+                (world.store_id, shelf_id, batch, units, sim_time)
+                for (shelf_id, batch), units in sorted(_cart_lots(world).items())])
             cur.executemany(_upsert_sql("sim.ledger_daily_sales"), [
                 (world.store_id, shelf_id, day, d.sold, d.lost_units, d.lost_attempts, sim_time)
                 for (shelf_id, day), d in sorted(

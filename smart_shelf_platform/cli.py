@@ -212,6 +212,29 @@ def stream(
         raise StackError(str(exc)) from None
 
 
+@app.command()
+def verify(
+    store: Annotated[Optional[list[str]], typer.Option(
+        metavar="STORE",
+        help="Store to check (repeat for several); default: every store in the ledger.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option(
+        "--json", metavar="PATH", help="Also write the report as JSON to this file.")] = None,
+) -> None:
+    """Compare the platform's Delta state (shelf, warehouse and lot quantities) with the
+    simulator's ground-truth ledger in Postgres `sim.*`, and check that every injected bad event
+    reached raw/dead_letter. Run it after the streaming queries have drained. Exit 0 when
+    everything agrees, 1 otherwise."""
+    from smart_shelf_platform.verify import verify as run_verify
+
+    report = run_verify(get_settings(), store or None)
+    for line in report.lines():
+        typer.echo(line)
+    if json_out:
+        json_out.write_text(json.dumps(report.as_dict(), indent=2))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 @app.command("generate-data")
 def generate_data(
     out: Annotated[Optional[Path], typer.Option(help="Output folder.")] = None,

@@ -20,7 +20,7 @@ def test_help_lists_every_command():
     result = run("--help")
     assert result.returncode == 0
     for command in ("setup", "up", "down", "status", "clock", "simulate", "bridge", "stream",
-                    "generate-data", "test", "bench"):
+                    "verify", "generate-data", "test", "bench"):
         assert command in result.stdout
 
 

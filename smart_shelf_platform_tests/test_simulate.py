@@ -7,14 +7,19 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import date, timedelta
+from decimal import Decimal
 
 import psycopg
 import pytest
 import redis
 
+from producers.ledger import Ledger
 from producers.run import SimulateOptions, simulate
 from producers.streams import EVENT_TOPICS, stream_name
+from producers.world.catalogue import BootLot, Product, StoreCatalogue
+from producers.world.store import StoreWorld
+from producers.world.traffic import Visit
 
 pytestmark = pytest.mark.integration
 
@@ -51,11 +56,59 @@ def test_simulation_buffers_every_event_and_saves_a_ledger_that_balances(setting
     initial, = _ledger(settings, "SELECT sum(batch_quantity) FROM ref.store_batches_snapshot")
     in_carts = sim.worlds[0].units_in_carts()
     assert on_shelves + sold + in_carts == initial
+    assert _ledger(settings, "SELECT coalesce(sum(quantity), 0) FROM sim.ledger_cart_lots "
+                             "WHERE store_id = 'S001'")[0] == in_carts
     assert _ledger(settings, "SELECT min(quantity) FROM sim.ledger_shelf_lots")[0] >= 0
     assert _ledger(settings, "SELECT count(*) FROM sim.ledger_bad_events")[0] == bad
     finished, emitted = _ledger(settings, "SELECT finished, events_emitted "
                                           "FROM sim.ledger_position WHERE store_id = 'S001'")
     assert finished and emitted == sim.events_emitted
+
+
+def _tiny_world(store_id: str) -> StoreWorld:
+    """One shelf with one lot of 10 units, events discarded."""
+    received, expiry = date(2026, 1, 1), date(2026, 1, 20)
+    product = Product("SH1", "dairy", "milk", Decimal("1.00"), 1000.0, 0.1, 20, 40, 10, True)
+    catalogue = StoreCatalogue(store_id, [product], [BootLot("SH1", "B1", received, expiry, 10)],
+                               [], {})
+    return StoreWorld(catalogue, seed=1, emit=lambda _topic, _record: None)
+
+
+def test_the_ledger_rewrites_the_carts_at_every_save_and_reset_clears_them(settings):
+    import uuid
+
+    store_id = f"T{uuid.uuid4().hex[:8]}"
+    world = _tiny_world(store_id)
+    at = settings.sim_start
+    visit = Visit(at, at + timedelta(minutes=20), "07:00-08:59")
+    customers = [world.enter(visit) for _ in range(2)]
+    for customer in customers:
+        world.act(customer, at, is_pickup=True)
+    ledger = Ledger(settings.postgres_dsn())
+    reader = settings.postgres_dsn("smart_shelf_reader", settings.postgres_reader_password)
+
+    def carts() -> list[tuple]:
+        with psycopg.connect(reader) as conn:  # the dashboard role may read the ledger
+            return conn.execute("SELECT shelf_id, batch_code, quantity FROM sim.ledger_cart_lots "
+                                "WHERE store_id = %s", (store_id,)).fetchall()
+
+    try:
+        ledger.save(world, at, 1, 0, 2, False, [])
+        picked = world.units_in_carts()
+        assert carts() == [("SH1", "B1", picked)] and picked >= 2  # both carts, one lot
+        world.leave(customers[0], at + timedelta(minutes=5))
+        ledger.save(world, at + timedelta(minutes=5), 1, 0, 2, False, [])
+        assert carts() == [("SH1", "B1", world.units_in_carts())]
+        world.leave(customers[1], at + timedelta(minutes=10))
+        ledger.save(world, at + timedelta(minutes=10), 1, 0, 2, True, [])
+        assert carts() == []
+        world.act(world.enter(visit), at, is_pickup=True)
+        ledger.save(world, at + timedelta(minutes=15), 1, 0, 3, True, [])
+        assert carts()
+    finally:
+        ledger.reset([store_id])
+        ledger.close()
+    assert carts() == []
 
 
 def test_ctrl_c_stops_cleanly_and_loses_nothing(settings, clean_streams):

@@ -225,6 +225,8 @@ POSTGRES_TABLES: tuple[PostgresTable, ...] = (
                   "ground truth: units per shelf lot"),
     PostgresTable("sim", "ledger_wh_lots", simulation.LEDGER_WH_LOT, "simulator",
                   "ground truth: units per warehouse lot"),
+    PostgresTable("sim", "ledger_cart_lots", simulation.LEDGER_CART_LOT, "simulator",
+                  "ground truth: units in customers' carts per shelf lot, not yet paid"),
     PostgresTable("sim", "ledger_daily_sales", simulation.LEDGER_SALES, "simulator",
                   "ground truth: sold and lost units per shelf and day"),
     PostgresTable("sim", "ledger_bad_events", simulation.LEDGER_BAD_EVENT, "simulator",

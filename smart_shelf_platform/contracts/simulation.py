@@ -25,6 +25,13 @@ LEDGER_WH_LOT = Record(
     description="Units of a lot physically in the warehouse.",
 )
 
+LEDGER_CART_LOT = Record(
+    "ledger_cart_lot",
+    (STORE_ID, SHELF_ID, F("batch_code", STRING), F("quantity", INT), UPDATED_AT),
+    key=("store_id", "shelf_id", "batch_code"),
+    description="Units picked by customers still in the store, not yet paid.",
+)
+
 LEDGER_SALES = Record(
     "ledger_daily_sales",
     (STORE_ID, SHELF_ID, F("sale_date", DATE), F("sold_units", INT),

@@ -111,6 +111,8 @@ EXPLICIT_UPSTREAMS: dict[str, tuple[str, ...]] = {
     # decisions it carries out (producers/run.py EffectsFeed) and the prices shoppers pay.
     "postgres/sim/ledger_shelf_lots": ("files/reference", "kafka/shelf_events"),
     "postgres/sim/ledger_wh_lots": ("files/reference", "kafka/wh_events"),
+    # Carts hold units picked from the shelf lots, so they follow what refills the shelves.
+    "postgres/sim/ledger_cart_lots": ("files/reference", "kafka/shelf_events"),
     "postgres/sim/ledger_daily_sales": (
         "files/reference", "kafka/shelf_events", "kafka/daily_discounts"),
     "postgres/sim/ledger_bad_events": ("files/reference",),
