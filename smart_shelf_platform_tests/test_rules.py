@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from smart_shelf_platform.rules.alerts import alert_id, can_transition, should_open
+from smart_shelf_platform.rules.alerts import alert_id, alert_step, can_transition, should_open
 from smart_shelf_platform.rules.allocation import LotStock, allocate_fefo
 from smart_shelf_platform.rules.expiry import (
     daily_discount, expired_lots, near_expiry,
@@ -153,3 +153,13 @@ def test_cooldown_keeps_a_flapping_condition_from_reopening_at_once():
     assert not should_open(True, None, now - timedelta(minutes=30), now)    # in cooldown
     assert should_open(True, None, now - timedelta(minutes=60), now)
     assert not should_open(False, None, None, now)
+
+
+def test_an_engine_opens_once_resolves_when_clear_and_waits_out_the_cooldown():
+    now = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+    assert alert_step(True, False, None, now) == "open"
+    assert alert_step(True, True, None, now) is None               # still low: no second alert
+    assert alert_step(False, True, None, now) == "resolve"
+    assert alert_step(False, False, None, now) is None
+    assert alert_step(True, False, now - timedelta(minutes=10), now) is None   # cooldown
+    assert alert_step(True, False, now - timedelta(minutes=61), now) == "open"

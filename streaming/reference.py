@@ -64,3 +64,11 @@ def known_shelves(spark: SparkSession, settings: Settings) -> DataFrame:
     """(store_id, shelf_id) of every shelf in the reference data, cached for the query's life."""
     inv = _read(settings, "store_inventory").select(["store_id", "shelf_id"])
     return spark.createDataFrame(inv.to_pandas()).cache()
+
+
+def shelf_profiles(settings: Settings) -> dict[str, dict]:
+    """"store|shelf" -> category, subcategory and standard batch size (what policies scope by
+    and supplier orders come in)."""
+    columns = ["store_id", "shelf_id", "item_category", "item_subcategory", "standard_batch_size"]
+    return {f"{r['store_id']}|{r['shelf_id']}": r
+            for r in _read(settings, "store_inventory").select(columns).to_pylist()}

@@ -13,8 +13,8 @@ import sys
 
 from smart_shelf_platform.settings import Settings, get_settings
 from streaming import (
-    batch_state_updater, foot_traffic_raw_sink, shell, shelf_aggregator, wh_aggregator,
-    wh_batch_state_updater,
+    alerts_sink, batch_state_updater, foot_traffic_raw_sink, shell, shelf_aggregator,
+    shelf_alert_engine, wh_aggregator, wh_alert_engine, wh_batch_state_updater,
 )
 from streaming.session import build_spark
 
@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 QUERIES: dict[str, shell.StreamingQuerySpec] = {
     spec.name: spec for spec in (
         foot_traffic_raw_sink.QUERY, shelf_aggregator.QUERY, batch_state_updater.QUERY,
-        wh_aggregator.QUERY, wh_batch_state_updater.QUERY,
+        wh_aggregator.QUERY, wh_batch_state_updater.QUERY, shelf_alert_engine.QUERY,
+        wh_alert_engine.QUERY, alerts_sink.QUERY,
     )
 }
 

@@ -287,25 +287,36 @@ def valid_rows(df: DataFrame, record: Record) -> DataFrame:
 # ------------------------------------------------------------------------------------------------
 
 
-def deduplicate(df: DataFrame, watermark: str = "10 minutes") -> DataFrame:
-    """Drop repeated events within a wall-clock watermark on `_kafka_ts`.
-
-    Valid rows are keyed by `event_id`; rows with a reason by their Kafka position, so two different
-    malformed records are never merged (and a bad copy cannot hide the good event of the same id).
-    The bound: state is kept for `watermark` of Kafka time, so a duplicate arriving later than that
-    (a bridge down for longer, a producer replaying an old backlog) is NOT caught here; downstream
-    writes must stay idempotent by key for those.
-    """
+def with_dedup_key(df: DataFrame, key_fields: Sequence[str]) -> DataFrame:
+    """Add `_dedup_key`: the values of `key_fields` for valid rows, the Kafka position for rows
+    with a reason, so two different malformed records are never merged (and a bad copy cannot
+    hide the good event of the same id)."""
     position = F.concat_ws("|", F.lit("at"), "_source", "_partition", "_offset")
-    key = F.when(F.col(REASON).isNull() & F.col("event_id").isNotNull(),
-                 F.concat(F.lit("id|"), F.col("event_id"))).otherwise(position)
-    keyed = df.withColumn("_dedup_key", key)
-    if keyed.isStreaming:
-        deduped = (keyed.withWatermark("_kafka_ts", watermark)
+    complete = reduce(lambda a, b: a & b, (F.col(f).isNotNull() for f in key_fields))
+    key = F.when(F.col(REASON).isNull() & complete,
+                 F.concat_ws("|", F.lit("id"), *(F.col(f).cast("string") for f in key_fields)))
+    return df.withColumn("_dedup_key", key.otherwise(position))
+
+
+def drop_repeated(df: DataFrame, watermark: str = "10 minutes") -> DataFrame:
+    """Drop rows whose `_dedup_key` was seen within a wall-clock watermark on `_kafka_ts`.
+
+    The bound: state is kept for `watermark` of Kafka time, so a duplicate arriving later than
+    that (a bridge down for longer, a producer replaying an old backlog) is NOT caught here;
+    downstream writes must stay idempotent by key for those.
+    """
+    if df.isStreaming:
+        deduped = (df.withWatermark("_kafka_ts", watermark)
                    .dropDuplicatesWithinWatermark(["_dedup_key"]))
     else:  # Spark refuses the watermark variant on static frames (tests, backfills)
-        deduped = keyed.dropDuplicates(["_dedup_key"])
+        deduped = df.dropDuplicates(["_dedup_key"])
     return deduped.drop("_dedup_key")
+
+
+def deduplicate(df: DataFrame, key_fields: Sequence[str] = ("event_id",),
+                watermark: str = "10 minutes") -> DataFrame:
+    """Drop repeated events (same `key_fields`) within the watermark."""
+    return drop_repeated(with_dedup_key(df, key_fields), watermark)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -413,6 +424,16 @@ class EventSource:
     topic: str
     record: Record
     dead_letters: bool = True
+    dedupe_on: tuple[str, ...] | None = None  # default: event_id, or key + version for state
+
+    @property
+    def dedupe_fields(self) -> tuple[str, ...]:
+        if self.dedupe_on is not None:
+            return self.dedupe_on
+        names = self.record.field_names
+        if "event_id" in names:
+            return ("event_id",)
+        return self.record.key + (("version",) if "version" in names else ())
 
 
 ValidRows = dict[str, DataFrame]  # topic -> the batch's valid, deduplicated rows of that topic
@@ -421,17 +442,17 @@ BatchHandler = Callable[[ValidRows, int], None]
 
 def checked_events(spark: SparkSession, ctx: QueryContext,
                    sources: Sequence[EventSource]) -> DataFrame:
-    """The sources' messages, contract-checked, in one stream deduplicated by event_id.
+    """The sources' messages, contract-checked, in one stream without repeats (`dedupe_on`).
 
     Records with different contracts share one frame (`unionByName`, missing columns null), so a
     query that folds two topics into one table has one checkpoint and one micro-batch per step.
     """
-    frames = [parse_events(read_kafka(spark, ctx.settings, [ctx.topic(s.topic)],
-                                      max_offsets_per_trigger=ctx.max_offsets_per_trigger),
-                           s.record)
-              for s in sources]
+    frames = [with_dedup_key(
+        parse_events(read_kafka(spark, ctx.settings, [ctx.topic(s.topic)],
+                                max_offsets_per_trigger=ctx.max_offsets_per_trigger), s.record),
+        s.dedupe_fields) for s in sources]
     union = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
-    return deduplicate(union)
+    return drop_repeated(union)
 
 
 def event_query(spark: SparkSession, ctx: QueryContext, name: str,

@@ -41,3 +41,15 @@ def should_open(condition: bool, active_since: datetime | None, last_resolved: d
     if not condition or active_since is not None:
         return False
     return last_resolved is None or now - last_resolved >= cooldown
+
+
+def alert_step(condition: bool, episode_active: bool, last_resolved: datetime | None,
+               now: datetime, cooldown: timedelta = DEFAULT_COOLDOWN) -> str | None:
+    """What an alert engine does now: "open" a new episode, "resolve" the active one, or None.
+
+    An active episode stays open while its condition holds (later updates never re-alert) and
+    is resolved as soon as it clears; a new one opens only after the cooldown.
+    """
+    if episode_active:
+        return None if condition else "resolve"
+    return "open" if should_open(condition, None, last_resolved, now, cooldown) else None

@@ -1,0 +1,171 @@
+"""The alert engines and the alerts sink on the real stack, fed crafted state records."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import date, datetime, timedelta, timezone
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from smart_shelf_platform.stack.lifecycle import reference_files
+from smart_shelf_platform_tests.streaming_support import (
+    consume_all, delta_rows, produce, replay_last_batch, run_to_end,
+)
+from streaming import alerts_sink, shelf_alert_engine, wh_alert_engine
+
+pytestmark = pytest.mark.integration
+
+STORE = "S001"
+T0 = datetime(2026, 1, 1, 9, 0, tzinfo=timezone.utc)
+
+
+def ts(minutes: float) -> str:
+    return (T0 + timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
+
+
+def profiles(settings) -> list[dict]:
+    table = pq.read_table(reference_files(settings)["store_inventory"])
+    return sorted(table.filter(pc.equal(table["store_id"], STORE)).to_pylist(),
+                  key=lambda r: r["shelf_id"])
+
+
+def shelf_state(shelf_id: str, stock: int, version: int, minute: float, cap: int = 100) -> dict:
+    return {"store_id": STORE, "shelf_id": shelf_id, "current_stock": stock, "max_stock": cap,
+            "unit_weight": 100.0, "shelf_weight": 100.0 * stock, "version": version,
+            "last_update_ts": ts(minute)}
+
+
+def lot(shelf_id: str, code: str, qty: int, expiry: date, version: int, minute: float) -> dict:
+    return {"store_id": STORE, "shelf_id": shelf_id, "batch_code": code,
+            "received_date": "2025-12-20", "expiry_date": expiry.isoformat(),
+            "batch_quantity_store": qty, "version": version, "last_update_ts": ts(minute)}
+
+
+def tick(minute: float) -> dict:
+    at = T0 + timedelta(minutes=minute)
+    return {"tick_id": at.isoformat(), "sim_time": ts(minute), "sim_date": at.date().isoformat(),
+            "wall_time": "2026-11-23T00:00:00Z", "speed": 60.0}
+
+
+def shelf_policy(shelf_id: str, threshold: float) -> dict:
+    return {"store_id": STORE, "policy_id": str(uuid.uuid4()), "shelf_id": shelf_id,
+            "item_category": None, "item_subcategory": None, "threshold_pct": threshold,
+            "min_qty": 1, "target_pct": 80.0, "active": True, "notes": "test",
+            "created_at": ts(0), "updated_at": ts(0)}
+
+
+def values(ctx, topic: str) -> list[dict]:
+    return [json.loads(m.value()) for m in consume_all(ctx, topic)]
+
+
+def test_shelf_engine_alerts_once_plans_once_follows_policies_and_resolves(
+        settings, spark, query_ctx):
+    ctx = query_ctx
+    a, b, c = (p["shelf_id"] for p in profiles(settings)[:3])
+    engine = shelf_alert_engine.QUERY
+
+    # A is low (10 %), B at 40 % is fine under the default 30 % policy, C has a lot expiring
+    # in two days and one already empty (which must not count).
+    produce(ctx, "shelf_state", [shelf_state(a, 10, 2, 1), shelf_state(b, 40, 2, 1)])
+    produce(ctx, "shelf_batch_state", [
+        lot(c, "C-SOON", 4, date(2026, 1, 3), 1, 1), lot(c, "C-EMPTY", 0, date(2026, 1, 1), 3, 1),
+        lot(c, "C-LATER", 9, date(2026, 3, 1), 1, 1)])
+    run_to_end(spark, ctx, engine)
+    steps = values(ctx, "alerts")
+    assert sorted((s["alert_type"], s["shelf_id"], s["status"]) for s in steps) == [
+        ("near_expiry", c, "open"), ("refill_request", a, "open")]
+    refill = next(s for s in steps if s["alert_type"] == "refill_request")
+    assert (refill["current_stock"], refill["suggested_qty"], refill["stock_pct"]) == (10, 70, 10.0)
+    near = next(s for s in steps if s["alert_type"] == "near_expiry")
+    assert (near["batch_code"], near["expiry_date"]) == ("C-SOON", "2026-01-03")
+    plans = values(ctx, "shelf_restock_plan")
+    assert [(p["shelf_id"], p["suggested_qty"], p["status"], p["alert_id"]) for p in plans] == [
+        (a, 70, "pending", refill["alert_id"])]
+
+    # A falls further: no second alert and no second plan while the first is in flight.
+    # B's policy is raised to 50 %: B alerts without any new stock update.
+    produce(ctx, "shelf_state", [shelf_state(a, 5, 3, 5)])
+    produce(ctx, "shelf_policies", [shelf_policy(b, 50.0)])
+    run_to_end(spark, ctx, engine)
+    new = values(ctx, "alerts")[len(steps):]
+    assert [(s["alert_type"], s["shelf_id"], s["status"]) for s in new] == [
+        ("refill_request", b, "open")]
+    assert len(values(ctx, "shelf_restock_plan")) == 2  # B's plan; none more for A
+
+    # A refilled: its alert resolves under the same id; C's soon lot sold out: resolves too.
+    produce(ctx, "shelf_state", [shelf_state(a, 90, 4, 30)])
+    produce(ctx, "shelf_batch_state", [lot(c, "C-SOON", 0, date(2026, 1, 3), 2, 30)])
+    run_to_end(spark, ctx, engine)
+    resolved = values(ctx, "alerts")[len(steps) + len(new):]
+    assert sorted((s["alert_type"], s["shelf_id"], s["status"], s["alert_id"]) for s in resolved) \
+        == sorted([("refill_request", a, "resolved", refill["alert_id"]),
+                   ("near_expiry", c, "resolved", near["alert_id"])])
+    assert resolved[0]["updated_at"] == ts(30)
+
+    # A crash before the checkpoint commit: the batch replays and publishes the same steps.
+    published = values(ctx, "alerts")
+    plan_rows = delta_rows(ctx, "ops/shelf_restock_plan")
+    replay_last_batch(ctx, shelf_alert_engine.NAME)
+    run_to_end(spark, ctx, engine)
+    again = values(ctx, "alerts")
+    assert {(s["alert_id"], s["status"]) for s in again} \
+        == {(s["alert_id"], s["status"]) for s in published}
+    assert sorted(r["plan_id"] for r in delta_rows(ctx, "ops/shelf_restock_plan")) \
+        == sorted(r["plan_id"] for r in plan_rows)
+
+    # The sink keeps one row per alert at its furthest step.
+    run_to_end(spark, ctx, alerts_sink.QUERY)
+    rows = {(r["alert_type"], r["shelf_id"]): r for r in delta_rows(ctx, "ops/alerts")}
+    assert {k: r["status"] for k, r in rows.items()} == {
+        ("refill_request", a): "resolved", ("refill_request", b): "open",
+        ("near_expiry", c): "resolved"}
+    assert rows[("refill_request", a)]["created_at"] == T0 + timedelta(minutes=1)
+    # A duplicate "open" step arriving late never moves a resolved alert back.
+    produce(ctx, "alerts", [refill])
+    run_to_end(spark, ctx, alerts_sink.QUERY)
+    assert {(r["alert_type"], r["shelf_id"]): r["status"]
+            for r in delta_rows(ctx, "ops/alerts")}[("refill_request", a)] == "resolved"
+
+
+def test_near_expiry_is_re_evaluated_when_the_simulated_day_changes(settings, spark, query_ctx):
+    ctx = query_ctx
+    shelf = profiles(settings)[5]["shelf_id"]
+    produce(ctx, "shelf_batch_state", [lot(shelf, "L1", 3, date(2026, 1, 8), 1, 0)])
+    produce(ctx, "clock_ticks", [tick(0)])
+    run_to_end(spark, ctx, shelf_alert_engine.QUERY)
+    assert values(ctx, "alerts") == [], "7 days out: not near expiry yet"
+    produce(ctx, "clock_ticks", [tick(60 * 24 * 2)])  # two days later, no lot changed
+    run_to_end(spark, ctx, shelf_alert_engine.QUERY)
+    assert [(s["alert_type"], s["batch_code"]) for s in values(ctx, "alerts")] == [
+        ("near_expiry", "L1")]
+
+
+def test_warehouse_engine_orders_whole_batches_counting_plans_in_flight(
+        settings, spark, query_ctx):
+    ctx = query_ctx
+    profile = profiles(settings)[0]
+    shelf, batch = profile["shelf_id"], profile["standard_batch_size"]
+
+    def wh_state(stock: int, version: int, minute: float) -> dict:
+        return {"store_id": STORE, "shelf_id": shelf, "wh_current_stock": stock,
+                "wh_max_stock": 20 * batch, "version": version, "last_update_ts": ts(minute)}
+
+    reorder_point = max(1, int(0.05 * 20 * batch))
+    produce(ctx, "wh_state", [wh_state(reorder_point - 1, 2, 1)])
+    run_to_end(spark, ctx, wh_alert_engine.QUERY)
+    plans = values(ctx, "wh_supplier_plan")
+    assert len(plans) == 1
+    assert plans[0]["suggested_qty"] % batch == 0 and plans[0]["suggested_qty"] > 0
+    assert (plans[0]["source"], plans[0]["status"]) == ("rule", "pending")
+    assert [(s["alert_type"], s["location"], s["min_qty"]) for s in values(ctx, "alerts")] == [
+        ("supplier_request", "warehouse", reorder_point)]
+
+    produce(ctx, "wh_state", [wh_state(reorder_point - 2, 3, 2)])
+    run_to_end(spark, ctx, wh_alert_engine.QUERY)
+    assert len(values(ctx, "wh_supplier_plan")) == 1, "the order in flight covers it"
+    assert len(values(ctx, "alerts")) == 1
+    assert [r["supplier_plan_id"] for r in delta_rows(ctx, "ops/wh_supplier_plan")] \
+        == [plans[0]["supplier_plan_id"]]
