@@ -30,7 +30,7 @@ EFFECT_TOPICS = ("wh_events", "shelf_events", "daily_discounts")
 @dataclass
 class SimulateOptions:
     until: datetime
-    speed: float | None  # None: as fast as possible (no clock); else run the clock at this speed
+    speed: float | None  # None: max rate, the simulator moves the clock; else the clock speed
     bad_event_rate: float = 0.0
     effects: bool = True
     max_depth: int = 200_000
@@ -79,10 +79,12 @@ def simulate(settings: Settings, options: SimulateOptions,
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
-    clock_thread = clock = None
+    clock_thread = None
+    # At max rate the simulator moves the clock itself (ticks and `sim:now` follow the events),
+    # so time-driven steps and the future-timestamp check work the same at any speed.
+    clock = SimClock.from_settings(settings, speed=options.speed or 0)
+    clock.start(reset=True)
     if options.speed is not None:
-        clock = SimClock.from_settings(settings, speed=options.speed)
-        clock.start(reset=True)
         clock_thread = threading.Thread(target=clock.run, kwargs={"until": options.until},
                                         daemon=True, name="sim-clock")
         clock_thread.start()
@@ -91,14 +93,15 @@ def simulate(settings: Settings, options: SimulateOptions,
              f"{options.until:%Y-%m-%d %H:%M} "
              f"({'max rate' if options.speed is None else f'{options.speed:g}x'})")
     try:
-        run_simulation(sim, options.until, clock=RedisClock(client) if clock else None,
-                       writer=writer, ledger=ledger, effects=effects, progress=progress,
-                       should_stop=stop.is_set)
+        run_simulation(sim, options.until,
+                       clock=RedisClock(client) if clock_thread else None,
+                       follower=None if clock_thread else clock, writer=writer, ledger=ledger,
+                       effects=effects, progress=progress, should_stop=stop.is_set)
     finally:
-        if clock is not None:
+        if clock_thread is not None:
             clock.request_stop()
             clock_thread.join(timeout=30)
-            clock.close()
+        clock.close()
         if effects is not None:
             effects.close()
         ledger.close()

@@ -166,11 +166,15 @@ class Simulation:
         return all(not w.customers for w in self.worlds)
 
 
-def run_simulation(simulation: Simulation, until: datetime, *, clock=None, writer=None,
-                   ledger=None, effects=None, progress: Callable[[str], None] | None = None,
+def run_simulation(simulation: Simulation, until: datetime, *, clock=None, follower=None,
+                   writer=None, ledger=None, effects=None,
+                   progress: Callable[[str], None] | None = None,
                    should_stop: Callable[[], bool] = lambda: False,
                    save_every: timedelta = timedelta(hours=1), batch_steps: int = 5000) -> None:
     """Advance to `until`: as fast as possible, or following `clock` (a RedisClock) when given.
+
+    `follower` (a started SimClock) is moved to the simulation's time after each batch of steps
+    instead, once the batch's events are flushed: the clock never gets ahead of the events.
 
     `writer` (the Redis stream writer) provides back-pressure and flushing; `ledger` saves the
     ground truth every `save_every` of simulated time and at the end; `effects` is a callable
@@ -192,6 +196,8 @@ def run_simulation(simulation: Simulation, until: datetime, *, clock=None, write
         if writer is not None:
             writer.flush()
             writer.wait_for_room()
+        if follower is not None and simulation.now > follower.state.now:
+            follower.step((simulation.now - follower.state.now).total_seconds())
         if ledger is not None and simulation.now - last_save >= save_every:
             _save(simulation, ledger, finished=False)
             last_save = simulation.now

@@ -256,7 +256,7 @@ def future_timestamp_reason(df: DataFrame, sim_now: datetime | None,
 
     `sim_now` is read on the driver once per micro-batch (`read_sim_now`), so the frame stays pure.
     """
-    if sim_now is None:
+    if sim_now is None or "timestamp" not in df.columns:  # state records carry no event time
         return df
     return append_reason(df, F.col("timestamp") > F.lit(as_utc(sim_now) + tolerance),
                          "timestamp in the future")
