@@ -195,10 +195,16 @@ def stream(
     query: Annotated[Optional[list[str]], typer.Option(
         help="Query to run (repeat for several); default: all.")] = None,
     until_drained: Annotated[bool, typer.Option(
-        help="Process what is in Kafka now, then stop (batch catch-up).")] = False,
+        help="Process what is in Kafka now, stage by stage (state, then alerts), then stop.")]
+        = False,
+    trigger_seconds: Annotated[float, typer.Option(
+        min=0.1, help="Micro-batch interval in seconds.")] = 2.0,
+    max_offsets_per_trigger: Annotated[Optional[int], typer.Option(
+        min=1, help="Cap on Kafka records per micro-batch and query (default: no cap).")] = None,
 ) -> None:
     """Run the Spark Structured Streaming queries in one local Spark application (each with its
-    own checkpoint under $SMART_SHELF_DELTA_ROOT/_checkpoints). Ctrl-C stops them cleanly."""
+    own checkpoint under $SMART_SHELF_DELTA_ROOT/_checkpoints). Ctrl-C stops them cleanly.
+    `smart-shelf up` runs this in the background unless SMART_SHELF_STREAMING_ENABLED=false."""
     from streaming.runner import QUERIES, run, unknown_queries
 
     names = list(query or [])
@@ -207,7 +213,8 @@ def stream(
     logging.getLogger("streaming").setLevel(logging.INFO)
     logging.getLogger("py4j").setLevel(logging.WARNING)
     try:
-        run(get_settings(), names or None, until_drained=until_drained)
+        run(get_settings(), names or None, until_drained=until_drained,
+            trigger_seconds=trigger_seconds, max_offsets_per_trigger=max_offsets_per_trigger)
     except RuntimeError as exc:
         raise StackError(str(exc)) from None
 

@@ -154,7 +154,8 @@ class AlertEngine:
             shelf = shelves.setdefault(key, self._empty_shelf())
             if row["version"] >= shelf["version"]:
                 shelf.update(stock=row[self.quantity_field], cap=row[self.capacity_field],
-                             version=row["version"], ts=row["last_update_ts"])
+                             version=row["version"])
+                shelf["ts"] = self._later(shelf["ts"], row["last_update_ts"])
                 touched.add(key)
         for row in self._newest(valid, self.lots_source):
             key = f"{row['store_id']}|{row['shelf_id']}"
@@ -164,7 +165,7 @@ class AlertEngine:
                 shelf["lots"][row["batch_code"]] = {
                     "received": row["received_date"], "expiry": row["expiry_date"],
                     "qty": row[self.lot_quantity_field], "version": row["version"]}
-                shelf["ts"] = max(filter(None, (shelf["ts"], row["last_update_ts"])))
+                shelf["ts"] = self._later(shelf["ts"], row["last_update_ts"])
                 touched.add(key)
         for row in self._newest(valid, self.policy_source):
             state["policies"][f"{row['store_id']}|{row['policy_id']}"] = {
@@ -179,6 +180,12 @@ class AlertEngine:
                 new_day = state["today"] != latest["sim_date"]
                 state["today"] = latest["sim_date"]
         return touched, stores_with_new_policy, new_day
+
+    @staticmethod
+    def _later(current: str | None, seen: str) -> str:
+        """A shelf's time only moves forward: stock and lots are updated by different queries,
+        so their rows arrive in no common order."""
+        return seen if current is None or utc(seen) > utc(current) else current
 
     @staticmethod
     def _empty_shelf() -> dict:

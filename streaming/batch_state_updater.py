@@ -19,11 +19,13 @@ from pyspark.sql.streaming import DataStreamWriter
 
 from smart_shelf_platform.contracts.events import POS_TRANSACTION, SHELF_EVENT
 from streaming import reference, shell
-from streaming.state_fold import DELTA, EVENT_TS, FIRST_EVENT_TS, StateFold
+from streaming.state_fold import StateFold, net_units
 
 NAME = "batch_state_updater"
 POS = shell.EventSource("pos_transactions", POS_TRANSACTION)
-SHELF = shell.EventSource("shelf_events", SHELF_EVENT, dead_letters=False)
+# Customers' events (nearly all of the topic) name no lot: only refills and removals are read.
+SHELF = shell.EventSource("shelf_events", SHELF_EVENT, dead_letters=False,
+                          prefilter=shell.json_field_in("actor", ("restocker", "system")))
 LOT_KEY = ("store_id", "shelf_id", "batch_code")
 FOLD = StateFold("cleansed/shelf_batch_state", "shelf_batch_state", "batch_quantity_store",
                  insert_columns=("received_date", "expiry_date"))
@@ -52,9 +54,7 @@ def lot_effects(shelf_events: DataFrame) -> DataFrame:
 def lot_deltas(movements: DataFrame, wh_lots: DataFrame) -> DataFrame:
     """Net units per lot with the lot's dates (from the warehouse lot, for a lot new here)."""
     dates = wh_lots.select(*LOT_KEY, "received_date", "expiry_date")
-    return (movements.groupBy(*LOT_KEY)
-            .agg(F.sum("units").cast("int").alias(DELTA), F.max("timestamp").alias(EVENT_TS),
-                 F.min("timestamp").alias(FIRST_EVENT_TS))
+    return (movements.groupBy(*LOT_KEY).agg(*net_units(F.col("units")))
             .join(dates, list(LOT_KEY), "left"))
 
 

@@ -20,13 +20,15 @@ from streaming.session import build_spark
 
 log = logging.getLogger(__name__)
 
-QUERIES: dict[str, shell.StreamingQuerySpec] = {
-    spec.name: spec for spec in (
-        foot_traffic_raw_sink.QUERY, shelf_aggregator.QUERY, batch_state_updater.QUERY,
-        wh_aggregator.QUERY, wh_batch_state_updater.QUERY, shelf_alert_engine.QUERY,
-        wh_alert_engine.QUERY, alerts_sink.QUERY,
-    )
-}
+# Each stage reads what the stages before it write: events -> state -> alerts. A drain
+# (`--until-drained`) runs them in this order so the last one sees everything.
+STAGES: tuple[tuple[shell.StreamingQuerySpec, ...], ...] = (
+    (foot_traffic_raw_sink.QUERY, shelf_aggregator.QUERY, wh_aggregator.QUERY,
+     wh_batch_state_updater.QUERY, batch_state_updater.QUERY),
+    (shelf_alert_engine.QUERY, wh_alert_engine.QUERY),
+    (alerts_sink.QUERY,),
+)
+QUERIES: dict[str, shell.StreamingQuerySpec] = {q.name: q for stage in STAGES for q in stage}
 
 
 def unknown_queries(names: list[str]) -> list[str]:
@@ -34,9 +36,11 @@ def unknown_queries(names: list[str]) -> list[str]:
 
 
 def run(settings: Settings, names: list[str] | None = None, *, until_drained: bool = False,
-        app_name: str = "smart-shelf-streaming") -> None:
-    """Start the queries and block until SIGINT/SIGTERM (or, with `until_drained`, until each has
-    processed everything available at start); a failed query stops the application."""
+        app_name: str = "smart-shelf-streaming", trigger_seconds: float = 2,
+        **context) -> None:
+    """Start the queries and block until SIGINT/SIGTERM (or, with `until_drained`, until each
+    has processed everything available, stage by stage); a failed query stops the application.
+    `context` overrides QueryContext fields (topic_prefix, max_offsets_per_trigger, ...)."""
     names = names or list(QUERIES)
     if unknown := unknown_queries(names):
         raise ValueError(f"unknown queries {unknown}; available: {sorted(QUERIES)}")
@@ -45,23 +49,39 @@ def run(settings: Settings, names: list[str] | None = None, *, until_drained: bo
     # A flag only: the loop below stops the queries, so a signal never interrupts a py4j call.
     previous = {sig: signal.signal(sig, lambda *_: stopping.append(True))
                 for sig in (signal.SIGTERM, signal.SIGINT)}
-    ctx = shell.QueryContext.from_settings(settings)
-    queries = [QUERIES[n].start(spark, ctx, available_now=until_drained) for n in names]
-    for name in names:
-        log.info("%s started (checkpoint %s)", name, ctx.checkpoint(name))
+    ctx = shell.QueryContext.from_settings(settings, **context)
+    stages = [[q for q in stage if q.name in names] for stage in STAGES]
+    # Running continuously, every query starts at once; a drain goes stage by stage.
+    waves = [s for s in stages if s] if until_drained else [[q for s in stages for q in s]]
+    started = []
     try:
-        while not stopping and any(q.isActive for q in queries):
-            failed = [q for q in queries if q.exception() is not None]
-            if failed:
-                raise RuntimeError(f"query {failed[0].name} failed: {failed[0].exception()}")
-            queries[0].awaitTermination(1)
+        for wave in waves:
+            queries = [spec.start(spark, ctx, available_now=until_drained,
+                                  trigger_seconds=trigger_seconds) for spec in wave]
+            started += queries
+            for query in queries:
+                log.info("%s started (checkpoint %s)", query.name, ctx.checkpoint(query.name))
+            _watch(queries, stopping)
+            if stopping:
+                break
     finally:
-        for query in queries:
+        for query in started:
             if query.isActive:
                 query.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         spark.stop()
+    _raise_failure(started)
+
+
+def _watch(queries, stopping: list[bool]) -> None:
+    """Block while any query runs, no stop was requested and none failed."""
+    while not stopping and any(q.isActive for q in queries):
+        _raise_failure(queries)
+        queries[0].awaitTermination(1)
+
+
+def _raise_failure(queries) -> None:
     failed = [q for q in queries if q.exception() is not None]
     if failed:
         raise RuntimeError(f"query {failed[0].name} failed: {failed[0].exception()}")
@@ -71,13 +91,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--query", action="append", help=f"one of {sorted(QUERIES)} (repeat)")
     parser.add_argument("--until-drained", action="store_true",
-                        help="process what is available now, then stop")
+                        help="process what is available now, stage by stage, then stop")
+    parser.add_argument("--trigger-seconds", type=float, default=2,
+                        help="micro-batch interval (default 2)")
+    parser.add_argument("--max-offsets-per-trigger", type=int,
+                        help="cap on Kafka records per micro-batch and query (default: none)")
+    parser.add_argument("--topic-prefix", default="",
+                        help="read and write <prefix><topic> (side-by-side copies, tests)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)  # one line per callback otherwise
     try:
-        run(get_settings(), args.query, until_drained=args.until_drained)
+        run(get_settings(), args.query, until_drained=args.until_drained,
+            trigger_seconds=args.trigger_seconds, topic_prefix=args.topic_prefix,
+            max_offsets_per_trigger=args.max_offsets_per_trigger)
     except (ValueError, RuntimeError) as exc:
         print(f"streaming: error: {exc}", file=sys.stderr)
         return 1

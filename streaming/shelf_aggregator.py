@@ -17,7 +17,7 @@ from pyspark.sql.streaming import DataStreamWriter
 
 from smart_shelf_platform.contracts.events import SHELF_EVENT
 from streaming import reference, shell
-from streaming.state_fold import DELTA, EVENT_TS, FIRST_EVENT_TS, StateFold
+from streaming.state_fold import StateFold, net_units
 
 NAME = "shelf_aggregator"
 SOURCE = shell.EventSource("shelf_events", SHELF_EVENT)
@@ -29,12 +29,11 @@ UNIT_SIGN = {"pickup": -1, "putback": 1, "expired_removal": -1}
 
 
 def shelf_deltas(events: DataFrame) -> DataFrame:
-    """Valid shelf events -> (store_id, shelf_id, delta, event_ts, first_event_ts) per shelf."""
+    """Valid shelf events -> (store_id, shelf_id, delta, event_ts) per shelf."""
     sign = F.coalesce(*(F.when(F.col("event_type") == t, F.lit(s)) for t, s in UNIT_SIGN.items()))
     return (events.where(sign.isNotNull())
             .groupBy("store_id", "shelf_id")
-            .agg(F.sum(sign * F.col("quantity")).cast("int").alias(DELTA),
-                 F.max("timestamp").alias(EVENT_TS), F.min("timestamp").alias(FIRST_EVENT_TS)))
+            .agg(*net_units(sign * F.col("quantity"))))
 
 
 def build(spark: SparkSession, ctx: shell.QueryContext) -> DataStreamWriter:

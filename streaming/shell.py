@@ -14,12 +14,14 @@ keeps running.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import reduce
+from pathlib import Path
 
 import redis
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -86,11 +88,12 @@ class QueryContext:
     topic_prefix: str = ""
     max_offsets_per_trigger: int | None = None
     checkpoint_root: str | None = None
+    metrics_dir: str | None = None  # where each query appends its per-batch metrics
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides) -> QueryContext:
         values = {"delta_root": settings.delta_root, "clock": RedisClock.from_settings(settings),
-                  **overrides}
+                  "metrics_dir": str(settings.home / "logs" / "streaming"), **overrides}
         return cls(settings=settings, **values)
 
     def topic(self, name: str) -> str:
@@ -376,22 +379,17 @@ def uuid5(namespace: uuid.UUID, name: Column) -> Column:
 
 
 def write_dead_letters(batch_df: DataFrame, batch_id: int, query_name: str,
-                       ctx: QueryContext) -> int:
-    """Send the batch's rows with a reason to the dead-letter topic and table; returns their count.
+                       ctx: QueryContext) -> None:
+    """Send the batch's rows with a reason to the dead-letter topic and table.
 
     Kafka first, Delta second: a crash in between replays the batch, which publishes the same
     deterministic ids again (the topic is at-least-once, consumers dedupe by event_id) while the
     Delta append, keyed by (f"{query_name}/dead_letter", batch_id), happens exactly once.
     """
     dead = dead_letter_rows(batch_df, query_name)
-    count = dead.count()
-    if count == 0:
-        return 0
     publish_json(dead, ctx.settings, ctx.topic(DEAD_LETTER_TOPIC), key=F.col("source"))
     append_idempotent(dead, ctx.table(DEAD_LETTER_TABLE.path), f"{query_name}/dead_letter",
                       batch_id)
-    log.warning("%s batch %d: %d record(s) sent to the dead letters", query_name, batch_id, count)
-    return count
 
 
 def publish_json(df: DataFrame, settings: Settings, topic: str, *, key: Column) -> None:
@@ -425,6 +423,10 @@ class EventSource:
     record: Record
     dead_letters: bool = True
     dedupe_on: tuple[str, ...] | None = None  # default: event_id, or key + version for state
+    # SQL predicate on the raw Kafka row (`json_field_in`): a query that only wants a few
+    # records of a busy topic skips the rest before the costly checks. Readers that report
+    # dead letters must see everything, so only the others may filter.
+    prefilter: str | None = None
 
     @property
     def dedupe_fields(self) -> tuple[str, ...]:
@@ -447,12 +449,22 @@ def checked_events(spark: SparkSession, ctx: QueryContext,
     Records with different contracts share one frame (`unionByName`, missing columns null), so a
     query that folds two topics into one table has one checkpoint and one micro-batch per step.
     """
-    frames = [with_dedup_key(
-        parse_events(read_kafka(spark, ctx.settings, [ctx.topic(s.topic)],
-                                max_offsets_per_trigger=ctx.max_offsets_per_trigger), s.record),
-        s.dedupe_fields) for s in sources]
+    frames = []
+    for source in sources:
+        raw = read_kafka(spark, ctx.settings, [ctx.topic(source.topic)],
+                         max_offsets_per_trigger=ctx.max_offsets_per_trigger)
+        if source.prefilter is not None:
+            raw = raw.where(F.expr(source.prefilter))
+        frames.append(with_dedup_key(parse_events(raw, source.record), source.dedupe_fields))
     union = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
     return drop_repeated(union)
+
+
+def json_field_in(name: str, values: Sequence[str]) -> str:
+    """Prefilter: a top-level string field of the raw value is one of `values` (a cheap scan,
+    no contract checks)."""
+    listed = ", ".join(f"'{v}'" for v in values)
+    return f"get_json_object(CAST(value AS STRING), '$.{name}') IN ({listed})"
 
 
 def event_query(spark: SparkSession, ctx: QueryContext, name: str,
@@ -463,9 +475,10 @@ def event_query(spark: SparkSession, ctx: QueryContext, name: str,
     In the batch, events stamped in the future of the simulated clock and (with `known_shelves`)
     events of shelves the store does not have join the dead letters. `handle` is called only
     when the batch holds valid rows; it must write idempotently per batch id (a batch replays
-    after a crash).
+    after a crash). Every batch leaves a line of metrics (`BatchMetrics`).
     """
     events = checked_events(spark, ctx, sources)
+    metrics = MetricsLog(ctx, name)
 
     def write_batch(batch_df: DataFrame, batch_id: int) -> None:
         batch = future_timestamp_reason(batch_df, read_sim_now(ctx.clock))
@@ -473,19 +486,86 @@ def event_query(spark: SparkSession, ctx: QueryContext, name: str,
             batch = unknown_shelf_reason(batch, known_shelves)
         batch = batch.persist()
         try:
-            reported = [ctx.topic(s.topic) for s in sources if s.dead_letters]
-            write_dead_letters(batch.where(F.col("_source").isin(reported)), batch_id, name, ctx)
+            stats = metrics.batch_stats(batch, sources)
+            if stats["dead"]:
+                reported = [ctx.topic(s.topic) for s in sources if s.dead_letters]
+                write_dead_letters(batch.where(F.col("_source").isin(reported)), batch_id, name,
+                                   ctx)
+                log.warning("%s batch %d: %d record(s) sent to the dead letters", name,
+                            batch_id, stats["dead"])
+            # Empty batches also run (the watermark moves state eviction): no commit for those.
             valid = {s.topic: valid_rows(batch.where(F.col("_source") == ctx.topic(s.topic)),
                                          s.record)
-                     for s in sources}
-            # Empty batches also run (the watermark moves state eviction): no commit for those.
-            valid = {topic: rows for topic, rows in valid.items() if not rows.isEmpty()}
+                     for s in sources if stats[f"valid:{s.topic}"]}
             if valid:
                 handle(valid, batch_id)
+            metrics.record(batch_id, stats)
         finally:
             batch.unpersist()
 
     return events.writeStream.foreachBatch(write_batch)
+
+
+class MetricsLog:
+    """Per micro-batch: valid and dead-lettered rows, late events, and latency from each
+    record's arrival in Kafka to the end of the batch (its outputs visible), as JSON lines in
+    `<metrics_dir>/<query>.jsonl` and a log line.
+
+    Late = a valid event stamped earlier than the newest event time the query saw in an earlier
+    batch (it arrived after a newer one); tracked per process, so the first batch after a
+    restart counts none.
+    """
+
+    def __init__(self, ctx: QueryContext, name: str):
+        self.name = name
+        self.ctx = ctx
+        self.path = Path(ctx.metrics_dir) / f"{name}.jsonl" if ctx.metrics_dir else None
+        self.newest_event: datetime | None = None
+
+    def batch_stats(self, batch: DataFrame, sources: Sequence[EventSource]) -> dict:
+        """One pass over the batch for every count the batch needs."""
+        ok = F.col(REASON).isNull()
+        reported = [s.topic for s in sources if s.dead_letters]
+        columns = [F.count_if(~ok & F.col("_source").isin(
+            [self.ctx.topic(t) for t in reported])).alias("dead"),
+            F.count_if(ok).alias("valid"),
+            F.min(F.when(ok, F.col("_kafka_ts"))).alias("oldest_arrival"),
+            F.percentile_approx(F.when(ok, F.unix_millis("_kafka_ts")), [0.05, 0.5]).alias("q")]
+        columns += [F.count_if(ok & (F.col("_source") == self.ctx.topic(s.topic)))
+                    .alias(f"valid:{s.topic}") for s in sources]
+        has_time = "timestamp" in batch.columns
+        if has_time:
+            columns.append(F.max(F.when(ok, F.col("timestamp"))).alias("newest_event"))
+            late = ok & (F.col("timestamp") < F.lit(self.newest_event)) \
+                if self.newest_event else F.lit(False)
+            columns.append(F.count_if(late).alias("late"))
+        stats = batch.agg(*columns).first().asDict()
+        if has_time and stats["newest_event"] is not None:
+            newest = as_utc(stats["newest_event"])
+            self.newest_event = max(filter(None, (self.newest_event, newest)))
+        return stats
+
+    def record(self, batch_id: int, stats: dict) -> None:
+        done_ms = datetime.now().timestamp() * 1000
+        quantiles = stats.get("q") or [None, None]
+        latency = {
+            "p50": done_ms - quantiles[1] if quantiles[1] is not None else None,
+            "p95": done_ms - quantiles[0] if quantiles[0] is not None else None,
+            "max": done_ms - stats["oldest_arrival"].timestamp() * 1000
+            if stats["oldest_arrival"] is not None else None,
+        }
+        line = {"query": self.name, "batch": batch_id, "finished_at": done_ms / 1000,
+                "valid": stats["valid"], "dead": stats["dead"], "late": stats.get("late", 0),
+                "latency_ms": {k: round(v) if v is not None else None
+                               for k, v in latency.items()}}
+        if stats["valid"]:
+            log.info("%s batch %d: %d valid, %d dead, %d late, latency p50 %s ms p95 %s ms",
+                     self.name, batch_id, line["valid"], line["dead"], line["late"],
+                     line["latency_ms"]["p50"], line["latency_ms"]["p95"])
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as out:
+                out.write(json.dumps(line) + "\n")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -2,12 +2,11 @@
 
 Every state query (shelf aggregator, batch state updater, warehouse aggregator, warehouse batch
 state updater) turns its micro-batch into one row per key with the net `delta` of the batch, the
-latest event time `event_ts` and the earliest `first_event_ts`; `StateFold.apply` then
+latest event time `event_ts` (`net_units`); `StateFold.apply` then
 
-1. counts late events (older than the key's last change: they arrived after a newer one),
-2. MERGEs the deltas into the table once per batch id (Delta txn: a replay changes nothing),
+1. MERGEs the deltas into the table once per batch id (Delta txn: a replay changes nothing),
    keeping the quantity within [0, capacity] and bumping `version`,
-3. publishes the touched keys' absolute state to the compacted topic (read back from the table,
+2. publishes the touched keys' absolute state to the compacted topic (read back from the table,
    so a replayed batch republishes the same rows, which consumers drop by version).
 
 `bootstrap` fills an empty table from the reference snapshot when a query first starts.
@@ -15,6 +14,7 @@ latest event time `event_ts` and the earliest `first_event_ts`; `StateFold.apply
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,9 +29,14 @@ from streaming import shell
 
 log = logging.getLogger(__name__)
 
-DELTA, EVENT_TS, FIRST_EVENT_TS = "delta", "event_ts", "first_event_ts"
+DELTA, EVENT_TS = "delta", "event_ts"
 # Delta records this in the commit's `userMetadata`, so a table's history says what each batch did.
 COMMIT_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+
+
+def net_units(units: Column) -> list[Column]:
+    """The aggregate columns of a delta row: net `units` and the latest event time."""
+    return [F.sum(units).cast("int").alias(DELTA), F.max("timestamp").alias(EVENT_TS)]
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,7 @@ class StateFold:
     quantity: str
     capacity: str | None = None
     # Columns a new key takes from the deltas (a lot seen for the first time); without them a
-    # key must already exist and deltas of unknown keys are dropped (counted in the log).
+    # key must already exist (the known-shelves check dead-letters events of other shelves).
     insert_columns: tuple[str, ...] = ()
     # Columns recomputed from the new quantity, e.g. shelf weight = unit weight x units.
     derived: dict[str, Callable[[Column], Column]] = field(default_factory=dict)
@@ -57,39 +62,22 @@ class StateFold:
         return DELTA_TABLES_BY_PATH[self.table].record.field_names
 
     def apply(self, spark: SparkSession, ctx: shell.QueryContext, deltas: DataFrame,
-              app_id: str, batch_id: int) -> dict[str, int]:
-        """Fold one micro-batch of deltas into the table; returns what happened, for the log."""
+              app_id: str, batch_id: int) -> None:
+        """Fold one micro-batch of deltas into the table and publish the touched keys."""
         path = ctx.table(self.table)
         deltas = deltas.persist()
         try:
-            state = spark.read.format("delta").load(path)
-            matched = deltas.join(state.select(*self.keys, "last_update_ts"), list(self.keys),
-                                  "left")
-            counts = matched.agg(
-                F.count(F.lit(1)).alias("keys"),
-                F.count_if(F.col("last_update_ts").isNull()).alias("new_keys"),
-                F.count_if(F.col(FIRST_EVENT_TS) < F.col("last_update_ts")).alias("late_keys"),
-            ).first().asDict()
             spark.conf.set(COMMIT_METADATA_CONF,
-                           f'{{"query": "{app_id}", "batch": {batch_id}, '
-                           f'"keys": {counts["keys"]}, "late_keys": {counts["late_keys"]}}}')
+                           json.dumps({"query": app_id, "batch": batch_id}))
             try:
                 shell.merge_idempotent(spark, self._merge(spark, path, deltas), app_id, batch_id)
             finally:
                 spark.conf.unset(COMMIT_METADATA_CONF)
-            # A fresh read: a DataFrame keeps the table version it was analysed against.
             touched = (spark.read.format("delta").load(path)
                        .join(F.broadcast(deltas.select(*self.keys)), list(self.keys), "left_semi"))
             self.publish(ctx, touched)
         finally:
             deltas.unpersist()
-        if counts["late_keys"]:
-            log.info("%s batch %d: %d key(s) got events older than their last change",
-                     app_id, batch_id, counts["late_keys"])
-        if counts["new_keys"] and not self.insert_columns:
-            log.warning("%s batch %d: %d key(s) not in %s, their deltas dropped",
-                        app_id, batch_id, counts["new_keys"], self.table)
-        return counts
 
     def _merge(self, spark: SparkSession, path: str, deltas: DataFrame):
         t, s = (lambda c: F.col(f"t.{c}")), (lambda c: F.col(f"s.{c}"))
@@ -108,7 +96,7 @@ class StateFold:
             values = {**{k: s(k) for k in self.keys}, **{c: s(c) for c in self.insert_columns},
                       self.quantity: inserted, "version": F.lit(1), "last_update_ts": s(EVENT_TS),
                       **{c: fn(inserted) for c, fn in self.derived.items()}}
-            # A lot without dates cannot be stored (NOT NULL); `apply` logs it as dropped.
+            # A lot without dates cannot be stored (NOT NULL columns): see lot_deltas.
             known = " AND ".join(f"s.{c} IS NOT NULL" for c in self.insert_columns)
             merge = merge.whenNotMatchedInsert(condition=known, values=values)
         return merge

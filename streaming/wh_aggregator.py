@@ -14,7 +14,7 @@ from pyspark.sql.streaming import DataStreamWriter
 
 from smart_shelf_platform.contracts.events import WH_EVENT
 from streaming import reference, shell
-from streaming.state_fold import DELTA, EVENT_TS, FIRST_EVENT_TS, StateFold
+from streaming.state_fold import StateFold, net_units
 
 NAME = "wh_aggregator"
 SOURCE = shell.EventSource("wh_events", WH_EVENT)
@@ -30,10 +30,8 @@ def signed_units(events: DataFrame) -> DataFrame:
 
 
 def wh_deltas(events: DataFrame) -> DataFrame:
-    """Valid warehouse events -> (store_id, shelf_id, delta, event_ts, first_event_ts)."""
-    return (signed_units(events).groupBy("store_id", "shelf_id")
-            .agg(F.sum("units").cast("int").alias(DELTA), F.max("timestamp").alias(EVENT_TS),
-                 F.min("timestamp").alias(FIRST_EVENT_TS)))
+    """Valid warehouse events -> (store_id, shelf_id, delta, event_ts)."""
+    return signed_units(events).groupBy("store_id", "shelf_id").agg(*net_units(F.col("units")))
 
 
 def build(spark: SparkSession, ctx: shell.QueryContext) -> DataStreamWriter:

@@ -14,7 +14,7 @@ from pyspark.sql.streaming import DataStreamWriter
 
 from smart_shelf_platform.contracts.events import WH_EVENT
 from streaming import reference, shell
-from streaming.state_fold import DELTA, EVENT_TS, FIRST_EVENT_TS, StateFold
+from streaming.state_fold import StateFold, net_units
 from streaming.wh_aggregator import signed_units
 
 NAME = "wh_batch_state_updater"
@@ -26,8 +26,7 @@ FOLD = StateFold("cleansed/wh_batch_state", "wh_batch_state", "batch_quantity_wa
 def wh_lot_deltas(events: DataFrame) -> DataFrame:
     """Valid warehouse events -> net units per lot with the lot's dates."""
     return (signed_units(events).groupBy("store_id", "shelf_id", "batch_code")
-            .agg(F.sum("units").cast("int").alias(DELTA), F.max("timestamp").alias(EVENT_TS),
-                 F.min("timestamp").alias(FIRST_EVENT_TS),
+            .agg(*net_units(F.col("units")),
                  F.first("received_date", ignorenulls=True).alias("received_date"),
                  F.first("expiry_date", ignorenulls=True).alias("expiry_date")))
 
