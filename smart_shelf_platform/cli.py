@@ -63,8 +63,9 @@ def up(
         "--skip-setup", help="Do not check for missing packages and jars first.")] = False,
 ) -> None:
     """Set up if needed, then start Postgres, Redis, Kafka (KRaft), Kafka Connect, the
-    Redis->Kafka bridge and Dagster, create every topic, migration, Delta table and load the
-    reference data. Running it twice is harmless."""
+    Redis->Kafka bridge and Dagster, create every topic, migration, Delta table, load the
+    reference data, and start the streaming queries in the background (`smart-shelf stream`;
+    ready 20-40 s later, see logs/streaming.log). Running it twice is harmless."""
     from smart_shelf_platform.stack.lifecycle import up as stack_up
     from smart_shelf_platform.stack.setup import run_setup
 

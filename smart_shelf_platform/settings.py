@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     bridge_enabled: bool = Field(True, description="run the Redis->Kafka bridge")
     dagster_enabled: bool = Field(True, description="run the Dagster webserver and daemon")
     dagster_port: int = 13000
+    streaming_enabled: bool = Field(True, description="run the Spark streaming application")
+    streaming_trigger_seconds: float = Field(
+        2.0, gt=0, description="micro-batch interval of the streaming application `up` runs")
 
     # Spark (streaming jobs and Dagster's Spark work)
     spark_master: str = Field("local[2]", description="local[N] or spark://host:7077")

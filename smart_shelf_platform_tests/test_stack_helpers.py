@@ -23,3 +23,165 @@ def test_kafka_cluster_ids_never_look_like_an_option():
 ])
 def test_jar_names_map_to_their_artifact_so_pyspark_duplicates_are_skipped(jar, artifact):
     assert _artifact(jar) == artifact
+
+
+# --- the streaming application as a stack component -------------------------------------------
+
+
+def _settings(tmp_path, **overrides):
+    from smart_shelf_platform.settings import Settings
+
+    return Settings(home=tmp_path / "home", **overrides)
+
+
+def test_streaming_is_started_last_when_enabled_and_left_out_when_disabled(tmp_path):
+    from smart_shelf_platform.stack.components import Streaming, all_components
+
+    comps = all_components(_settings(tmp_path, bridge_enabled=True, dagster_enabled=True,
+                                           streaming_enabled=True))
+    assert [c.name for c in comps] == ["postgres", "redis", "kafka", "connect", "bridge",
+                                       "dagster", "streaming"]
+    assert isinstance(comps[-1], Streaming) and comps[-1].after_setup
+    assert not any(c.after_setup for c in comps[:-1])
+    off = _settings(tmp_path, streaming_enabled=False, bridge_enabled=False)
+    assert "streaming" not in [c.name for c in all_components(off)]
+    # `down` still stops one started before it was disabled.
+    assert [c.name for c in all_components(off, include_disabled=True)][-3:] == [
+        "bridge", "dagster", "streaming"]
+
+
+def test_streaming_settings_come_from_the_environment_and_reach_the_runner(tmp_path, monkeypatch):
+    from pydantic import ValidationError
+
+    from smart_shelf_platform.settings import Settings
+    from smart_shelf_platform.stack import components
+
+    monkeypatch.setenv("SMART_SHELF_STREAMING_ENABLED", "false")
+    monkeypatch.setenv("SMART_SHELF_STREAMING_TRIGGER_SECONDS", "0.5")
+    settings = Settings(home=tmp_path)
+    assert settings.streaming_enabled is False and settings.streaming_trigger_seconds == 0.5
+    assert Settings(home=tmp_path, streaming_enabled=True).streaming_enabled  # default: env
+    monkeypatch.delenv("SMART_SHELF_STREAMING_ENABLED")
+    monkeypatch.delenv("SMART_SHELF_STREAMING_TRIGGER_SECONDS")
+    assert Settings().streaming_trigger_seconds == 2.0
+    with pytest.raises(ValidationError):
+        Settings(streaming_trigger_seconds=0)
+
+    spawned = {}
+    monkeypatch.setattr(components, "spawn", lambda cmd, log, pid, env=None, cwd=None:
+                        spawned.update(cmd=cmd, log=log, pid=pid, env=env))
+    comp = components.Streaming(settings, extra_args=["--query", "alerts_sink"])
+    comp._start()
+    assert spawned["cmd"][1:] == ["-m", "streaming.runner", "--trigger-seconds", "0.5",
+                                  "--query", "alerts_sink"]
+    assert spawned["env"] == settings.as_env()
+    assert spawned["env"]["SMART_SHELF_HOME"] == str(tmp_path)
+    assert spawned["log"] == tmp_path / "logs" / "streaming.log"
+    assert spawned["pid"] == tmp_path / "streaming" / "streaming.pid"
+
+
+def test_up_starts_streaming_after_topics_tables_and_reference_data(tmp_path, monkeypatch):
+    from smart_shelf_platform.stack import lifecycle
+
+    steps: list[str] = []
+
+    class Fake:
+        port = None
+        external = False
+
+        def __init__(self, name, after_setup=False):
+            self.name, self.after_setup = name, after_setup
+
+        def start(self):
+            steps.append(f"start {self.name}")
+            return True
+
+        def stop(self):
+            steps.append(f"stop {self.name}")
+
+    comps = [Fake("kafka"), Fake("bridge"), Fake("streaming", after_setup=True)]
+    monkeypatch.setattr(lifecycle, "all_components", lambda _s: comps)
+    monkeypatch.setattr(lifecycle, "preflight", lambda _s: None)
+    monkeypatch.setattr(lifecycle.migrations, "ensure_database_and_roles", lambda _s: None)
+    monkeypatch.setattr(lifecycle.migrations, "apply_migrations", lambda _s: [])
+    monkeypatch.setattr(lifecycle.topics, "ensure_topics", lambda _s: steps.append("topics") or {})
+    monkeypatch.setattr(lifecycle.delta_tables, "ensure_delta_tables",
+                        lambda _r: steps.append("tables") or {})
+    monkeypatch.setattr(lifecycle, "load_reference_data",
+                        lambda _s: steps.append("reference") or {})
+    report = lifecycle.up(_settings(tmp_path), progress=lambda _m: None)
+    assert steps == ["start kafka", "start bridge", "topics", "tables", "reference",
+                     "start streaming"]
+    assert report.started == ["kafka", "bridge", "streaming"]
+
+
+def _stub_streaming(tmp_path, code: str):
+    """A Streaming component whose process runs `code` instead of the Spark runner."""
+    import sys
+
+    from smart_shelf_platform.stack.components import Streaming
+
+    class Stub(Streaming):
+        settle_seconds = 1.0
+        stop_timeout = 5.0
+
+        def command(self):
+            return [sys.executable, "-c", code]
+
+    return Stub(_settings(tmp_path))
+
+
+def test_streaming_that_exits_at_once_fails_up_with_its_log(tmp_path):
+    from smart_shelf_platform.stack.process import StackError
+
+    comp = _stub_streaming(tmp_path, "import sys; print('no jars'); sys.exit(3)")
+    with pytest.raises(StackError, match="streaming exited during start-up; see .*streaming.log"):
+        comp.start()
+    assert comp.pid() is None and not comp.pid_file.exists()
+    assert "no jars" in comp.log_file.read_text()
+
+
+def test_streaming_counts_as_started_while_alive_and_stops_with_no_process_left(tmp_path):
+    import psutil
+
+    comp = _stub_streaming(tmp_path, "import time; time.sleep(60)")
+    assert comp.start() is True
+    pid = comp.pid()
+    assert pid and comp.healthy() and comp.status().healthy
+    assert comp.start() is False  # already running
+    comp.stop()
+    assert comp.pid() is None and not comp.healthy() and not psutil.pid_exists(pid)
+
+
+def test_leader_first_termination_lets_the_leader_stop_its_children_then_clears_the_group(
+        tmp_path):
+    import sys
+    import time
+
+    import psutil
+
+    from smart_shelf_platform.stack.process import spawn, terminate
+
+    seen = tmp_path / "seen"
+    script = (
+        "import signal, subprocess, sys, time\n"
+        "child = subprocess.Popen(['sleep', '60'])\n"
+        "def on_term(*_):\n"
+        "    open(sys.argv[1], 'w').write('alive' if child.poll() is None else 'gone')\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, on_term)\n"
+        "open(sys.argv[1] + '.child', 'w').write(str(child.pid))\n"
+        "while True: time.sleep(0.1)\n")
+    pid = spawn([sys.executable, "-c", script, str(seen)], tmp_path / "log", tmp_path / "pid")
+    child_file = tmp_path / "seen.child"
+    deadline = time.monotonic() + 10
+    while not child_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child = int(child_file.read_text())
+    terminate(pid, timeout=10, leader_first=True)
+    assert seen.read_text() == "alive", "the child got the signal before the leader handled it"
+    assert not psutil.pid_exists(pid)
+    try:
+        assert psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        pass

@@ -13,7 +13,9 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +24,7 @@ import redis as redis_lib
 import requests
 from confluent_kafka.admin import AdminClient
 
-from smart_shelf_platform.settings import Settings
+from smart_shelf_platform.settings import REPO_ROOT, Settings
 from smart_shelf_platform.stack.process import (
     StackError, port_in_use, read_pid, spawn, terminate, tree_rss_bytes, wait_until,
 )
@@ -45,6 +47,7 @@ class Component:
     name = ""
     start_timeout = 60.0
     start_attempts = 1
+    after_setup = False  # True: `up` starts it once topics, tables and reference data exist
 
     def __init__(self, settings: Settings):
         self.s = settings
@@ -396,15 +399,67 @@ class Bridge(Component):
               env=self.s.as_env())
 
 
-def all_components(settings: Settings) -> list[Component]:
-    """In start order; `down` stops them in reverse."""
-    comps: list[Component] = [Postgres(settings), Redis(settings), Kafka(settings)]
-    if settings.connect_enabled:
-        comps.append(Connect(settings))
-    if settings.bridge_enabled:
-        comps.append(Bridge(settings))
-    if settings.dagster_enabled:
-        from smart_shelf_platform.stack.dagster_service import DagsterService
+class Streaming(Component):
+    """The Spark streaming application (`python -m streaming.runner`, every query), supervised.
 
-        comps.append(DagsterService(settings))
+    Spark takes 20-40 s and about 1 GiB before its queries run, so `up` does not wait for them:
+    the component counts as started once the process is still alive after `settle_seconds`
+    (an import error or a bad option has shown by then), and as healthy while it runs. The
+    runner exits when a query fails, so a live process is a running application; its log says
+    when each query started. It reads the topics and tables `up` creates, so `up` starts it
+    after those (`after_setup`). Stopping sends SIGTERM to the runner alone, which stops its
+    queries through its JVM (so the JVM must not get the signal first); a batch cut short
+    replays on the next start, idempotently. Whatever is left after `stop_timeout` is killed.
+    """
+
+    name = "streaming"
+    port = None
+    after_setup = True
+    start_timeout = 10.0
+    settle_seconds = 3.0
+    stop_timeout = 60.0
+
+    def __init__(self, settings: Settings, extra_args: Sequence[str] = ()):
+        super().__init__(settings)
+        self.extra_args = list(extra_args)  # more runner options, e.g. --query, --topic-prefix
+
+    def healthy(self) -> bool:
+        return self.pid() is not None
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "streaming.runner",
+                "--trigger-seconds", str(self.s.streaming_trigger_seconds), *self.extra_args]
+
+    def _start(self) -> None:
+        spawn(self.command(), self.log_file, self.pid_file, env=self.s.as_env(), cwd=REPO_ROOT)
+
+    def start(self) -> bool:
+        started = super().start()
+        if started:
+            deadline = time.monotonic() + self.settle_seconds
+            while time.monotonic() < deadline:
+                if self.pid() is None:
+                    self.stop()
+                    raise StackError(f"{self.name} exited during start-up; see {self.log_file}")
+                time.sleep(0.25)
+        return started
+
+    def stop(self) -> None:
+        pid = self.pid()
+        if pid is not None:
+            terminate(pid, self.stop_timeout, leader_first=True)
+        self.pid_file.unlink(missing_ok=True)
+
+
+def all_components(settings: Settings, *, include_disabled: bool = False) -> list[Component]:
+    """In start order (`up` starts those with `after_setup` once topics, tables and reference
+    data exist); `down` stops them in reverse. `include_disabled` adds the platform processes
+    the settings leave out (for `down`: one started before it was disabled still stops)."""
+    from smart_shelf_platform.stack.dagster_service import DagsterService
+
+    comps: list[Component] = [Postgres(settings), Redis(settings), Kafka(settings)]
+    optional: list[tuple[bool, type[Component]]] = [
+        (settings.connect_enabled, Connect), (settings.bridge_enabled, Bridge),
+        (settings.dagster_enabled, DagsterService), (settings.streaming_enabled, Streaming)]
+    comps += [cls(settings) for enabled, cls in optional if enabled or include_disabled]
     return comps

@@ -65,12 +65,18 @@ def up(settings: Settings, progress: Progress = print) -> UpReport:
         report.timings[step] = round(time.monotonic() - t0, 2)
         return result
 
+    comps = all_components(settings)
+
+    def start(comp: Component) -> None:
+        progress(f"starting {comp.name}" + (f" (port {comp.port})" if comp.port else ""))
+        if timed(comp.name, comp.start):
+            started.append(comp)
+            report.started.append(comp.name)
+
     try:
-        for comp in all_components(settings):
-            progress(f"starting {comp.name} (port {comp.port})")
-            if timed(comp.name, comp.start):
-                started.append(comp)
-                report.started.append(comp.name)
+        for comp in comps:
+            if not comp.after_setup:
+                start(comp)
         progress("applying Postgres migrations")
         timed("postgres_roles", lambda: migrations.ensure_database_and_roles(settings))
         report.migrations = timed("migrations", lambda: migrations.apply_migrations(settings))
@@ -81,6 +87,10 @@ def up(settings: Settings, progress: Progress = print) -> UpReport:
             "delta_tables", lambda: delta_tables.ensure_delta_tables(settings.delta_root))
         progress("loading reference data")
         report.reference_rows = timed("reference_data", lambda: load_reference_data(settings))
+        # The streaming application reads those topics, tables and reference data.
+        for comp in comps:
+            if comp.after_setup:
+                start(comp)
     except BaseException:
         for comp in reversed(started):
             log.warning("stopping %s after a failed start-up", comp.name)
@@ -128,7 +138,8 @@ def _files_if_current(manifest: Path, wanted: dict) -> dict[str, Path] | None:
 
 def down(settings: Settings, progress: Progress = print) -> list[str]:
     stopped = []
-    for comp in reversed(all_components(settings)):
+    # Disabled ones too: a process started before its SMART_SHELF_*_ENABLED became false.
+    for comp in reversed(all_components(settings, include_disabled=True)):
         if comp.external or comp.pid() is None:
             continue
         progress(f"stopping {comp.name}")

@@ -69,22 +69,69 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, log_file: P
     raise StackError(f"{what} was not healthy after {timeout:.0f} s{hint}")
 
 
-def terminate(pid: int, timeout: float = 30.0) -> None:
-    """SIGTERM the process group, then SIGKILL whatever is left after `timeout`."""
+def terminate(pid: int, timeout: float = 30.0, *, leader_first: bool = False) -> None:
+    """SIGTERM the process group, then SIGKILL whatever is left after `timeout`.
+
+    With `leader_first`, only the process itself gets SIGTERM, so it can stop its children in
+    order (the streaming runner stops its queries through its JVM, which must stay up meanwhile);
+    once it has exited, or after `timeout`, whatever is left of its group is stopped too.
+    """
     try:
         pgid = os.getpgid(pid)
-        os.killpg(pgid, signal.SIGTERM)
+        if leader_first:
+            os.kill(pid, signal.SIGTERM)
+        else:
+            os.killpg(pgid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
         return
     try:
         psutil.Process(pid).wait(timeout)
     except psutil.NoSuchProcess:
-        return
+        pass
     except psutil.TimeoutExpired:
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _kill_group(pgid)
+        return
+    if leader_first:
+        _stop_group(pgid, grace=10.0)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return any(_not_zombie(p.pid) for p in psutil.process_iter()
+               if _pgid_of(p.pid) == pgid)
+
+
+def _pgid_of(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def _stop_group(pgid: int, grace: float) -> None:
+    """SIGTERM what is left of a process group, SIGKILL it after `grace` seconds."""
+    if not _group_alive(pgid):
+        return
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not _group_alive(pgid):
+            return
+        time.sleep(0.2)
+    _kill_group(pgid)
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def tree_rss_bytes(pid: int) -> int:
