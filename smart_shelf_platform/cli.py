@@ -206,6 +206,14 @@ def stream(
     """Run the Spark Structured Streaming queries in one local Spark application (each with its
     own checkpoint under $SMART_SHELF_DELTA_ROOT/_checkpoints). Ctrl-C stops them cleanly.
     `smart-shelf up` runs this in the background unless SMART_SHELF_STREAMING_ENABLED=false."""
+    from smart_shelf_platform.stack.components import Streaming
+
+    settings = get_settings()
+    # Two applications on the same checkpoints would fight over them.
+    if (running := Streaming(settings).pid()) is not None:
+        raise StackError(f"the streaming application `up` started is running (pid {running}) "
+                         "on the same checkpoints; stop it first: `./smart-shelf down`, then "
+                         "`SMART_SHELF_STREAMING_ENABLED=false ./smart-shelf up`")
     from streaming.runner import QUERIES, run, unknown_queries
 
     names = list(query or [])
@@ -214,7 +222,7 @@ def stream(
     logging.getLogger("streaming").setLevel(logging.INFO)
     logging.getLogger("py4j").setLevel(logging.WARNING)
     try:
-        run(get_settings(), names or None, until_drained=until_drained,
+        run(settings, names or None, until_drained=until_drained,
             trigger_seconds=trigger_seconds, max_offsets_per_trigger=max_offsets_per_trigger)
     except RuntimeError as exc:
         raise StackError(str(exc)) from None

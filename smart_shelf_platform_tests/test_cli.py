@@ -73,3 +73,14 @@ def test_missing_maven_is_one_line_when_jars_must_be_resolved(tmp_path):
                                "SMART_SHELF_JVM_LIB": str(tmp_path / "jars")})
     assert result.returncode == 1
     assert result.stderr.strip().startswith("smart-shelf: error: Maven is missing")
+
+
+def test_stream_refuses_to_run_beside_the_streaming_application_up_started(tmp_path):
+    # A live pid in the component's pid file: this test's own process stands in for it.
+    (tmp_path / "streaming").mkdir()
+    (tmp_path / "streaming" / "streaming.pid").write_text(str(os.getpid()))
+    result = run("stream", "--until-drained", env={"SMART_SHELF_HOME": str(tmp_path)})
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"is running (pid {os.getpid()})" in lines[0], result.stderr
+    assert "SMART_SHELF_STREAMING_ENABLED=false" in lines[0]
