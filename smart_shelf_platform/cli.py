@@ -65,7 +65,7 @@ def up(
     """Set up if needed, then start Postgres, Redis, Kafka (KRaft), Kafka Connect, the
     Redis->Kafka bridge and Dagster, create every topic, migration, Delta table, load the
     reference data, and start the streaming queries in the background (`smart-shelf stream`;
-    ready 20-40 s later, see logs/streaming.log). Running it twice is harmless."""
+    ready within a minute or so, see logs/streaming.log). Running it twice is harmless."""
     from smart_shelf_platform.stack.lifecycle import up as stack_up
     from smart_shelf_platform.stack.setup import run_setup
 

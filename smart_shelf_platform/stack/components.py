@@ -402,7 +402,7 @@ class Bridge(Component):
 class Streaming(Component):
     """The Spark streaming application (`python -m streaming.runner`, every query), supervised.
 
-    Spark takes 20-40 s and about 1 GiB before its queries run, so `up` does not wait for them:
+    Spark takes tens of seconds and about 1 GiB before its queries run, so `up` does not wait:
     the component counts as started once the process is still alive after `settle_seconds`
     (an import error or a bad option has shown by then), and as healthy while it runs. The
     runner exits when a query fails, so a live process is a running application; its log says
