@@ -185,3 +185,21 @@ def test_leader_first_termination_lets_the_leader_stop_its_children_then_clears_
         assert psutil.Process(child).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         pass
+
+
+def test_down_stops_a_streaming_application_even_once_disabled(tmp_path):
+    import sys
+
+    import psutil
+
+    from smart_shelf_platform.stack import lifecycle
+    from smart_shelf_platform.stack.components import Streaming
+    from smart_shelf_platform.stack.process import spawn
+
+    settings = _settings(tmp_path, streaming_enabled=False)
+    comp = Streaming(settings)
+    comp.dir.mkdir(parents=True)
+    pid = spawn([sys.executable, "-c", "import time; time.sleep(60)"], comp.log_file,
+                comp.pid_file)
+    assert lifecycle.down(settings, progress=lambda _m: None) == ["streaming"]
+    assert comp.pid() is None and not psutil.pid_exists(pid)
