@@ -282,7 +282,7 @@ def test(ctx: typer.Context) -> None:
     raise typer.Exit(code)
 
 
-BENCHMARKS = ("up", "bridge", "simulate")
+BENCHMARKS = ("up", "bridge", "simulate", "stream")
 
 
 @app.command()
@@ -290,8 +290,16 @@ def bench(
     what: Annotated[str, typer.Argument(
         help="What to measure: 'up' (cold/warm start-up and idle memory of the stack), "
              "'bridge' (Redis -> Kafka forwarding of synthetic events), 'simulate' (the store "
-             "simulator at full speed through Redis and the bridge into Kafka).")] = "up",
+             "simulator at full speed through Redis and the bridge into Kafka), 'stream' (the "
+             "Spark streaming application: throughput on a backlog, live latency, CPU, "
+             "memory).")] = "up",
     events: Annotated[int, typer.Option(min=1000, help="Events for bridge/simulate.")] = 500_000,
+    stores: Annotated[int, typer.Option(
+        min=1, max=99, help="stream: stores in the backlog.")] = 2,
+    hours: Annotated[float, typer.Option(
+        min=0.5, help="stream: simulated hours in the backlog.")] = 12.0,
+    live_minutes: Annotated[float, typer.Option(
+        min=0.5, help="stream: wall minutes of the live latency phase.")] = 3.0,
     out: Annotated[Optional[Path], typer.Option(help="Also write the JSON report here.")] = None,
 ) -> None:
     """Measure and print performance figures (a benchmark, not a test). bridge and simulate
@@ -303,6 +311,11 @@ def bench(
         from smart_shelf_platform.stack.bench import bench_up
 
         report = bench_up(settings, _progress)
+    elif what == "stream":
+        from smart_shelf_platform.stack.bench_stream import bench_stream
+
+        report = bench_stream(settings, _progress, stores=stores, hours=hours,
+                              live_minutes=live_minutes)
     else:
         from smart_shelf_platform.stack.bench_bridge import bench_bridge
 

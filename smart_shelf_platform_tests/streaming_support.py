@@ -7,11 +7,10 @@ import uuid
 from collections.abc import Iterable
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import NewTopic
 from deltalake import DeltaTable
 
 from smart_shelf_platform.clock import RedisClock
-from smart_shelf_platform.contracts.catalogue import TOPICS, TOPICS_BY_NAME
+from smart_shelf_platform.contracts.catalogue import TOPICS_BY_NAME
 from smart_shelf_platform.stack import topics
 from smart_shelf_platform.stack.delta_tables import ensure_delta_tables
 from streaming import shell
@@ -22,11 +21,7 @@ def private_context(settings, redis_conn, key_prefix: str, tmp_path,
     """Every catalogue topic under a fresh prefix (one partition: order is kept), every table
     under `tmp_path/delta`, the clock under `key_prefix`. Delete the topics with `drop_topics`."""
     topic_prefix = f"t{uuid.uuid4().hex[:8]}-"
-    admin = topics.admin_client(settings)
-    new = [NewTopic(f"{topic_prefix}{t.name}", 1, 1,
-                    config={"cleanup.policy": t.cleanup_policy}) for t in TOPICS]
-    for future in admin.create_topics(new).values():
-        future.result()
+    topics.create_topic_copies(settings, topic_prefix, partitions=1)
     delta_root = str(tmp_path / "delta")
     ensure_delta_tables(delta_root)
     return shell.QueryContext.from_settings(
@@ -36,7 +31,7 @@ def private_context(settings, redis_conn, key_prefix: str, tmp_path,
 
 
 def drop_topics(ctx: shell.QueryContext) -> None:
-    topics.admin_client(ctx.settings).delete_topics([ctx.topic(t.name) for t in TOPICS])
+    topics.delete_topic_copies(ctx.settings, ctx.topic_prefix)
 
 
 def produce(ctx: shell.QueryContext, topic: str, payloads: Iterable[bytes | dict]) -> None:

@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 
+from smart_shelf_platform.clock import DEFAULT_KEY_PREFIX, RedisClock
 from smart_shelf_platform.settings import Settings, get_settings
 from streaming import (
     alerts_sink, batch_state_updater, foot_traffic_raw_sink, shell, shelf_aggregator,
@@ -98,14 +99,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="cap on Kafka records per micro-batch and query (default: none)")
     parser.add_argument("--topic-prefix", default="",
                         help="read and write <prefix><topic> (side-by-side copies, tests)")
+    parser.add_argument("--clock-prefix", default=DEFAULT_KEY_PREFIX,
+                        help=f"Redis key prefix of the simulated clock (default {DEFAULT_KEY_PREFIX})")
+    parser.add_argument("--metrics-dir",
+                        help="per-batch metrics JSON lines (default $SMART_SHELF_HOME/logs/streaming)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)  # one line per callback otherwise
     try:
-        run(get_settings(), args.query, until_drained=args.until_drained,
-            trigger_seconds=args.trigger_seconds, topic_prefix=args.topic_prefix,
-            max_offsets_per_trigger=args.max_offsets_per_trigger)
+        settings = get_settings()
+        context = {"topic_prefix": args.topic_prefix,
+                   "max_offsets_per_trigger": args.max_offsets_per_trigger,
+                   "clock": RedisClock.from_settings(settings, args.clock_prefix)}
+        if args.metrics_dir:
+            context["metrics_dir"] = args.metrics_dir
+        run(settings, args.query, until_drained=args.until_drained,
+            trigger_seconds=args.trigger_seconds, **context)
     except (ValueError, RuntimeError) as exc:
         print(f"streaming: error: {exc}", file=sys.stderr)
         return 1

@@ -506,6 +506,9 @@ def event_query(spark: SparkSession, ctx: QueryContext, name: str,
     return events.writeStream.foreachBatch(write_batch)
 
 
+ARRIVAL_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
 class MetricsLog:
     """Per micro-batch: valid and dead-lettered rows, late events, and latency from each
     record's arrival in Kafka to the end of the batch (its outputs visible), as JSON lines in
@@ -530,7 +533,8 @@ class MetricsLog:
             [self.ctx.topic(t) for t in reported])).alias("dead"),
             F.count_if(ok).alias("valid"),
             F.min(F.when(ok, F.col("_kafka_ts"))).alias("oldest_arrival"),
-            F.percentile_approx(F.when(ok, F.unix_millis("_kafka_ts")), [0.05, 0.5]).alias("q")]
+            F.percentile_approx(F.when(ok, F.unix_millis("_kafka_ts")),
+                                list(ARRIVAL_QUANTILES)).alias("arrivals")]
         columns += [F.count_if(ok & (F.col("_source") == self.ctx.topic(s.topic)))
                     .alias(f"valid:{s.topic}") for s in sources]
         has_time = "timestamp" in batch.columns
@@ -539,7 +543,8 @@ class MetricsLog:
             late = ok & (F.col("timestamp") < F.lit(self.newest_event)) \
                 if self.newest_event else F.lit(False)
             columns.append(F.count_if(late).alias("late"))
-        stats = batch.agg(*columns).first().asDict()
+        started = datetime.now().timestamp()
+        stats = batch.agg(*columns).first().asDict() | {"started_at": started}
         if has_time and stats["newest_event"] is not None:
             newest = as_utc(stats["newest_event"])
             self.newest_event = max(filter(None, (self.newest_event, newest)))
@@ -547,21 +552,20 @@ class MetricsLog:
 
     def record(self, batch_id: int, stats: dict) -> None:
         done_ms = datetime.now().timestamp() * 1000
-        quantiles = stats.get("q") or [None, None]
-        latency = {
-            "p50": done_ms - quantiles[1] if quantiles[1] is not None else None,
-            "p95": done_ms - quantiles[0] if quantiles[0] is not None else None,
-            "max": done_ms - stats["oldest_arrival"].timestamp() * 1000
-            if stats["oldest_arrival"] is not None else None,
-        }
-        line = {"query": self.name, "batch": batch_id, "finished_at": done_ms / 1000,
-                "valid": stats["valid"], "dead": stats["dead"], "late": stats.get("late", 0),
-                "latency_ms": {k: round(v) if v is not None else None
-                               for k, v in latency.items()}}
+        arrivals = stats.get("arrivals") or []
+        # The latest arrivals have the shortest latency: quantile q of arrival time is
+        # quantile 1 - q of latency.
+        latency = {f"p{round(100 * (1 - q))}": round(done_ms - t)
+                   for q, t in zip(ARRIVAL_QUANTILES, arrivals) if t is not None}
+        if stats["oldest_arrival"] is not None:
+            latency["max"] = round(done_ms - stats["oldest_arrival"].timestamp() * 1000)
+        line = {"query": self.name, "batch": batch_id, "started_at": stats["started_at"],
+                "finished_at": done_ms / 1000, "valid": stats["valid"], "dead": stats["dead"],
+                "late": stats.get("late", 0), "latency_ms": latency}
         if stats["valid"]:
             log.info("%s batch %d: %d valid, %d dead, %d late, latency p50 %s ms p95 %s ms",
                      self.name, batch_id, line["valid"], line["dead"], line["late"],
-                     line["latency_ms"]["p50"], line["latency_ms"]["p95"])
+                     latency.get("p50"), latency.get("p95"))
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a") as out:

@@ -77,3 +77,22 @@ def describe_topics(settings: Settings) -> dict[str, dict]:
     configs = {r.name: {k: v.value for k, v in fut.result().items()}
                for r, fut in admin.describe_configs(resources).items()} if resources else {}
     return {n: {"partitions": len(md[n].partitions), "config": configs[n]} for n in names}
+
+
+def create_topic_copies(settings: Settings, prefix: str,
+                        partitions: int | None = None) -> list[str]:
+    """Create `<prefix><topic>` for every catalogue topic, configured like the originals (with
+    `partitions` each when given): a copy of the bus for a benchmark or a test."""
+    new = [NewTopic(f"{prefix}{t.name}", partitions or partitions_for(t, settings),
+                    settings.kafka_replication_factor, config=topic_config(t, settings))
+           for t in TOPICS]
+    admin = admin_client(settings)  # must outlive the futures
+    for future in admin.create_topics(new, operation_timeout=30).values():
+        future.result()
+    return [n.topic for n in new]
+
+
+def delete_topic_copies(settings: Settings, prefix: str) -> None:
+    admin = admin_client(settings)
+    for future in admin.delete_topics([f"{prefix}{t.name}" for t in TOPICS]).values():
+        future.result()

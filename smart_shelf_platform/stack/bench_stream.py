@@ -1,0 +1,322 @@
+"""`smart-shelf bench stream`: throughput, latency, CPU and memory of the streaming application.
+
+Two phases against the running stack, on topics, Delta tables, clock keys and Redis streams of
+the benchmark's own (removed afterwards), so the stack's data is left alone:
+
+1. Throughput: a chain of `stores` simulated for `hours` at full speed is bridged into Kafka
+   first; then the streaming application (`python -m streaming.runner --until-drained`, its own
+   process, as in production) applies the backlog. Events/s = backlog / time from the first
+   micro-batch of the state queries to the last (every event applied to state in Delta and
+   published). The application's start-up is reported apart.
+2. Latency: the application runs continuously (2 s trigger) while one store is simulated live at
+   the clock's default speed (SMART_SHELF_SIM_SPEED) through the bridge. Latency is taken from
+   each record's arrival in Kafka to the end of the micro-batch that applied it (state
+   committed and published), from the queries' per-batch metrics (`streaming.shell.MetricsLog`);
+   "state to alert" is the same for the alert engines, whose inputs are the published states.
+
+CPU seconds and peak resident memory cover the whole application: the Python driver, the
+Spark JVM and its Python workers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import psutil
+import redis
+
+from producers.simulator import Simulation, SimulationSettings, run_simulation
+from producers.streams import StreamWriter, stream_name
+from smart_shelf_platform.clock import RedisClock, SimClock
+from smart_shelf_platform.settings import REPO_ROOT, Settings
+from smart_shelf_platform.stack.delta_tables import ensure_delta_tables
+from smart_shelf_platform.stack.lifecycle import reference_files
+from smart_shelf_platform.stack.topics import create_topic_copies, delete_topic_copies
+
+SIMULATED_TOPICS = ("foot_traffic", "shelf_events", "pos_transactions")
+STATE_QUERIES = ("foot_traffic_raw_sink", "shelf_aggregator", "batch_state_updater",
+                 "wh_aggregator", "wh_batch_state_updater")
+ENGINES = ("shelf_alert_engine", "wh_alert_engine")
+QUERY_NAMES = (*STATE_QUERIES, *ENGINES, "alerts_sink")
+AIMS = {"events_per_s": 10_000, "event_to_state_p95_ms": 5_000, "peak_rss_gib": 3.0}
+
+
+class TreeSampler(threading.Thread):
+    """Peak resident memory and CPU seconds of a process and all its descendants."""
+
+    def __init__(self, pid: int, interval: float = 0.5):
+        super().__init__(daemon=True)
+        self.root = psutil.Process(pid)
+        self.interval = interval
+        self.peak_rss = 0
+        self.cpu: dict[int, float] = {}  # last seen CPU seconds per pid (dead ones keep theirs)
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.interval):
+            self.sample()
+
+    def sample(self) -> None:
+        try:
+            processes = [self.root, *self.root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return
+        rss = 0
+        for process in processes:
+            try:
+                rss += process.memory_info().rss
+                times = process.cpu_times()
+                self.cpu[process.pid] = times.user + times.system
+            except psutil.NoSuchProcess:
+                continue
+        self.peak_rss = max(self.peak_rss, rss)
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu.values())
+
+
+def weighted_percentiles(batches: list[dict], wanted=(50, 95)) -> dict[str, int | None]:
+    """Percentiles of per-event latency from per-batch quantiles: each batch stands for its
+    `valid` events spread evenly over its recorded quantiles (an approximation that keeps
+    big batches from counting as much as small ones)."""
+    points: list[tuple[float, float]] = []
+    for batch in batches:
+        quantiles = [v for k, v in batch["latency_ms"].items() if k.startswith("p")]
+        if batch["valid"] and quantiles:
+            points += [(value, batch["valid"] / len(quantiles)) for value in quantiles]
+    if not points:
+        return {f"p{p}": None for p in wanted}
+    points.sort()
+    total = sum(w for _, w in points)
+    out = {}
+    for p in wanted:
+        target, seen = total * p / 100, 0.0
+        for value, weight in points:
+            seen += weight
+            if seen >= target:
+                out[f"p{p}"] = round(value)
+                break
+    return out
+
+
+def read_metrics(metrics_dir: Path) -> dict[str, list[dict]]:
+    return {path.stem: [json.loads(line) for line in path.read_text().splitlines() if line]
+            for path in metrics_dir.glob("*.jsonl")}
+
+
+class Bench:
+    def __init__(self, settings: Settings, stores: int, progress: Callable[[str], None]):
+        tag = uuid.uuid4().hex[:10]
+        self.tag = tag
+        self.progress = progress
+        self.work = Path(tempfile.mkdtemp(prefix=f"bench-stream-{tag}-",
+                                          dir=settings.home if settings.home.exists() else None))
+        # The chain's reference data in a directory of its own (the stack's stays as it is).
+        self.settings = settings.model_copy(update={
+            "stores": stores, "data_dir": self.work / "data",
+            "delta_root_override": str(self.work / "delta")})
+        self.topic_prefix = f"bench{tag}-"
+        self.clock_prefix = f"bench{tag}:clock:"
+        self.metrics_dir = self.work / "metrics"
+        self.redis = redis.Redis.from_url(settings.redis_url)
+
+    def prepare(self) -> None:
+        create_topic_copies(self.settings, self.topic_prefix)
+        ensure_delta_tables(self.settings.delta_root)
+        reference_files(self.settings)
+
+    def cleanup(self) -> None:
+        delete_topic_copies(self.settings, self.topic_prefix)
+        for key in self.redis.scan_iter(match=f"bench{self.tag}*"):
+            self.redis.delete(key)
+        self.redis.close()
+
+    # ---- processes -------------------------------------------------------------------
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, **self.settings.as_env(), "SPARK_LOCAL_IP": "127.0.0.1"}
+
+    def bridge(self, stream_prefix: str, *extra: str) -> subprocess.Popen:
+        routes = [arg for t in SIMULATED_TOPICS for arg in
+                  ("--stream", f"{stream_name(t, stream_prefix)}={self.topic_prefix}{t}")]
+        return subprocess.Popen(
+            [sys.executable, "-m", "producers.bridge", *routes, "--consumer", "bench", *extra],
+            cwd=REPO_ROOT, env=self.env(), stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+
+    def streaming_app(self, *extra: str, log_name: str) -> subprocess.Popen:
+        log = (self.work / log_name).open("w")
+        return subprocess.Popen(
+            [sys.executable, "-m", "streaming.runner", "--topic-prefix", self.topic_prefix,
+             "--clock-prefix", self.clock_prefix, "--metrics-dir", str(self.metrics_dir),
+             *extra],
+            cwd=REPO_ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+
+    def clock(self, start, speed: float) -> SimClock:
+        clock = SimClock.from_settings(self.settings, start=start, speed=speed,
+                                       key_prefix=self.clock_prefix,
+                                       topic=f"{self.topic_prefix}clock_ticks")
+        clock.start(reset=True)
+        return clock
+
+    # ---- phase 1 ---------------------------------------------------------------------
+
+    def backlog(self, hours: float) -> int:
+        stream_prefix = f"bench{self.tag}:backlog:"
+        stores = [f"S{n:03d}" for n in range(1, self.settings.stores + 1)]
+        writer = StreamWriter(self.redis, stream_prefix, topics=SIMULATED_TOPICS)
+        sim = Simulation(reference_files(self.settings), stores, writer, SimulationSettings(
+            seed=self.settings.seed, start=self.settings.sim_start))
+        clock = self.clock(self.settings.sim_start, speed=0)
+        bridge = self.bridge(stream_prefix, "--stop-when-idle", "3")
+        try:
+            run_simulation(sim, self.settings.sim_start + timedelta(hours=hours),
+                           follower=clock, writer=writer)
+        finally:
+            clock.close()
+        if bridge.wait(timeout=600) != 0:
+            raise RuntimeError("the bridge failed while forwarding the backlog")
+        return sim.events_emitted
+
+    def throughput(self, events: int, max_offsets: int) -> dict:
+        began = time.time()
+        app = self.streaming_app("--until-drained", "--max-offsets-per-trigger", str(max_offsets),
+                                 log_name="throughput.log")
+        sampler = TreeSampler(app.pid)
+        sampler.start()
+        code = app.wait()
+        sampler.done.set()
+        if code != 0:
+            raise RuntimeError(f"the streaming application failed ({code}), see "
+                               f"{self.work / 'throughput.log'}")
+        metrics = read_metrics(self.metrics_dir)
+        state = [b for q in STATE_QUERIES for b in metrics.get(q, [])]
+        first = min(b["started_at"] for b in state)
+        last = max(b["finished_at"] for b in state)
+        applied = sum(b["valid"] for q in ("foot_traffic_raw_sink", "shelf_aggregator")
+                      for b in metrics.get(q, [])) + sum(
+            b["valid"] for b in metrics.get("batch_state_updater", []))
+        seconds = last - first
+        return {
+            "events": events, "events_applied": applied, "seconds": round(seconds, 1),
+            "events_per_s": round(events / seconds),
+            "startup_s": round(first - began, 1),
+            "batches": {q: len(metrics.get(q, [])) for q in STATE_QUERIES},
+            "cpu_seconds": round(sampler.cpu_seconds, 1),
+            "avg_cores": round(sampler.cpu_seconds / (time.time() - began), 2),
+            "peak_rss_gib": round(sampler.peak_rss / 2**30, 2),
+        }
+
+    # ---- phase 2 ---------------------------------------------------------------------
+
+    def latency(self, minutes: float, start_after_hours: float) -> dict:
+        self.metrics_dir.mkdir(exist_ok=True)
+        for path in self.metrics_dir.glob("*.jsonl"):
+            path.unlink()
+        stream_prefix = f"bench{self.tag}:live:"
+        app = self.streaming_app(log_name="latency.log")
+        sampler = TreeSampler(app.pid)
+        sampler.start()
+        bridge = self.bridge(stream_prefix)
+        try:
+            self.progress("waiting for the streaming application to start its queries")
+            deadline = time.monotonic() + 240
+            log = self.work / "latency.log"
+            while log.read_text().count("started (checkpoint") < len(QUERY_NAMES):
+                if app.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the streaming application did not start, see "
+                                       f"{self.work / 'latency.log'}")
+                time.sleep(1)
+            live = self.settings.model_copy(update={"seed": self.settings.seed + 1})
+            start = self.settings.sim_start + timedelta(hours=start_after_hours)
+            speed = self.settings.sim_speed
+            self.progress(f"simulating store S001 live at {speed:g}x for {minutes:g} min")
+            measured_from = time.time()
+            self._live(live, start, speed, minutes, stream_prefix)
+            time.sleep(10)  # let the last events through
+        finally:
+            sampler.done.set()
+            app.send_signal(signal.SIGTERM)  # the driver stops its queries, then Spark
+            try:
+                app.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(app.pid, signal.SIGKILL)
+            bridge.terminate()
+            bridge.wait(30)
+        metrics = read_metrics(self.metrics_dir)
+        live_batches = {q: [b for b in bs if b["finished_at"] >= measured_from]
+                        for q, bs in metrics.items()}
+        to_state = weighted_percentiles(
+            [b for q in ("shelf_aggregator", "batch_state_updater") for b in live_batches.get(q, [])])
+        to_alert = weighted_percentiles([b for q in ENGINES for b in live_batches.get(q, [])])
+        events = sum(b["valid"] for b in live_batches.get("shelf_aggregator", []))
+        return {
+            "store_speed": f"1 store at {self.settings.sim_speed:g}x",
+            "shelf_events": events, "events_per_s": round(events / (minutes * 60), 1),
+            "event_to_state_ms": to_state,
+            "state_to_alert_ms": to_alert,
+            "event_to_alert_p95_ms_upper_bound":
+                to_state["p95"] + to_alert["p95"]
+                if to_state["p95"] is not None and to_alert["p95"] is not None else None,
+            "peak_rss_gib": round(sampler.peak_rss / 2**30, 2),
+            "avg_cores": round(sampler.cpu_seconds / max(1.0, time.time() - measured_from), 2),
+        }
+
+    def _live(self, settings: Settings, start, speed: float, minutes: float,
+              stream_prefix: str) -> None:
+        writer = StreamWriter(self.redis, stream_prefix, topics=SIMULATED_TOPICS)
+        sim = Simulation(reference_files(settings), ["S001"], writer,
+                         SimulationSettings(seed=settings.seed, start=start))
+        clock = self.clock(start, speed=speed)
+        until = start + timedelta(seconds=minutes * 60 * speed)
+        thread = threading.Thread(target=clock.run, kwargs={"until": until}, daemon=True)
+        thread.start()
+        try:
+            run_simulation(sim, until, clock=RedisClock(self.redis, self.clock_prefix),
+                           writer=writer)
+        finally:
+            clock.request_stop()
+            thread.join(30)
+            clock.close()
+
+
+def bench_stream(settings: Settings, progress: Callable[[str], None], *, stores: int = 2,
+                 hours: float = 12.0, max_offsets: int = 100_000,
+                 live_minutes: float = 3.0) -> dict:
+    bench = Bench(settings, stores, progress)
+    try:
+        bench.prepare()
+        progress(f"simulating {stores} store(s) for {hours:g} h at full speed into Kafka")
+        events = bench.backlog(hours)
+        progress(f"{events:,} events in Kafka; the streaming application applies them")
+        throughput = bench.throughput(events, max_offsets)
+        progress(f"{throughput['events_per_s']:,} events/s; now the live latency phase")
+        latency = bench.latency(live_minutes, start_after_hours=math.ceil(hours))
+    finally:
+        bench.cleanup()
+    return {
+        "benchmark": "stream (Spark application, all queries)",
+        "machine": {"cpus": psutil.cpu_count(), "memory_gib": round(
+            psutil.virtual_memory().total / 2**30, 1), "python": platform.python_version()},
+        "stores": stores, "simulated_hours": hours, "partitions": settings.kafka_partitions,
+        "max_offsets_per_trigger": max_offsets,
+        "throughput": throughput,
+        "latency": latency,
+        "aims": AIMS,
+        "work_dir": str(bench.work),
+    }
