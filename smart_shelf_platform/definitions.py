@@ -1,8 +1,10 @@
 """The Dagster code location (`smart_shelf_platform.definitions:defs`, loaded by workspace.yaml).
 
-It loads every module of the `defs/` folder and adds the resources of the environment the
-settings select. Settings are read inside `build_definitions`, when Dagster loads the location,
-never at import time, so tests can build definitions for any settings.
+It loads every module of the `defs/` folder, then adds what depends on the settings: the
+partitioned assets (daily partitions start on the simulated start day, `defs/analytics/`) and the
+resources of the environment the settings select. Settings are read inside `build_definitions`,
+when Dagster loads the location, never at import time, so tests can build definitions for any
+settings.
 
 `dg.load_from_defs_folder` would find the folder through a `[tool.dg]` project config; this
 project is launched with `dagster dev -w workspace.yaml` and keeps no such config, so the folder
@@ -16,6 +18,9 @@ import warnings
 import dagster as dg
 
 from smart_shelf_platform import defs as defs_folder
+from smart_shelf_platform.defs.analytics.assets import feature_assets
+from smart_shelf_platform.defs.analytics.checks import feature_checks
+from smart_shelf_platform.defs.partitions import daily_partitions
 from smart_shelf_platform.defs.resources import build_resources
 from smart_shelf_platform.settings import REPO_ROOT, Settings, get_settings
 
@@ -27,7 +32,14 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         warnings.simplefilter("ignore", dg.PreviewWarning)
         folder = dg.ComponentTree.from_module(defs_module=defs_folder,
                                               project_root=REPO_ROOT).build_defs()
-    return dg.Definitions.merge(folder, dg.Definitions(resources=build_resources(settings)))
+    return dg.Definitions.merge(folder, analytics_definitions(settings),
+                                dg.Definitions(resources=build_resources(settings)))
+
+
+def analytics_definitions(settings: Settings) -> dg.Definitions:
+    """The daily shelf features: assets and checks partitioned by simulated day."""
+    days = daily_partitions(settings.sim_start)
+    return dg.Definitions(assets=feature_assets(days), asset_checks=[feature_checks(days)])
 
 
 @dg.definitions

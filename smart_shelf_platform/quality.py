@@ -136,3 +136,50 @@ def within_lag(latest_event_time: datetime | None, sim_now: datetime | None,
         "latest_event_time": latest_event_time.isoformat(),
         "lag_minutes": lag.total_seconds() / 60,
     })
+
+
+def no_nulls(table: pa.Table, columns: Sequence[str], key_columns: Sequence[str]) -> CheckOutcome:
+    """None of `columns` is null in any row (the contract's required columns)."""
+    nulls = {c: table.column(c).null_count for c in columns}
+    missing = pa.array([False] * table.num_rows, pa.bool_())
+    for column in columns:
+        missing = pc.or_(missing, pc.is_null(table.column(column)))
+    offending = table.filter(missing)
+    return CheckOutcome(offending.num_rows == 0, {
+        "row_count": table.num_rows,
+        "rows_with_nulls": offending.num_rows,
+        "null_counts": {c: n for c, n in nulls.items() if n},
+        "offending_keys": examples(offending, key_columns),
+    })
+
+
+def within_bounds(table: pa.Table, columns: Sequence[str], low: float, high: float,
+                  key_columns: Sequence[str]) -> CheckOutcome:
+    """Every value of `columns` lies in [low, high]; a missing value counts as outside."""
+    outside_by_column, outside = {}, pa.array([False] * table.num_rows, pa.bool_())
+    for column in columns:
+        values = pc.cast(table.column(column), pa.float64())
+        bad = pc.fill_null(pc.or_(pc.less(values, low), pc.greater(values, high)), True)
+        outside_by_column[column] = pc.sum(pc.cast(bad, pa.int64())).as_py() or 0
+        outside = pc.or_(outside, bad)
+    offending = table.filter(outside)
+    return CheckOutcome(offending.num_rows == 0, {
+        "row_count": table.num_rows,
+        "bounds": [low, high],
+        "outside_by_column": {c: n for c, n in outside_by_column.items() if n},
+        "offending_keys": examples(offending, key_columns),
+    })
+
+
+def every_key_present(table: pa.Table, expected: pa.Table, columns: Sequence[str]) -> CheckOutcome:
+    """Every row of `expected` (e.g. the catalogue's shelves) has a row in `table` with the same
+    `columns`: the reverse of `references_exist`, named for what is missing."""
+    columns = list(columns)
+    present = as_join_keys(table, columns).group_by(columns).aggregate([])
+    missing = as_join_keys(expected, columns).join(present, keys=columns, join_type="left anti")
+    return CheckOutcome(missing.num_rows == 0, {
+        "row_count": table.num_rows,
+        "expected_keys": expected.num_rows,
+        "missing_keys": missing.num_rows,
+        "offending_keys": examples(missing, columns),
+    })

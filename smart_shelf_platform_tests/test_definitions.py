@@ -32,7 +32,6 @@ EXPECTED_EDGES = [
     ("delta/cleansed/shelf_batch_state", "kafka/shelf_batch_state"),
     ("delta/cleansed/shelf_state", "delta/analytics/shelf_daily_features"),
     ("delta/cleansed/shelf_state", "kafka/shelf_state"),
-    ("delta/cleansed/wh_batch_state", "delta/analytics/shelf_daily_features"),
     ("delta/cleansed/wh_batch_state", "kafka/wh_batch_state"),
     ("delta/cleansed/wh_state", "delta/analytics/shelf_daily_features"),
     ("delta/cleansed/wh_state", "kafka/wh_state"),
@@ -238,12 +237,17 @@ def test_record_table_schema_renders_logical_types():
     assert (alert_status.name, alert_status.type) == ("status", "enum ops.alert_status")
 
 
-def test_only_the_reference_domain_is_materialized_by_dagster_so_far(asset_graph):
+def test_dagster_materializes_the_reference_domain_and_the_daily_features(asset_graph):
     materializable = {k.to_user_string() for k in asset_graph.get_all_asset_keys()
                       if asset_graph.get(k).is_materializable}
-    assert materializable == {"files/reference"} | {
+    features = {"delta/analytics/shelf_daily_features", "postgres/analytics/shelf_daily_features"}
+    assert materializable == {"files/reference"} | features | {
         f"postgres/{t.qualified_name.replace('.', '/')}" for t in POSTGRES_TABLES
         if t.schema in ("ref", "config")}
+    for name in features:  # one partition per simulated day, from the simulation's first day
+        partitions = asset_graph.get(dg.AssetKey.from_user_string(name)).partitions_def
+        assert partitions.get_first_partition_key() == "2026-01-01"
+        assert partitions.cron_schedule == "0 0 * * *"
 
 
 @pytest.mark.parametrize(("upstream", "downstream"), [

@@ -5,5 +5,7 @@
 - `partitions.py`: daily and cutoff partitions and the mapping between them;
 - `resources.py`: the per-environment resource;
 - `kafka/`, `lake/` (Delta), `postgres/`, `reference/`: the assets (and sensors) of each store;
+- `analytics/`: the daily shelf features, partitioned by simulated day (built by
+  `definitions.build_definitions`, since the partitions start on the configured simulated day);
 - `quality/`: asset checks (rules in `smart_shelf_platform/quality.py`).
 """

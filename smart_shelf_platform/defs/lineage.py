@@ -93,10 +93,11 @@ EXPLICIT_UPSTREAMS: dict[str, tuple[str, ...]] = {
     "postgres/ops/pos_transactions": ("kafka/pos_transactions",),
     "postgres/ops/pos_transaction_items": ("kafka/pos_transactions",),
     # ML (Dagster, daily and cutoff partitions): features -> model -> predictions -> pending plans.
+    # The features read exactly these (smart_shelf_platform/ml/feature_store.py, a test holds it).
     "delta/analytics/shelf_daily_features": (
         "delta/raw/foot_traffic", "delta/raw/pos_transactions", "delta/raw/shelf_events",
         "delta/raw/wh_events", "delta/cleansed/shelf_state", "delta/cleansed/wh_state",
-        "delta/cleansed/shelf_batch_state", "delta/cleansed/wh_batch_state", "delta/ops/alerts",
+        "delta/cleansed/shelf_batch_state", "delta/ops/alerts",
         "delta/ops/wh_supplier_plan", "delta/analytics/daily_discounts",
         "postgres/ref/store_inventory_snapshot", "postgres/ref/weekly_discounts",
         "postgres/config/shelf_policies", "postgres/config/wh_policies",

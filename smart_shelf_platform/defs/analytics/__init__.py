@@ -1,0 +1,1 @@
+"""The ML data the platform computes itself: daily shelf features (assets, checks, sensor)."""

@@ -1,0 +1,1 @@
+"""Machine learning: the daily feature set, training and inference (no Dagster imports)."""
