@@ -44,10 +44,10 @@ def lot(shelf_id: str, code: str, qty: int, expiry: date, version: int, minute: 
             "batch_quantity_store": qty, "version": version, "last_update_ts": ts(minute)}
 
 
-def tick(minute: float) -> dict:
-    at = T0 + timedelta(minutes=minute)
-    return {"tick_id": at.isoformat(), "sim_time": ts(minute), "sim_date": at.date().isoformat(),
-            "wall_time": "2026-11-23T00:00:00Z", "speed": 60.0}
+def tick(at: datetime) -> dict:
+    return {"tick_id": at.isoformat(), "sim_time": at.isoformat().replace("+00:00", "Z"),
+            "sim_date": at.date().isoformat(), "wall_time": "2026-11-23T00:00:00Z",
+            "speed": 60.0}
 
 
 def shelf_policy(shelf_id: str, threshold: float) -> dict:
@@ -134,10 +134,12 @@ def test_near_expiry_is_re_evaluated_when_the_simulated_day_changes(settings, sp
     ctx = query_ctx
     shelf = profiles(settings)[5]["shelf_id"]
     produce(ctx, "shelf_batch_state", [lot(shelf, "L1", 3, date(2026, 1, 8), 1, 0)])
-    produce(ctx, "clock_ticks", [tick(0)])
+    midnight = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    produce(ctx, "clock_ticks", [tick(midnight)])
     run_to_end(spark, ctx, shelf_alert_engine.QUERY)
     assert values(ctx, "alerts") == [], "7 days out: not near expiry yet"
-    produce(ctx, "clock_ticks", [tick(60 * 24 * 2)])  # two days later, no lot changed
+    # Two days later, no lot changed; only the day's first tick counts.
+    produce(ctx, "clock_ticks", [tick(midnight + timedelta(days=2, minutes=m)) for m in (0, 1)])
     run_to_end(spark, ctx, shelf_alert_engine.QUERY)
     assert [(s["alert_type"], s["batch_code"]) for s in values(ctx, "alerts")] == [
         ("near_expiry", "L1")]

@@ -45,7 +45,12 @@ log = logging.getLogger(__name__)
 
 PLAN_NAMESPACE = uuid.UUID("3e9a6c1d-2b7f-5d40-9e8a-51c2f0b7d6a3")
 IN_FLIGHT = ("pending", "issued")
-TICKS = shell.EventSource("clock_ticks", CLOCK_TICK, dead_letters=False)
+# Only a new simulated day changes what the engines decide without a state change (near-expiry
+# windows), so they read the first tick of each day; the clock, their only producer, checks its
+# own ticks.
+TICKS = shell.EventSource("clock_ticks", CLOCK_TICK, dead_letters=False,
+                          prefilter="get_json_object(CAST(value AS STRING), '$.sim_time') "
+                                    "LIKE '%T00:00:00%'")
 
 
 def utc(text: str | None) -> datetime | None:
@@ -99,7 +104,6 @@ class AlertEngine:
     near_expiry_days: int
     plan_table: str
     plan_topic: str
-    tick_dead_letters: bool = False
 
     def __init__(self, spark: SparkSession, ctx: shell.QueryContext):
         self.ctx = ctx
@@ -120,8 +124,7 @@ class AlertEngine:
 
     @property
     def sources(self) -> list[shell.EventSource]:
-        ticks = shell.EventSource(TICKS.topic, TICKS.record, dead_letters=self.tick_dead_letters)
-        return [self.stock_source, self.lots_source, self.policy_source, ticks]
+        return [self.stock_source, self.lots_source, self.policy_source, TICKS]
 
     def build(self, spark: SparkSession) -> DataStreamWriter:
         return shell.event_query(spark, self.ctx, self.name, self.sources, self.handle)

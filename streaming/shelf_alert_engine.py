@@ -1,8 +1,8 @@
 """Shelf alert engine: refill requests with restock plans, and near-expiry alerts on shelves.
 
 From `shelf_state` (units per shelf), `shelf_batch_state` (lots), `shelf_policies` (live: a
-change re-evaluates the store's shelves at once) and `clock_ticks` (a new day re-evaluates
-near-expiry). A shelf below its policy's threshold percentage or minimum quantity opens a
+change re-evaluates the store's shelves at once) and the first clock tick of each simulated day
+(re-evaluates near-expiry). A shelf below its policy's threshold percentage or minimum quantity opens a
 `refill_request` and, unless a plan for the shelf is still in flight, a restock plan up to the
 target percentage (`ops/shelf_restock_plan`, topic `shelf_restock_plan`); the alert resolves
 when the shelf is back above the line. REFERENCE 6.3 with items 7, 13-15 fixed.
@@ -37,7 +37,6 @@ class ShelfAlertEngine(AlertEngine):
     stock_alert = "refill_request"
     near_expiry_days = NEAR_EXPIRY_DAYS_STORE
     plan_table, plan_topic = "ops/shelf_restock_plan", "shelf_restock_plan"
-    tick_dead_letters = True  # the one query that reports bad ticks
 
     def decide(self, key: str, shelf: dict, policies: list[dict], now: datetime) -> Decision:
         policy = self.policy_for(key, policies, lambda p: ShelfPolicy(
