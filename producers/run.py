@@ -18,7 +18,7 @@ from confluent_kafka import Consumer
 from producers.ledger import Ledger
 from producers.simulator import Simulation, SimulationSettings, run_simulation
 from producers.streams import DEFAULT_PREFIX, StreamWriter
-from smart_shelf_platform.clock import RedisClock, SimClock
+from smart_shelf_platform.clock import DEFAULT_KEY_PREFIX, DEFAULT_TOPIC, RedisClock, SimClock
 from smart_shelf_platform.settings import Settings
 from smart_shelf_platform.refdata import load_into_postgres
 from smart_shelf_platform.stack.lifecycle import reference_files
@@ -36,6 +36,9 @@ class SimulateOptions:
     max_depth: int = 200_000
     stream_prefix: str = DEFAULT_PREFIX
     store_group: tuple[int, int] = (0, 1)  # (this group, number of groups)
+    # The simulated clock's Redis keys and tick topic (tests give each run its own).
+    clock_key_prefix: str = DEFAULT_KEY_PREFIX
+    clock_topic: str = DEFAULT_TOPIC
 
 
 class EffectsFeed:
@@ -82,7 +85,8 @@ def simulate(settings: Settings, options: SimulateOptions,
     clock_thread = None
     # At max rate the simulator moves the clock itself (ticks and `sim:now` follow the events),
     # so time-driven steps and the future-timestamp check work the same at any speed.
-    clock = SimClock.from_settings(settings, speed=options.speed or 0)
+    clock = SimClock.from_settings(settings, speed=options.speed or 0,
+                                   key_prefix=options.clock_key_prefix, topic=options.clock_topic)
     clock.start(reset=True)
     if options.speed is not None:
         clock_thread = threading.Thread(target=clock.run, kwargs={"until": options.until},
@@ -94,7 +98,8 @@ def simulate(settings: Settings, options: SimulateOptions,
              f"({'max rate' if options.speed is None else f'{options.speed:g}x'})")
     try:
         run_simulation(sim, options.until,
-                       clock=RedisClock(client) if clock_thread else None,
+                       clock=RedisClock(client, options.clock_key_prefix) if clock_thread
+                       else None,
                        follower=None if clock_thread else clock, writer=writer, ledger=ledger,
                        effects=effects, progress=progress, should_stop=stop.is_set)
     finally:

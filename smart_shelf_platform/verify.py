@@ -201,6 +201,11 @@ def read_ledger(settings: Settings, stores: list[str] | None) -> LedgerState:
         raise StackError(f"cannot read the ledger from Postgres at {settings.postgres_host}:"
                          f"{settings.postgres_port} ({reason}); is the stack up "
                          "(smart-shelf up)?") from None
+    return read_ledger_from(conn, stores)
+
+
+def read_ledger_from(conn: psycopg.Connection, stores: list[str] | None) -> LedgerState:
+    """The ledger of `stores` (default: all) over an open connection, which this closes."""
     # One snapshot for every table, so a simulator saving meanwhile cannot mix two saves.
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     conn.read_only = True
@@ -222,9 +227,13 @@ def read_ledger(settings: Settings, stores: list[str] | None) -> LedgerState:
                        lots["sim.ledger_wh_lots"], bad_events)
 
 
+class EmptyLedger(StackError):
+    """No simulator has run: the ledger holds no store, so there is nothing to compare."""
+
+
 def select_stores(in_ledger: list[str], wanted: list[str] | None) -> list[str]:
     if not in_ledger:
-        raise StackError("the ledger is empty (no store in sim.ledger_position): run "
+        raise EmptyLedger("the ledger is empty (no store in sim.ledger_position): run "
                          "`smart-shelf simulate` first")
     unknown = sorted(set(wanted or ()) - set(in_ledger))
     if unknown:
@@ -239,8 +248,13 @@ def _lots(conn: psycopg.Connection, table: str, stores: list[str]) -> Quantities
 
 
 def read_platform(settings: Settings, stores: list[str]) -> PlatformState:
+    return read_platform_at(settings.delta_root, stores)
+
+
+def read_platform_at(delta_root: str, stores: list[str]) -> PlatformState:
+    """The platform's Delta state of `stores` under `delta_root`."""
     def state(path: str, keys: tuple[str, ...], value: str) -> Quantities:
-        table = _read_delta(settings, path, [*keys, value, "version"],
+        table = _read_delta(delta_root, path, [*keys, value, "version"],
                             pc.field("store_id").isin(stores))
         # A key written twice would break the table's contract (the asset checks say so);
         # the latest version is the platform's current answer.
@@ -252,15 +266,15 @@ def read_platform(settings: Settings, stores: list[str]) -> PlatformState:
     wh_stock = state("cleansed/wh_state", shelf, "wh_current_stock")
     wh_lots = state("cleansed/wh_batch_state", lot, "batch_quantity_warehouse")
     # Records the platform could not read may carry no store: they are kept for every selection.
-    dead = _read_delta(settings, "raw/dead_letter", ["payload", "reason"],
+    dead = _read_delta(delta_root, "raw/dead_letter", ["payload", "reason"],
                        pc.field("store_id").isin(stores) | pc.field("store_id").is_null())
     return PlatformState(shelf_stock, shelf_lots, wh_stock, wh_lots,
                          [DeadLetter(p, r) for p, r in _rows(dead, ("payload", "reason"))])
 
 
-def _read_delta(settings: Settings, path: str, columns: list[str],
+def _read_delta(delta_root: str, path: str, columns: list[str],
                 rows: pc.Expression) -> pa.Table:
-    uri = table_uri(settings.delta_root, DELTA_TABLES_BY_PATH[path])
+    uri = table_uri(delta_root, DELTA_TABLES_BY_PATH[path])
     if not DeltaTable.is_deltatable(uri):
         raise StackError(f"Delta table {path} is missing at {uri}: create it with "
                          "`smart-shelf up` (SMART_SHELF_DELTA_ROOT must match the platform's)")

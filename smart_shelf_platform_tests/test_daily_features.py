@@ -6,6 +6,7 @@ against values recomputed here straight from the raw tables and the simulator's 
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -24,6 +25,7 @@ from smart_shelf_platform.contracts.analytics import SHELF_DAILY_FEATURES
 from smart_shelf_platform.contracts.events import POS_TRANSACTION
 from smart_shelf_platform.defs import lineage
 from smart_shelf_platform.defs.analytics.assets import FEATURES_DELTA_KEY, FEATURES_POSTGRES_KEY
+from smart_shelf_platform.defs.quality import checks
 from smart_shelf_platform.defs.resources import SmartShelfResource
 from smart_shelf_platform.ml import feature_store, features
 from smart_shelf_platform.ml.features import FeatureInputs
@@ -601,3 +603,270 @@ def test_a_failed_blocking_check_stops_the_postgres_upsert(crafted):
     key = f"{twin['store_id'][0]}|{twin['shelf_id'][0]}|{D.isoformat()}"
     assert checks["keys_unique"].metadata["offending_keys"].value == [key]
     assert materialized(result) == {} and postgres_rows(own) == {}  # the upsert never ran
+
+
+@pytest.mark.integration
+def test_without_a_simulator_run_the_ledger_checks_have_nothing_to_compare(crafted):
+    result = dg.materialize([checks.ledger_conservation], raise_on_error=False,
+                            selection=dg.AssetSelection.all_asset_checks(),
+                            resources={"smart_shelf": SmartShelfResource.from_settings(crafted)})
+    found = {e.asset_key.to_user_string(): e for e in result.get_asset_check_evaluations()}
+    assert set(found) == {f"delta/cleansed/{t}" for t in checks.CONSERVED_TABLES}
+    assert all(e.passed and "ledger is empty" in e.metadata["reason"].value
+               for e in found.values())
+
+
+def test_the_checks_are_in_the_definitions_and_only_the_panel_shape_blocks():
+    from smart_shelf_platform.definitions import build_definitions
+    from smart_shelf_platform.settings import Settings
+
+    graph = build_definitions(Settings()).resolve_asset_graph()
+    blocking = {(k.asset_key.to_user_string(), k.name): graph.get_check_spec(k).blocking
+                for k in graph.asset_check_keys}
+    features_key = "delta/analytics/shelf_daily_features"
+    assert {name: b for (key, name), b in blocking.items() if key == features_key} == {
+        "keys_unique": True, "every_catalogue_shelf_present": True,
+        "required_values_present": True, "ratios_within_0_1": False}
+    assert {key for (key, name), b in blocking.items() if name == checks.MATCHES_LEDGER
+            and not b} == {f"delta/cleansed/{t}" for t in checks.CONSERVED_TABLES}
+
+
+def test_a_ledger_comparison_as_check_metadata():
+    from smart_shelf_platform.verify import Comparison, Difference
+
+    outcome = checks.ledger_outcome(Comparison("shelf_state", 3, [
+        Difference(("S001", "SH1"), 5, 7), Difference(("S001", "SH2"), 2, 1)]))
+    assert not outcome.passed
+    assert outcome.metadata == {
+        "keys": 3, "differences": 2, "platform_minus_ledger_units": -1,
+        "first_differences": ["S001 SH1: platform 5, ledger 7", "S001 SH2: platform 2, ledger 1"]}
+    assert checks.ledger_outcome(Comparison("wh_state", 3, [])).passed
+
+
+# ------------------------------------------------------------------------------------------------
+# A real pipeline run
+# ------------------------------------------------------------------------------------------------
+
+# The evening of the simulated day and the first hour of the next: the day ends while events
+# keep coming, so its end-of-day stock is reconstructed from a state that moved on after it.
+PIPELINE_START = datetime(2026, 1, 1, 21, 0, tzinfo=UTC)
+PIPELINE_UNTIL = PIPELINE_START + timedelta(hours=4)
+NEXT_DAY = D + timedelta(days=1)
+SIGNS = {"pickup": -1, "putback": 1, "expired_removal": -1}  # written out again on purpose
+
+
+@pytest.fixture(scope="module")
+def pipeline(settings, spark, tmp_path_factory):
+    """Simulator -> Redis -> bridge -> Kafka -> every streaming query -> Delta, with a database,
+    topics, tables and clock of this module's own."""
+    import redis
+
+    from producers.run import SimulateOptions, simulate
+    from smart_shelf_platform_tests.streaming_support import (
+        drop_topics, private_context, run_to_end,
+    )
+    from smart_shelf_platform_tests.test_streaming_e2e import ORDER, bridge_into
+
+    tmp = tmp_path_factory.mktemp("pipeline")
+    own = private_database(settings, sim_start=PIPELINE_START, data_dir=tmp / "data",
+                           delta_root_override=str(tmp / "delta"))
+    client = redis.Redis.from_url(own.redis_url)
+    clock_prefix, stream_prefix = (f"test-{uuid.uuid4().hex}:" for _ in range(2))
+    ctx = private_context(own, client, clock_prefix, tmp)
+    try:
+        sim = simulate(own, SimulateOptions(
+            until=PIPELINE_UNTIL, speed=None, effects=False, stream_prefix=stream_prefix,
+            clock_key_prefix=clock_prefix, clock_topic=ctx.topic("clock_ticks")),
+            progress=lambda _m: None)
+        bridge_into(ctx, own, stream_prefix)
+        for query in ORDER:
+            run_to_end(spark, ctx, query)
+        yield own, sim
+    finally:
+        drop_topics(ctx)
+        for pattern in (f"{clock_prefix}*", f"{stream_prefix}*"):
+            keys = list(client.scan_iter(match=pattern))
+            if keys:
+                client.delete(*keys)
+        client.close()
+        drop_database(settings, own)
+
+
+def delta_table(own, path: str) -> list[dict]:
+    from deltalake import DeltaTable
+
+    return DeltaTable(table_uri(own.delta_root, DELTA_TABLES_BY_PATH[path])).to_pyarrow_table(
+    ).to_pylist()
+
+
+def reference_rows(own, name: str) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    from smart_shelf_platform.stack.lifecycle import reference_files
+
+    return pq.read_table(reference_files(own)[name]).to_pylist()
+
+
+def on(day: date, when: datetime) -> bool:
+    return when.astimezone(UTC).date() == day
+
+
+def assert_alert_features(rows: dict, alerts: list[dict], day: date) -> None:
+    """Alerts of each location created in the 30 days ending with `day` (the run is shorter),
+    and the stock alerts still open at its end, counted straight from ops/alerts."""
+    end = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    for location, count, flag, stock_alert in (
+            ("store", "alerts_last_30d_shelf", "is_shelf_alert", "refill_request"),
+            ("warehouse", "alerts_last_30d_wh", "is_warehouse_alert", "supplier_request")):
+        raised, open_at_end = defaultdict(int), set()
+        for alert in (a for a in alerts if a["location"] == location and a["created_at"] < end):
+            key = (alert["store_id"], alert["shelf_id"])
+            raised[key] += 1
+            if alert["alert_type"] == stock_alert and (
+                    alert["status"] == "open" or alert["updated_at"] >= end):
+                open_at_end.add(key)
+        assert {k: r[count] for k, r in rows.items() if r[count]} == dict(raised)
+        assert {k for k, r in rows.items() if r[flag]} == open_at_end
+
+
+@pytest.mark.integration
+def test_the_features_of_a_simulated_day_agree_with_the_raw_events_and_the_ledger(pipeline):
+    own, sim = pipeline
+    assert sim.events_emitted > 500
+    result = run_features(own)
+    assert result.success
+    assert all(e.passed for e in evaluations(result).values()), evaluations(result)
+    delta = {(r["store_id"], r["shelf_id"]): r
+             for r in feature_store.read_delta_partition(own.delta_root, D).to_pylist()}
+    assert delta == postgres_rows(own)  # Postgres holds exactly the Delta partition
+    shelves = {(r["store_id"], r["shelf_id"]): r for r in reference_rows(own, "store_inventory")}
+    assert set(delta) == set(shelves)
+
+    # Sales and people: straight from the raw receipts and entries, and the simulator's ledger.
+    receipts = delta_table(own, "raw/pos_transactions")
+    sold, discounts = defaultdict(int), defaultdict(set)
+    for receipt in (r for r in receipts if on(D, r["timestamp"])):
+        for line in receipt["items"]:
+            sold[receipt["store_id"], line["shelf_id"]] += line["quantity"]
+            discounts[receipt["store_id"], line["shelf_id"]].add(line["discount"])
+    assert sum(sold.values()) > 0
+    assert {k: r["sales_qty"] for k, r in delta.items() if r["sales_qty"]} == dict(sold)
+    with psycopg.connect(own.postgres_dsn()) as conn:
+        ledger_sales = dict(((s, sh), n) for s, sh, n in conn.execute(
+            "SELECT store_id, shelf_id, sold_units FROM sim.ledger_daily_sales "
+            "WHERE sale_date = %s AND sold_units > 0", (D,)))
+    assert ledger_sales == dict(sold)
+    for key, paid in discounts.items():  # what the shoppers paid is the day's discount
+        assert paid == {delta[key]["discount"]}, key
+    entries = [e for e in delta_table(own, "raw/foot_traffic")
+               if e["event_type"] == "entry" and on(D, e["timestamp"])]
+    assert {r["people_count"] for r in delta.values()} == {len(entries)} and entries
+
+    # The stock at the end of the day, replayed forward from the snapshot through the raw
+    # events (the features go backward from the current state), with the stock-outs on the way.
+    events = sorted((e for e in delta_table(own, "raw/shelf_events")
+                     if e["event_type"] in SIGNS and on(D, e["timestamp"])),
+                    key=lambda e: (e["timestamp"], -SIGNS[e["event_type"]], e["event_id"]))
+    stock = {k: r["current_stock"] for k, r in shelves.items()}
+    emptied = defaultdict(int, {k: 1 for k, units in stock.items() if units == 0})
+    for event in events:
+        key = (event["store_id"], event["shelf_id"])
+        before = stock[key]
+        stock[key] += SIGNS[event["event_type"]] * event["quantity"]
+        emptied[key] += before > 0 >= stock[key]
+    assert {k: r["current_stock_shelf"] for k, r in delta.items()} == stock
+    assert {k: r["stockout_events"] for k, r in delta.items() if r["stockout_events"]} == {
+        k: n for k, n in emptied.items() if n}
+    state = {(r["store_id"], r["shelf_id"]): r["current_stock"]
+             for r in delta_table(own, "cleansed/shelf_state")}
+    assert state != stock, "the state moved on after the day: the reconstruction was needed"
+    warehouse = {(r["store_id"], r["shelf_id"]): r["current_stock"]
+                 for r in reference_rows(own, "warehouse_inventory")}
+    assert {k: r["current_stock_warehouse"] for k, r in delta.items()} == {
+        k: warehouse.get(k, 0) for k in delta}  # no warehouse movement without effects
+
+    # Lots on the shelf at the end of the day: the snapshot's, less what receipts of D paid.
+    lots = {(r["store_id"], r["shelf_id"], r["batch_code"]): [r["expiry_date"],
+                                                               r["batch_quantity"]]
+            for r in reference_rows(own, "store_batches")}
+    for receipt in (r for r in receipts if on(D, r["timestamp"])):
+        for line in receipt["items"]:
+            lots[receipt["store_id"], line["shelf_id"], line["batch_code"]][1] -= line["quantity"]
+    expiring, earliest = defaultdict(int), {}
+    for (store, shelf, _), (expiry, units) in lots.items():
+        if units > 0:
+            days = (expiry - D).days
+            earliest[store, shelf] = min(days, earliest.get((store, shelf), days))
+            expiring[store, shelf] += units if days <= 7 else 0
+    assert {k: r["min_expiration_days"] for k, r in delta.items()} == {
+        k: earliest.get(k) for k in delta}
+    assert {k: r["qty_expiring_next_7d"] for k, r in delta.items()} == {
+        k: expiring[k] for k in delta}
+
+    # Alerts the engines raised, and the plans they made. Draining after the fact, the engines
+    # see the last tick of the run (01:00 on D+1) in their first batch, so their alerts open on
+    # D+1: D has none, D+1 has them (checked below, with the next day's partition).
+    alerts = delta_table(own, "ops/alerts")
+    assert_alert_features(delta, alerts, D)
+    assert not any(r["alerts_last_30d_shelf"] for r in delta.values())
+    end = datetime.combine(NEXT_DAY, datetime.min.time(), tzinfo=UTC)
+    plans = [p for p in delta_table(own, "ops/wh_supplier_plan") if p["created_at"] < end]
+    pending = defaultdict(int)
+    for plan in plans:
+        pending[plan["store_id"], plan["shelf_id"]] += plan["suggested_qty"]
+    assert {k: r["pending_supplier_qty"] for k, r in delta.items()
+            if r["pending_supplier_qty"]} == dict(pending)
+
+    # The next day, still running: its own partition, as of now; the first day's is untouched.
+    next_day = run_features(own, partition_key=NEXT_DAY.isoformat())
+    assert next_day.success
+    later = {(r["store_id"], r["shelf_id"]): r
+             for r in feature_store.read_delta_partition(own.delta_root, NEXT_DAY).to_pylist()}
+    assert {k: r["current_stock_shelf"] for k, r in later.items()} == state
+    assert sum(r["sales_qty"] for r in later.values()) == sum(
+        line["quantity"] for r in receipts if on(NEXT_DAY, r["timestamp"])
+        for line in r["items"])
+    assert {k: r["sales_last_1d"] for k, r in later.items() if r["sales_last_1d"]} == dict(sold)
+    assert_alert_features(later, alerts, NEXT_DAY)
+    assert any(r["is_shelf_alert"] for r in later.values())
+    in_flight = defaultdict(int)  # every plan was made in the run, none delivered yet
+    for plan in delta_table(own, "ops/wh_supplier_plan"):
+        in_flight[plan["store_id"], plan["shelf_id"]] += plan["suggested_qty"]
+    assert {k: r["pending_supplier_qty"] for k, r in later.items()
+            if r["pending_supplier_qty"]} == dict(in_flight) and in_flight
+    assert feature_store.read_delta_partition(own.delta_root, D).num_rows == len(delta)
+
+
+@pytest.mark.integration
+def test_the_cleansed_state_is_conserved_against_the_ledger_until_it_is_not(pipeline):
+    own, _ = pipeline
+    resource = {"smart_shelf": SmartShelfResource.from_settings(own)}
+
+    def conservation() -> dict[str, dg.AssetCheckEvaluation]:
+        result = dg.materialize([checks.ledger_conservation], resources=resource,
+                                selection=dg.AssetSelection.all_asset_checks())
+        assert result.success  # warnings never fail the run
+        return {e.asset_key.to_user_string(): e for e in result.get_asset_check_evaluations()}
+
+    drained = conservation()
+    assert all(e.passed for e in drained.values()), {
+        k: e.metadata["first_differences"].value for k, e in drained.items() if not e.passed}
+    assert drained["delta/cleansed/shelf_state"].metadata["keys"].value == 1142
+
+    with psycopg.connect(own.postgres_dsn()) as conn:
+        store, shelf, batch = conn.execute(
+            "UPDATE sim.ledger_shelf_lots SET quantity = quantity + 2 WHERE (shelf_id, "
+            "batch_code) = (SELECT shelf_id, batch_code FROM sim.ledger_shelf_lots "
+            "ORDER BY shelf_id, batch_code LIMIT 1) RETURNING store_id, shelf_id, batch_code"
+        ).fetchone()
+    broken = conservation()
+    failed = {k for k, e in broken.items() if not e.passed}
+    assert failed == {"delta/cleansed/shelf_state", "delta/cleansed/shelf_batch_state"}
+    shelf_check = broken["delta/cleansed/shelf_state"]
+    assert shelf_check.severity == dg.AssetCheckSeverity.WARN and not shelf_check.blocking
+    assert shelf_check.metadata["platform_minus_ledger_units"].value == -2
+    (difference,) = shelf_check.metadata["first_differences"].value
+    assert difference.startswith(f"{store} {shelf}: platform ")
+    (lot_difference,) = broken["delta/cleansed/shelf_batch_state"].metadata[
+        "first_differences"].value
+    assert lot_difference.startswith(f"{store} {shelf} {batch}: ")

@@ -13,6 +13,10 @@ What stops downstream work (`blocking=True`, severity ERROR):
 What does not:
 - the simulator's ledger (`sim.*`): ground truth that only `smart-shelf verify` reads; a failure
   there is a simulator bug to look at, not a reason to stop the platform;
+- conservation against that ledger (severity WARN): every cleansed state table must hold what
+  the ledger holds (`smart_shelf_platform.verify`'s comparison, the same one `smart-shelf verify`
+  prints). It is exact only once the queries have drained what the simulator produced; while
+  both run, the platform lags the ledger by the events in flight;
 - freshness (severity WARN): a late table is not a wrong one, and it catches up by itself.
 """
 
@@ -25,7 +29,7 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable
 from psycopg import sql
 
-from smart_shelf_platform import quality
+from smart_shelf_platform import quality, verify
 from smart_shelf_platform.contracts.catalogue import (
     DELTA_TABLES_BY_PATH, POSTGRES_TABLES_BY_NAME, PostgresTable,
 )
@@ -33,6 +37,7 @@ from smart_shelf_platform.contracts.catalogue import DeltaTable as DeltaTableSpe
 from smart_shelf_platform.defs.lake.sensors import read_snapshot, time_column
 from smart_shelf_platform.defs.lineage import delta_key, postgres_key
 from smart_shelf_platform.defs.resources import SmartShelfResource
+from smart_shelf_platform.stack.process import StackError
 
 KEYS_UNIQUE = "keys_unique"
 STOCK_WITHIN_CAPACITY = "stock_within_capacity"
@@ -42,6 +47,7 @@ LOTS_IN_REFERENCE = "lots_in_reference"
 BATCHES_IN_CATALOG = "batches_in_batch_catalog"
 QUANTITIES_NOT_NEGATIVE = "quantities_not_negative"
 FRESH_WITHIN_LAG = "fresh_within_lag"
+MATCHES_LEDGER = "matches_ledger"
 
 # Streaming outputs that shoppers move every simulated minute. The others are sparse by design
 # (dead letters, warehouse movements, plans, orders at the cutoffs, one discount run a day), so a
@@ -57,6 +63,12 @@ WAREHOUSE_INVENTORY = POSTGRES_TABLES_BY_NAME["ref.warehouse_inventory_snapshot"
 STORE_BATCHES = POSTGRES_TABLES_BY_NAME["ref.store_batches_snapshot"]
 WAREHOUSE_BATCHES = POSTGRES_TABLES_BY_NAME["ref.warehouse_batches_snapshot"]
 BATCH_CATALOG = POSTGRES_TABLES_BY_NAME["config.batch_catalog"]
+# The cleansed tables verify compares, by the name of its comparison (the table's name), and
+# what the ledger side of each reads.
+CONSERVED_TABLES = ("shelf_state", "shelf_batch_state", "wh_state", "wh_batch_state")
+LEDGER_TABLES = ("sim.ledger_position", "sim.ledger_shelf_lots", "sim.ledger_cart_lots",
+                 "sim.ledger_wh_lots")
+MAX_DIFFERENCES = 20
 
 
 # ------------------------------------------------------------------------------------------------
@@ -280,6 +292,52 @@ def freshness_checks(paths: Sequence[str] = FRESHNESS_TABLES) -> dg.AssetChecksD
     return _freshness_checks
 
 
+def ledger_outcome(comparison: verify.Comparison) -> quality.CheckOutcome:
+    """One of verify's comparisons as a check outcome: passed when nothing differs, the first
+    MAX_DIFFERENCES differences as verify prints them ("S001 SH0042: platform 5, ledger 7")."""
+    differences = comparison.differences
+    return quality.CheckOutcome(not differences, {
+        "keys": comparison.keys,
+        "differences": len(differences),
+        "platform_minus_ledger_units": sum(d.platform - d.ledger for d in differences),
+        "first_differences": [str(d) for d in differences[:MAX_DIFFERENCES]],
+    })
+
+
+def build_ledger_conservation_checks() -> dg.AssetChecksDefinition:
+    """Each cleansed state table against the simulator's ledger (WARN: see the module docstring).
+    With no simulator run there is nothing to compare, and every check passes saying so."""
+    tables = {name: DELTA_TABLES_BY_PATH[f"cleansed/{name}"] for name in CONSERVED_TABLES}
+    ledger_keys = [postgres_key(POSTGRES_TABLES_BY_NAME[t]) for t in LEDGER_TABLES]
+
+    @dg.multi_asset_check(name="ledger_conservation_checks", specs=[
+        spec(MATCHES_LEDGER, delta_key(table), f"Every key's quantity equals the simulator's "
+             f"ledger, as `smart-shelf verify` compares {name} (warning).", blocking=False,
+             reads=ledger_keys)
+        for name, table in tables.items()
+    ])
+    def _ledger_conservation_checks(
+            smart_shelf: SmartShelfResource) -> Iterator[dg.AssetCheckResult]:
+        warn = dg.AssetCheckSeverity.WARN
+        try:
+            ledger = verify.read_ledger_from(psycopg.connect(smart_shelf.postgres_dsn()), None)
+            platform = verify.read_platform_at(smart_shelf.delta_root, ledger.stores)
+        except StackError as exc:
+            # An empty ledger means no simulator ran: nothing is wrong. A missing table is.
+            empty = isinstance(exc, verify.EmptyLedger)
+            for table in tables.values():
+                yield result(delta_key(table), MATCHES_LEDGER,
+                             quality.CheckOutcome(empty, {"reason": str(exc)}), severity=warn)
+            return
+        report = verify.compare(platform, ledger)
+        for name, table in tables.items():
+            outcome = ledger_outcome(report.comparisons[name])
+            outcome.metadata["stores"] = ledger.stores
+            yield result(delta_key(table), MATCHES_LEDGER, outcome, severity=warn)
+
+    return _ledger_conservation_checks
+
+
 store_inventory_checks = inventory_checks(STORE_INVENTORY)
 warehouse_inventory_checks = inventory_checks(WAREHOUSE_INVENTORY)
 store_batches_checks = lot_snapshot_checks(STORE_BATCHES, STORE_INVENTORY)
@@ -298,3 +356,4 @@ ledger_shelf_lots_checks = ledger_lot_checks(POSTGRES_TABLES_BY_NAME["sim.ledger
 ledger_wh_lots_checks = ledger_lot_checks(POSTGRES_TABLES_BY_NAME["sim.ledger_wh_lots"],
                                           WAREHOUSE_INVENTORY)
 streaming_freshness = freshness_checks()
+ledger_conservation = build_ledger_conservation_checks()
