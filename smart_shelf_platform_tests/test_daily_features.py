@@ -803,12 +803,11 @@ def test_the_features_of_a_simulated_day_agree_with_the_raw_events_and_the_ledge
     assert {k: r["qty_expiring_next_7d"] for k, r in delta.items()} == {
         k: expiring[k] for k in delta}
 
-    # Alerts the engines raised, and the plans they made. Draining after the fact, the engines
-    # see the last tick of the run (01:00 on D+1) in their first batch, so their alerts open on
-    # D+1: D has none, D+1 has them (checked below, with the next day's partition).
+    # Alerts the engines raised, and the plans they made. Drained after the fact, the engines
+    # may date their alerts by a tick of D+1 already, so the alerts are asserted present with
+    # the next day's partition (its 30 days include D).
     alerts = delta_table(own, "ops/alerts")
     assert_alert_features(delta, alerts, D)
-    assert not any(r["alerts_last_30d_shelf"] for r in delta.values())
     end = datetime.combine(NEXT_DAY, datetime.min.time(), tzinfo=UTC)
     plans = [p for p in delta_table(own, "ops/wh_supplier_plan") if p["created_at"] < end]
     pending = defaultdict(int)
@@ -828,7 +827,8 @@ def test_the_features_of_a_simulated_day_agree_with_the_raw_events_and_the_ledge
         for line in r["items"])
     assert {k: r["sales_last_1d"] for k, r in later.items() if r["sales_last_1d"]} == dict(sold)
     assert_alert_features(later, alerts, NEXT_DAY)
-    assert any(r["is_shelf_alert"] for r in later.values())
+    assert any(r["alerts_last_30d_shelf"] for r in later.values())
+    assert any(r["is_shelf_alert"] for r in later.values())  # without refills, they stay open
     in_flight = defaultdict(int)  # every plan was made in the run, none delivered yet
     for plan in delta_table(own, "ops/wh_supplier_plan"):
         in_flight[plan["store_id"], plan["shelf_id"]] += plan["suggested_qty"]
