@@ -20,6 +20,7 @@ import dagster as dg
 from smart_shelf_platform import defs as defs_folder
 from smart_shelf_platform.defs.analytics.assets import feature_assets
 from smart_shelf_platform.defs.analytics.checks import feature_checks
+from smart_shelf_platform.defs.analytics.sensors import simulated_day_sensor
 from smart_shelf_platform.defs.partitions import daily_partitions
 from smart_shelf_platform.defs.resources import build_resources
 from smart_shelf_platform.settings import REPO_ROOT, Settings, get_settings
@@ -37,9 +38,11 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
 
 
 def analytics_definitions(settings: Settings) -> dg.Definitions:
-    """The daily shelf features: assets and checks partitioned by simulated day."""
+    """The daily shelf features: assets and checks partitioned by simulated day, and the sensor
+    that runs each day once it has ended."""
     days = daily_partitions(settings.sim_start)
-    return dg.Definitions(assets=feature_assets(days), asset_checks=[feature_checks(days)])
+    return dg.Definitions(assets=feature_assets(days), asset_checks=[feature_checks(days)],
+                          sensors=[simulated_day_sensor(days)])
 
 
 @dg.definitions

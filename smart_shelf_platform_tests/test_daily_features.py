@@ -870,3 +870,65 @@ def test_the_cleansed_state_is_conserved_against_the_ledger_until_it_is_not(pipe
     (lot_difference,) = broken["delta/cleansed/shelf_batch_state"].metadata[
         "first_differences"].value
     assert lot_difference.startswith(f"{store} {shelf} {batch}: ")
+
+
+# ------------------------------------------------------------------------------------------------
+# The simulated-day sensor
+# ------------------------------------------------------------------------------------------------
+
+
+def test_days_to_request_are_the_ended_days_after_the_cursor():
+    from smart_shelf_platform.defs.analytics.sensors import days_to_request
+
+    hour = timedelta(hours=1)
+    assert days_to_request(D, None, at(0, 23, 59), timedelta(0)) == []
+    assert days_to_request(D, None, at(1, 0), timedelta(0)) == [D]  # the day ends at midnight
+    assert days_to_request(D, None, at(1, 0, 59), hour) == []  # not settled yet
+    assert days_to_request(D, None, at(3, 1), hour) == [D + timedelta(days=n) for n in range(3)]
+    assert days_to_request(D, D + timedelta(days=1), at(3, 1), hour) == [D + timedelta(days=2)]
+    assert days_to_request(D, D + timedelta(days=2), at(3, 1), hour) == []
+    assert len(days_to_request(D, None, at(400, 0), hour)) == 31  # a month per evaluation
+
+
+@pytest.mark.integration
+def test_the_sensor_requests_each_ended_day_once_from_the_simulated_clock(settings, redis_conn,
+                                                                          prefix):
+    from smart_shelf_platform.clock import ClockKeys
+    from smart_shelf_platform.definitions import build_definitions
+    from smart_shelf_platform.defs.analytics.sensors import FEATURES_JOB, SENSOR_NAME
+
+    definitions = build_definitions(settings)
+    sensor = definitions.resolve_sensor_def(SENSOR_NAME)
+    job = definitions.resolve_job_def(FEATURES_JOB)
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {
+        FEATURES_DELTA_KEY.to_user_string(), FEATURES_POSTGRES_KEY.to_user_string()}
+    assert job.partitions_def.get_first_partition_key() == DAY_KEY
+    resource = SmartShelfResource(**{**SmartShelfResource.from_settings(settings).model_dump(),
+                                     "clock_key_prefix": prefix})
+    assert resource.freshness_bound == timedelta(hours=1)
+
+    def evaluate(cursor: str | None = None):
+        with dg.instance_for_test() as instance:
+            context = dg.build_sensor_context(instance=instance, cursor=cursor,
+                                              resources={"smart_shelf": resource},
+                                              definitions=definitions)
+            return sensor.evaluate_tick(context)
+
+    never_ran = evaluate()
+    assert not never_ran.run_requests and "has not run" in never_ran.skip_message
+    keys = ClockKeys(prefix)
+    redis_conn.set(keys.now, at(0, 23).isoformat())
+    redis_conn.set(keys.today, D.isoformat())
+    assert "no simulated day ended since the start" in evaluate().skip_message
+
+    redis_conn.set(keys.now, at(2, 0, 30).isoformat())  # D+1 ended 30 minutes ago: not settled
+    redis_conn.set(keys.today, (D + timedelta(days=2)).isoformat())
+    first = evaluate()
+    assert [(r.partition_key, r.run_key) for r in first.run_requests] == [(DAY_KEY, DAY_KEY)]
+    assert first.cursor == DAY_KEY and sensor.job_name == FEATURES_JOB
+    assert not evaluate(first.cursor).run_requests  # nothing twice
+
+    redis_conn.set(keys.now, at(3, 6).isoformat())
+    later = evaluate(first.cursor)
+    assert [r.partition_key for r in later.run_requests] == ["2026-01-02", "2026-01-03"]
+    assert later.cursor == "2026-01-03"

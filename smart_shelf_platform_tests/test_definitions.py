@@ -157,7 +157,8 @@ def parents(asset_graph, name: str) -> set[str]:
 def test_definitions_load_and_validate(definitions):
     dg.Definitions.validate_loadable(definitions)
     repository = definitions.get_repository_def()
-    assert {s.name for s in repository.sensor_defs} == {"delta_table_versions", "kafka_consumer_lag"}
+    assert {s.name for s in repository.sensor_defs} == {
+        "delta_table_versions", "kafka_consumer_lag", "simulated_day_features"}
     assert set(repository.get_top_level_resources()) == {"smart_shelf"}
 
 

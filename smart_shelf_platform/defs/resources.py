@@ -15,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 import redis
 
-from smart_shelf_platform.clock import ClockNotRunning, RedisClock, parse_utc
+from smart_shelf_platform.clock import DEFAULT_KEY_PREFIX, ClockNotRunning, RedisClock, parse_utc
 from smart_shelf_platform.contracts.catalogue import DeltaTable
 from smart_shelf_platform.settings import Settings
 from smart_shelf_platform.stack.delta_tables import table_uri
@@ -43,6 +43,7 @@ class SmartShelfResource(dg.ConfigurableResource):
     stores: int
     sim_start: str  # ISO-8601 UTC
     freshness_lag_minutes: float
+    clock_key_prefix: str = DEFAULT_KEY_PREFIX  # Redis keys of the simulated clock
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmartShelfResource:
@@ -89,7 +90,7 @@ class SmartShelfResource(dg.ConfigurableResource):
         client = redis.Redis.from_url(self.redis_url, decode_responses=True,
                                       socket_connect_timeout=2, socket_timeout=2)
         try:
-            return RedisClock(client).now()
+            return RedisClock(client, self.clock_key_prefix).now()
         except (ClockNotRunning, redis.RedisError):
             return None
         finally:
