@@ -295,11 +295,12 @@ def bench(
              "memory).")] = "up",
     events: Annotated[int, typer.Option(min=1000, help="Events for bridge/simulate.")] = 500_000,
     stores: Annotated[int, typer.Option(
-        min=1, max=99, help="stream: stores in the backlog.")] = 2,
+        min=1, max=99, help="stream: stores in the backlog.")] = 10,
     hours: Annotated[float, typer.Option(
-        min=0.5, help="stream: simulated hours in the backlog.")] = 12.0,
+        min=0.5, help="stream: simulated hours in the backlog.")] = 24.0,
     live_minutes: Annotated[float, typer.Option(
-        min=0.5, help="stream: wall minutes of the live latency phase.")] = 3.0,
+        min=2, help="stream: wall minutes of the live latency phase (the first is warm-up).")]
+        = 4.0,
     out: Annotated[Optional[Path], typer.Option(help="Also write the JSON report here.")] = None,
 ) -> None:
     """Measure and print performance figures (a benchmark, not a test). bridge and simulate
