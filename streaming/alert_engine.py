@@ -315,5 +315,6 @@ class AlertEngine:
               for f in record.field_names} for p in plans], schema=record.spark_schema())
         condition = " AND ".join(f"t.{k} = s.{k}" for k in record.key)
         merge = (DeltaTable.forPath(spark, self.ctx.table(self.plan_table)).alias("t")
-                 .merge(rows.alias("s"), condition).whenMatchedUpdateAll().whenNotMatchedInsertAll())
+                 .merge(rows.alias("s"), condition)
+                 .whenMatchedUpdateAll().whenNotMatchedInsertAll())
         shell.merge_idempotent(spark, merge, self.name, batch_id)

@@ -69,7 +69,7 @@ def build(spark: SparkSession, ctx: shell.QueryContext) -> DataStreamWriter:
     return shell.event_query(spark, ctx, NAME, [SOURCE], handle)
 
 
-QUERY = shell.StreamingQuerySpec(NAME, build, "alert steps -> ops/alerts")
+QUERY = shell.StreamingQuerySpec(NAME, build, "alert steps -> ops/alerts", pace=5)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Batch state updater: units per shelf lot, `cleansed/shelf_batch_state` (+ `raw/pos_transactions`).
+"""Batch state updater: units per shelf lot (`cleansed/shelf_batch_state`, `raw/pos_transactions`).
 
 A shelf lot loses units when a receipt line names it (the customer paid for them) or when an
 expired lot is removed, and gains them when a restocker's refill puts them on the shelf, not

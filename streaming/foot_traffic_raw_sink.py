@@ -21,7 +21,7 @@ SOURCE = shell.EventSource("foot_traffic", FOOT_TRAFFIC)
 
 
 def build(spark: SparkSession, ctx: shell.QueryContext) -> DataStreamWriter:
-    """The query's writer, without name, checkpoint or trigger (`shell.start_query` adds those)."""
+    """The query's writer; `StreamingQuerySpec.start` adds name, checkpoint and trigger."""
 
     def handle(valid: shell.ValidRows, batch_id: int) -> None:
         shell.append_idempotent(valid[SOURCE.topic], ctx.table("raw/foot_traffic"), NAME,
@@ -30,7 +30,8 @@ def build(spark: SparkSession, ctx: shell.QueryContext) -> DataStreamWriter:
     return shell.event_query(spark, ctx, NAME, [SOURCE], handle)
 
 
-QUERY = shell.StreamingQuerySpec(NAME, build, "customer entries and exits -> raw/foot_traffic")
+QUERY = shell.StreamingQuerySpec(NAME, build, "customer entries and exits -> raw/foot_traffic",
+                                 pace=5)
 
 
 if __name__ == "__main__":

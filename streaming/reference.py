@@ -33,7 +33,8 @@ def shelf_state_rows(settings: Settings) -> pa.Table:
     return _state(inv, {
         "store_id": "store_id", "shelf_id": "shelf_id", "current_stock": "current_stock",
         "max_stock": "maximum_stock", "unit_weight": "item_weight",
-        "shelf_weight": pc.multiply(inv["item_weight"], pc.cast(inv["current_stock"], pa.float64())),
+        "shelf_weight": pc.multiply(inv["item_weight"],
+                                    pc.cast(inv["current_stock"], pa.float64())),
     })
 
 

@@ -100,9 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--topic-prefix", default="",
                         help="read and write <prefix><topic> (side-by-side copies, tests)")
     parser.add_argument("--clock-prefix", default=DEFAULT_KEY_PREFIX,
-                        help=f"Redis key prefix of the simulated clock (default {DEFAULT_KEY_PREFIX})")
+                        help=f"Redis key prefix of the simulated clock "
+                             f"(default {DEFAULT_KEY_PREFIX})")
     parser.add_argument("--metrics-dir",
-                        help="per-batch metrics JSON lines (default $SMART_SHELF_HOME/logs/streaming)")
+                        help="per-batch metrics JSON lines "
+                             "(default $SMART_SHELF_HOME/logs/streaming)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")

@@ -37,7 +37,7 @@ def shelf_deltas(events: DataFrame) -> DataFrame:
 
 
 def build(spark: SparkSession, ctx: shell.QueryContext) -> DataStreamWriter:
-    """The query's writer, without name, checkpoint or trigger (`shell.start_query` adds those)."""
+    """The query's writer; `StreamingQuerySpec.start` adds name, checkpoint and trigger."""
     FOLD.bootstrap(spark, ctx, reference.shelf_state_rows(ctx.settings), NAME)
 
     def handle(valid: shell.ValidRows, batch_id: int) -> None:

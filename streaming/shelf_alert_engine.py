@@ -2,9 +2,9 @@
 
 From `shelf_state` (units per shelf), `shelf_batch_state` (lots), `shelf_policies` (live: a
 change re-evaluates the store's shelves at once) and the first clock tick of each simulated day
-(re-evaluates near-expiry). A shelf below its policy's threshold percentage or minimum quantity opens a
-`refill_request` and, unless a plan for the shelf is still in flight, a restock plan up to the
-target percentage (`ops/shelf_restock_plan`, topic `shelf_restock_plan`); the alert resolves
+(re-evaluates near-expiry). A shelf below its policy's threshold percentage or minimum quantity
+opens a `refill_request` and, unless a plan for the shelf is still in flight, a restock plan up to
+the target percentage (`ops/shelf_restock_plan`, topic `shelf_restock_plan`); the alert resolves
 when the shelf is back above the line. REFERENCE 6.3 with items 7, 13-15 fixed.
 """
 
@@ -64,7 +64,8 @@ def build(spark: SparkSession, ctx: shell.QueryContext) -> DataStreamWriter:
     return ShelfAlertEngine(spark, ctx).build(spark)
 
 
-QUERY = shell.StreamingQuerySpec(NAME, build, "shelf state, lots, policies -> alerts, plans")
+QUERY = shell.StreamingQuerySpec(NAME, build, "shelf state, lots, policies -> alerts, plans",
+                                 pace=2.5)
 
 
 if __name__ == "__main__":

@@ -586,21 +586,21 @@ class StreamingQuerySpec:
     name: str
     build: Build
     description: str = field(default="", compare=False)
+    # Trigger interval = the runner's interval x `pace`. Every micro-batch costs a few Spark jobs
+    # and Delta commits whatever its size, so queries nobody waits on run less often and leave
+    # the cores to the state queries.
+    pace: float = 1.0
 
-    def start(self, spark: SparkSession, ctx: QueryContext, **options) -> StreamingQuery:
-        return start_query(spark, ctx, self.name, self.build, **options)
-
-
-def start_query(spark: SparkSession, ctx: QueryContext, name: str, build: Build, *,
-                trigger_seconds: float = 2, available_now: bool = False) -> StreamingQuery:
-    """Start a query with its name and checkpoint; `available_now` drains the backlog and stops."""
-    writer = (build(spark, ctx).queryName(name)
-              .option("checkpointLocation", ctx.checkpoint(name)))
-    if available_now:
-        writer = writer.trigger(availableNow=True)
-    else:
-        writer = writer.trigger(processingTime=f"{trigger_seconds} seconds")
-    return writer.start()
+    def start(self, spark: SparkSession, ctx: QueryContext, *, trigger_seconds: float = 2,
+              available_now: bool = False) -> StreamingQuery:
+        """Start with its name and checkpoint; `available_now` drains the backlog and stops."""
+        writer = (self.build(spark, ctx).queryName(self.name)
+                  .option("checkpointLocation", ctx.checkpoint(self.name)))
+        if available_now:
+            writer = writer.trigger(availableNow=True)
+        else:
+            writer = writer.trigger(processingTime=f"{trigger_seconds * self.pace} seconds")
+        return writer.start()
 
 
 def run_alone(name: str) -> None:

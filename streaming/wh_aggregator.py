@@ -46,7 +46,8 @@ def build(spark: SparkSession, ctx: shell.QueryContext) -> DataStreamWriter:
                              known_shelves=reference.known_shelves(spark, ctx.settings))
 
 
-QUERY = shell.StreamingQuerySpec(NAME, build, "warehouse events -> raw/wh_events, wh_state")
+QUERY = shell.StreamingQuerySpec(NAME, build, "warehouse events -> raw/wh_events, wh_state",
+                                 pace=2.5)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,8 @@ def build(spark: SparkSession, ctx: shell.QueryContext) -> DataStreamWriter:
     return WarehouseAlertEngine(spark, ctx).build(spark)
 
 
-QUERY = shell.StreamingQuerySpec(NAME, build, "warehouse state, lots, policies -> alerts, plans")
+QUERY = shell.StreamingQuerySpec(NAME, build, "warehouse state, lots, policies -> alerts, plans",
+                                 pace=2.5)
 
 
 if __name__ == "__main__":

@@ -265,7 +265,8 @@ class Bench:
         live_batches = {q: [b for b in bs if b["finished_at"] >= measured_from]
                         for q, bs in metrics.items()}
         to_state = weighted_percentiles(
-            [b for q in ("shelf_aggregator", "batch_state_updater") for b in live_batches.get(q, [])])
+            [b for q in ("shelf_aggregator", "batch_state_updater")
+             for b in live_batches.get(q, [])])
         to_alert = weighted_percentiles([b for q in ENGINES for b in live_batches.get(q, [])])
         events = sum(b["valid"] for b in live_batches.get("shelf_aggregator", []))
         return {
