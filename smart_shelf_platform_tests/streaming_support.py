@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from deltalake import DeltaTable
@@ -90,3 +94,21 @@ def replay_last_batch(ctx: shell.QueryContext, query_name: str) -> int:
     last.unlink()
     (commits / f".{last.name}.crc").unlink(missing_ok=True)
     return int(last.name)
+
+
+STORE = "S001"
+T0 = datetime(2026, 1, 1, 9, 0, tzinfo=timezone.utc)  # the crafted events' morning
+
+
+def at(minutes: float) -> str:
+    """ISO-8601 text of T0 + `minutes`, as events carry it."""
+    return (T0 + timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
+
+
+def store_reference(settings, name: str) -> list[dict]:
+    """Rows of one reference data file for STORE, ordered by shelf."""
+    from smart_shelf_platform.stack.lifecycle import reference_files
+
+    table = pq.read_table(reference_files(settings)[name])
+    return sorted(table.filter(pc.equal(table["store_id"], STORE)).to_pylist(),
+                  key=lambda r: (r["shelf_id"], r.get("batch_code") or ""))

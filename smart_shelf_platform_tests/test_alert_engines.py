@@ -6,30 +6,21 @@ import json
 import uuid
 from datetime import date, datetime, timedelta, timezone
 
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
 
-from smart_shelf_platform.stack.lifecycle import reference_files
 from smart_shelf_platform_tests.streaming_support import (
-    consume_all, delta_rows, produce, replay_last_batch, run_to_end,
+    STORE, T0, at, consume_all, delta_rows, produce, replay_last_batch, run_to_end,
+    store_reference,
 )
 from streaming import alerts_sink, shelf_alert_engine, wh_alert_engine
 
 pytestmark = pytest.mark.integration
 
-STORE = "S001"
-T0 = datetime(2026, 1, 1, 9, 0, tzinfo=timezone.utc)
-
-
-def ts(minutes: float) -> str:
-    return (T0 + timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
+ts = at
 
 
 def profiles(settings) -> list[dict]:
-    table = pq.read_table(reference_files(settings)["store_inventory"])
-    return sorted(table.filter(pc.equal(table["store_id"], STORE)).to_pylist(),
-                  key=lambda r: r["shelf_id"])
+    return store_reference(settings, "store_inventory")
 
 
 def shelf_state(shelf_id: str, stock: int, version: int, minute: float, cap: int = 100) -> dict:

@@ -5,37 +5,25 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
 
 from smart_shelf_platform.clock import ClockKeys
-from smart_shelf_platform.stack.lifecycle import reference_files
 from smart_shelf_platform_tests.streaming_support import (
-    consume_all, delta_rows, produce, replay_last_batch, run_to_end,
+    STORE, T0, at, consume_all, delta_rows, produce, replay_last_batch, run_to_end,
+    store_reference,
 )
 from streaming import batch_state_updater, shelf_aggregator, wh_aggregator, wh_batch_state_updater
 
 pytestmark = pytest.mark.integration
-
-STORE = "S001"
-T0 = datetime(2026, 1, 1, 9, 0, tzinfo=timezone.utc)
-
-
-def at(minutes: float) -> str:
-    return (T0 + timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
-
 
 @pytest.fixture
 def clock_at_t0(redis_conn, prefix):
     redis_conn.set(ClockKeys(prefix).now, (T0 + timedelta(hours=1)).isoformat())
 
 
-def reference(settings, name: str) -> list[dict]:
-    table = pq.read_table(reference_files(settings)[name])
-    return table.filter(pc.equal(table["store_id"], STORE)).to_pylist()
+reference = store_reference
 
 
 def shelf_event(kind: str, shelf_id: str, quantity: int | None, minute: float, *,
