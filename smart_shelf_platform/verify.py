@@ -8,6 +8,7 @@ equal the ledger in Postgres `sim.*`, and every malformed event the simulator in
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -278,7 +279,11 @@ def _read_delta(delta_root: str, path: str, columns: list[str],
     if not DeltaTable.is_deltatable(uri):
         raise StackError(f"Delta table {path} is missing at {uri}: create it with "
                          "`smart-shelf up` (SMART_SHELF_DELTA_ROOT must match the platform's)")
-    return DeltaTable(uri).to_pyarrow_table(columns=columns, filters=rows)
+    table = DeltaTable(uri).to_pyarrow_table(columns=columns, filters=rows)
+    # Join the Arrow scanner's threads now: left to the interpreter's final teardown they can
+    # outlive Arrow's memory pools and abort the process at exit (apache/arrow#34314).
+    gc.collect()
+    return table
 
 
 def _rows(table: pa.Table, columns: Iterable[str]) -> Iterable[tuple]:

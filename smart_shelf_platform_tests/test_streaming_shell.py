@@ -258,3 +258,27 @@ def test_the_tables_created_by_up_accept_the_sinks_rows(settings, spark, tmp_pat
         table = DeltaTable(str(copy))
         assert table.schema().to_arrow() == before, spec.path
         assert len(table.to_pyarrow_table()) >= 1, spec.path
+
+
+def test_batch_metrics_count_late_events_and_measure_latency_from_kafka_arrival(
+        settings, spark, tmp_path):
+    ctx = shell.QueryContext(settings=settings, delta_root=str(tmp_path), clock=None,
+                             metrics_dir=str(tmp_path / "metrics"))
+    metrics = shell.MetricsLog(ctx, "probe")
+    sources = [shell.EventSource("foot_traffic", FOOT_TRAFFIC)]
+
+    def batch(minutes: list[int], bad: int = 0):
+        payloads = [as_bytes(foot_traffic_event(m)) for m in minutes] + [b"{broken"] * bad
+        return shell.parse_events(kafka_frame(spark, "foot_traffic", payloads), FOOT_TRAFFIC)
+
+    first = metrics.batch_stats(batch([10, 11, 12], bad=1), sources)
+    metrics.record(0, first)
+    second = metrics.batch_stats(batch([5, 20]), sources)  # 07:05 arrives after 07:12
+    metrics.record(1, second)
+
+    lines = [json.loads(line) for line in (tmp_path / "metrics" / "probe.jsonl").open()]
+    assert [(m["batch"], m["valid"], m["dead"], m["late"]) for m in lines] == [
+        (0, 3, 1, 0), (1, 2, 0, 1)]
+    # The frames "arrived" in Kafka at RECEIVED, long before now.
+    assert lines[0]["latency_ms"]["p95"] >= lines[0]["latency_ms"]["p50"] > 0
+    assert first["valid:foot_traffic"] == 3
