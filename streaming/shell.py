@@ -1,8 +1,9 @@
 """The shell every streaming query shares: read Kafka, check contracts, dedupe, write idempotently.
 
-A query is `read_kafka` -> `parse_events` -> `deduplicate` -> `foreachBatch` (dead letters via
-`write_dead_letters`, valid rows via `append_idempotent` / `merge_idempotent`), started by
-`start_query`. Only this module knows about Kafka options, checkpoints and Delta write options
+A query is `event_query`: `read_kafka` -> `parse_events` -> `deduplicate` -> `foreachBatch`
+(dead letters via `write_dead_letters`, valid rows to the query's handler, which writes with
+`append_idempotent` / `merge_idempotent`, metrics via `MetricsLog`), started by
+`StreamingQuerySpec.start`. Only this module knows about Kafka options, checkpoints and Delta write options
 (STYLE.md, "Streaming and producers"); the transforms are pure DataFrame -> DataFrame functions that
 work on a static frame with Kafka's columns, so tests call them on tiny frames.
 

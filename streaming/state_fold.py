@@ -1,8 +1,8 @@
 """State as a fold over events: signed quantity deltas merged into a Delta state table.
 
 Every state query (shelf aggregator, batch state updater, warehouse aggregator, warehouse batch
-state updater) turns its micro-batch into one row per key with the net `delta` of the batch, the
-latest event time `event_ts` (`net_units`); `StateFold.apply` then
+state updater) turns its micro-batch into one row per key with the net `delta` of the batch and
+the latest event time `event_ts` (`net_units`); `StateFold.apply` then
 
 1. MERGEs the deltas into the table once per batch id (Delta txn: a replay changes nothing),
    keeping the quantity within [0, capacity] and bumping `version`,
