@@ -108,6 +108,7 @@ class AlertEngine:
     def __init__(self, spark: SparkSession, ctx: shell.QueryContext):
         self.ctx = ctx
         self.profiles = reference.shelf_profiles(ctx.settings)
+        self._kafka: Producer | None = None
         self.state = DriverState(ctx.checkpoint(self.name), lambda: {
             "shelves": {}, "policies": {}, "now": None, "today": None})
 
@@ -294,8 +295,7 @@ class AlertEngine:
         the batch, which sends the same records (same ids) again."""
         if not alerts and not plans:
             return
-        producer = Producer({"bootstrap.servers": self.ctx.settings.kafka_bootstrap,
-                             "enable.idempotence": True, "linger.ms": 5})
+        producer = self._producer()
         failures = []
         for topic_name, records in (("alerts", alerts), (self.plan_topic, plans)):
             topic = TOPICS_BY_NAME[topic_name]
@@ -306,6 +306,13 @@ class AlertEngine:
         remaining = producer.flush(60)
         if remaining or failures:
             raise RuntimeError(f"{self.name}: {remaining} undelivered, errors {failures[:3]}")
+
+    def _producer(self) -> Producer:
+        """One idempotent producer for the engine's life, made on first use (on the driver)."""
+        if self._kafka is None:
+            self._kafka = Producer({"bootstrap.servers": self.ctx.settings.kafka_bootstrap,
+                                    "enable.idempotence": True, "linger.ms": 5})
+        return self._kafka
 
     def merge_plans(self, spark: SparkSession, plans: list[dict], batch_id: int) -> None:
         spec = DELTA_TABLES_BY_PATH[self.plan_table]
