@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from producers.streams import CONSUMER_GROUP, StreamWriter, stream_name
 from smart_shelf_platform.settings import REPO_ROOT, Settings
 from smart_shelf_platform.stack.components import Kafka, Redis
+from smart_shelf_platform.stack.process import TreeSampler
 
 SHELVES = 1_142  # the reference catalogue's shelves
 SIMULATED_TOPICS = ("foot_traffic", "shelf_events", "pos_transactions")
@@ -57,23 +57,6 @@ def shelf_event(n: int) -> tuple[str, bytes, str]:
                               "customer": str(uuid.UUID(int=n // 7 + 1)),
                               "minute": n // 60 % 60, "second": n % 60}
     return f"S001|{shelf}", value.encode(), event_id
-
-
-class _Sampler(threading.Thread):
-    """Peak resident memory of a process, sampled every 0.1 s."""
-
-    def __init__(self, pid: int):
-        super().__init__(daemon=True)
-        self.process = psutil.Process(pid)
-        self.peak_rss = 0
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.wait(0.1):
-            try:
-                self.peak_rss = max(self.peak_rss, self.process.memory_info().rss)
-            except psutil.NoSuchProcess:
-                return
 
 
 def _cpu_seconds(processes: dict[str, psutil.Process]) -> dict[str, float]:
@@ -200,7 +183,7 @@ def bench_bridge(settings: Settings, events: int, progress: Callable[[str], None
     try:
         _wait_for(lambda: all(_group_exists(client, s) for s in routes), READY_TIMEOUT_S,
                   "waiting for the bridge to start", bridge)
-        sampler = _Sampler(bridge.pid)
+        sampler = TreeSampler(bridge.pid, interval=0.1)
         sampler.start()
         # Servers this stack did not start (external ones) have no pid here and are not measured.
         processes = {name: psutil.Process(pid) for name, pid in (

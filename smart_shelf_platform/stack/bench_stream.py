@@ -43,6 +43,7 @@ from smart_shelf_platform.clock import RedisClock, SimClock
 from smart_shelf_platform.settings import REPO_ROOT, Settings
 from smart_shelf_platform.stack.delta_tables import ensure_delta_tables
 from smart_shelf_platform.stack.lifecycle import reference_files
+from smart_shelf_platform.stack.process import TreeSampler
 from smart_shelf_platform.stack.topics import create_topic_copies, delete_topic_copies
 
 SIMULATED_TOPICS = ("foot_traffic", "shelf_events", "pos_transactions")
@@ -52,41 +53,6 @@ ENGINES = ("shelf_alert_engine", "wh_alert_engine")
 WARM_UP_S = 60
 QUERY_NAMES = (*STATE_QUERIES, *ENGINES, "alerts_sink")
 AIMS = {"events_per_s": 10_000, "event_to_state_p95_ms": 5_000, "peak_rss_gib": 3.0}
-
-
-class TreeSampler(threading.Thread):
-    """Peak resident memory and CPU seconds of a process and all its descendants."""
-
-    def __init__(self, pid: int, interval: float = 0.5):
-        super().__init__(daemon=True)
-        self.root = psutil.Process(pid)
-        self.interval = interval
-        self.peak_rss = 0
-        self.cpu: dict[int, float] = {}  # last seen CPU seconds per pid (dead ones keep theirs)
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.wait(self.interval):
-            self.sample()
-
-    def sample(self) -> None:
-        try:
-            processes = [self.root, *self.root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return
-        rss = 0
-        for process in processes:
-            try:
-                rss += process.memory_info().rss
-                times = process.cpu_times()
-                self.cpu[process.pid] = times.user + times.system
-            except psutil.NoSuchProcess:
-                continue
-        self.peak_rss = max(self.peak_rss, rss)
-
-    @property
-    def cpu_seconds(self) -> float:
-        return sum(self.cpu.values())
 
 
 def weighted_percentiles(batches: list[dict], wanted=(50, 95)) -> dict[str, int | None]:

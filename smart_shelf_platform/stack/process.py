@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -134,17 +135,52 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def tree_rss_bytes(pid: int) -> int:
-    """Resident memory of a process and all its children (Postgres forks one per backend)."""
+def process_tree(pid: int) -> list[psutil.Process]:
+    """A process and all its descendants; empty once it is gone."""
     try:
         root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
+        return [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0
+        return []
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of a process and all its children (Postgres forks one per backend)."""
     total = 0
-    for p in procs:
+    for p in process_tree(pid):
         try:
             total += p.memory_info().rss
         except psutil.NoSuchProcess:
             pass
     return total
+
+
+class TreeSampler(threading.Thread):
+    """Peak resident memory and CPU seconds of a process and all its descendants."""
+
+    def __init__(self, pid: int, interval: float = 0.5):
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.interval = interval
+        self.peak_rss = 0
+        self.cpu: dict[int, float] = {}  # last seen CPU seconds per pid (dead ones keep theirs)
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.interval):
+            self.sample()
+
+    def sample(self) -> None:
+        rss = 0
+        for process in process_tree(self.pid):
+            try:
+                rss += process.memory_info().rss
+                times = process.cpu_times()
+                self.cpu[process.pid] = times.user + times.system
+            except psutil.NoSuchProcess:
+                continue
+        self.peak_rss = max(self.peak_rss, rss)
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu.values())
