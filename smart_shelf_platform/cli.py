@@ -64,8 +64,9 @@ def up(
 ) -> None:
     """Set up if needed, then start Postgres, Redis, Kafka (KRaft), Kafka Connect, the
     Redis->Kafka bridge and Dagster, create every topic, migration, Delta table, load the
-    reference data, and start the streaming queries in the background (`smart-shelf stream`;
-    ready within a minute or so, see logs/streaming.log). Running it twice is harmless."""
+    reference data, apply the Kafka Connect connectors, and start the streaming queries in the
+    background (`smart-shelf stream`; ready within a minute or so, see logs/streaming.log).
+    Running it twice is harmless."""
     from smart_shelf_platform.stack.lifecycle import up as stack_up
     from smart_shelf_platform.stack.setup import run_setup
 
@@ -79,7 +80,8 @@ def up(
         f"stack up in {report.total_seconds:.1f} s: started {', '.join(report.started) or 'none'}"
         f"; {len(report.topics)} topics ({created} new), {len(report.migrations)} migrations "
         f"applied, {len(report.delta_tables)} Delta tables ({tables} new), reference rows "
-        f"{sum(report.reference_rows.values())}. State in {settings.home}")
+        f"{sum(report.reference_rows.values())}, {len(report.connectors)} connectors. "
+        f"State in {settings.home}")
 
 
 @app.command()
@@ -108,6 +110,45 @@ def status(
             typer.echo(f"{r.name:<9} {state:<8} port {r.port or '-'!s:<6} pid {pid!s:<8} "
                        f"rss {r.rss_bytes / 2**20:7.1f} MiB")
     if not all(r.healthy for r in rows):
+        raise typer.Exit(1)
+
+
+connect_app = typer.Typer(
+    help="Kafka Connect connectors of connect/connectors.yaml: Postgres config -> Kafka (CDC), "
+         "Kafka state and operations -> Postgres mirrors.",
+    no_args_is_help=True)
+app.add_typer(connect_app, name="connect")
+
+
+@connect_app.command("apply")
+def connect_apply() -> None:
+    """Create or update every connector on the Connect worker from connect/connectors.yaml and
+    the contracts, and restart failed tasks (`up` does this too). Running it twice changes
+    nothing."""
+    from smart_shelf_platform.stack.connect import apply
+
+    for name, outcome in apply(get_settings()).items():
+        typer.echo(f"{name:<28} {outcome}")
+
+
+@connect_app.command("status")
+def connect_status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """One line per connector and task: RUNNING, PAUSED, FAILED (with the first line of the
+    error) or MISSING (not applied); exit 1 unless every connector and task runs."""
+    from smart_shelf_platform.stack.connect import status as connect_states
+
+    states = connect_states(get_settings())
+    if as_json:
+        typer.echo(json.dumps([s.__dict__ for s in states], indent=2))
+    else:
+        for s in states:
+            typer.echo(f"{s.name:<28} {s.kind:<6} {s.state}")
+            for task in s.tasks:
+                trace = f"  {task['trace']}" if task["trace"] else ""
+                typer.echo(f"  task {task['id']:<22} {task['state']}{trace}")
+    if not all(s.running for s in states):
         raise typer.Exit(1)
 
 

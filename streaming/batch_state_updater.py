@@ -5,7 +5,9 @@ expired lot is removed, and gains them when a restocker's refill puts them on th
 when the warehouse picks them (REFERENCE 11 item 8: the reference added them at the pick, three
 minutes before the shelf had them). Customers' pickups and putbacks carry no lot, so units in a
 cart still count here until checkout. A lot new to the shelf takes its dates from the warehouse
-lot it came from.
+lot it came from. Every receipt's lines are also published flat, one message each, to
+`pos_transaction_items`, which Kafka Connect sinks into `ops.pos_transaction_items` (a JDBC sink
+maps one message to one row).
 
 Reads `pos_transactions` (its dead letters are reported here) and `shelf_events` (reported by
 the shelf aggregator). Run alone with `python -m streaming.batch_state_updater`.
@@ -17,6 +19,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import DataStreamWriter
 
+from smart_shelf_platform.contracts.catalogue import POS_TRANSACTION_ITEM, TOPICS_BY_NAME
 from smart_shelf_platform.contracts.events import POS_TRANSACTION, SHELF_EVENT
 from streaming import reference, shell
 from streaming.state_fold import StateFold, net_units
@@ -27,6 +30,7 @@ POS = shell.EventSource("pos_transactions", POS_TRANSACTION)
 SHELF = shell.EventSource("shelf_events", SHELF_EVENT, dead_letters=False,
                           prefilter=shell.json_field_in("actor", ("restocker", "system")))
 LOT_KEY = ("store_id", "shelf_id", "batch_code")
+RECEIPT_LINES = TOPICS_BY_NAME["pos_transaction_items"]
 FOLD = StateFold("cleansed/shelf_batch_state", "shelf_batch_state", "batch_quantity_store",
                  insert_columns=("received_date", "expiry_date"))
 
@@ -41,6 +45,13 @@ def sold_lines(receipts: DataFrame) -> DataFrame:
             .select("store_id", F.col("line.shelf_id").alias("shelf_id"),
                     F.col("line.batch_code").alias("batch_code"),
                     (-F.col("line.quantity")).alias("units"), "timestamp"))
+
+
+def receipt_lines(receipts: DataFrame) -> DataFrame:
+    """Every receipt line as a row of its own, with the receipt's store and transaction id."""
+    return (receipts.select("store_id", "transaction_id", F.explode("items").alias("line"))
+            .select("store_id", "transaction_id", "line.*")
+            .select(*POS_TRANSACTION_ITEM.field_names))
 
 
 def lot_effects(shelf_events: DataFrame) -> DataFrame:
@@ -66,6 +77,9 @@ def build(spark: SparkSession, ctx: shell.QueryContext) -> DataStreamWriter:
         if POS.topic in valid:
             shell.append_idempotent(valid[POS.topic], ctx.table("raw/pos_transactions"), NAME,
                                     batch_id)
+            # A replayed batch publishes the same lines again; the sink upserts them by key.
+            shell.publish_json(receipt_lines(valid[POS.topic]), ctx.settings,
+                               ctx.topic(RECEIPT_LINES.name), key=shell.message_key(RECEIPT_LINES))
             movements.append(sold_lines(valid[POS.topic]))
         if SHELF.topic in valid:
             movements.append(lot_effects(valid[SHELF.topic]))

@@ -38,6 +38,18 @@ def _compacted(name: str, record: Record, producer: str, description: str) -> To
     return Topic(name, record, True, record.key, producer, description)
 
 
+POS_TRANSACTION_HEADER = events.POS_TRANSACTION.derive(
+    "pos_transaction_header", drop=("items",), key=("store_id", "transaction_id"),
+    description="Receipt header, flattened from pos_transactions for the Postgres sink.",
+)
+
+POS_TRANSACTION_ITEM = events.POS_LINE.derive(
+    "pos_transaction_item",
+    prepend=(Field("store_id", STRING), Field("transaction_id", UUID)),
+    key=("store_id", "transaction_id", "line_no"),
+    description="Receipt line, flattened from pos_transactions by the batch state updater.",
+)
+
 TOPICS: tuple[Topic, ...] = (
     Topic("foot_traffic", events.FOOT_TRAFFIC, False, ("store_id", "customer_id"),
           "bridge", "customer entries and exits"),
@@ -46,6 +58,8 @@ TOPICS: tuple[Topic, ...] = (
           "pickups, putbacks, weight changes and removals, ordered per shelf"),
     Topic("pos_transactions", events.POS_TRANSACTION, False, ("store_id", "customer_id"),
           "bridge", "checkout receipts"),
+    Topic("pos_transaction_items", POS_TRANSACTION_ITEM, False, ("store_id", "transaction_id"),
+          "batch state updater", "receipt lines, one message each, for the Postgres sink"),
     Topic("wh_events", events.WH_EVENT, False, ("store_id", "shelf_id"),
           "shelf restock manager, supplier manager, removal scheduler",
           "warehouse lot movements, ordered per shelf"),
@@ -160,18 +174,6 @@ class PostgresTable:
     def primary_key(self) -> tuple[str, ...]:
         return self.record.key
 
-
-POS_TRANSACTION_HEADER = events.POS_TRANSACTION.derive(
-    "pos_transaction_header", drop=("items",), key=("store_id", "transaction_id"),
-    description="Receipt header, flattened from pos_transactions for the Postgres sink.",
-)
-
-POS_TRANSACTION_ITEM = events.POS_LINE.derive(
-    "pos_transaction_item",
-    prepend=(Field("store_id", STRING), Field("transaction_id", UUID)),
-    key=("store_id", "transaction_id", "line_no"),
-    description="Receipt line, flattened from pos_transactions for the Postgres sink.",
-)
 
 POSTGRES_TABLES: tuple[PostgresTable, ...] = (
     PostgresTable("ref", "stores", reference.STORE, "reference loader", "stores of the chain"),

@@ -89,9 +89,10 @@ EXPLICIT_UPSTREAMS: dict[str, tuple[str, ...]] = {
     "delta/ops/wh_supplier_orders": ("kafka/wh_supplier_plan", "kafka/clock_ticks"),
     "delta/ops/wh_supplier_receipts": ("delta/ops/wh_supplier_orders", "kafka/clock_ticks"),
     "delta/analytics/daily_discounts": ("kafka/shelf_batch_state", "kafka/clock_ticks"),
-    # The receipt sink flattens one topic into header and line tables.
+    # Receipt headers are sunk from the receipts; their lines, flattened by the batch state
+    # updater, from a topic of their own.
     "postgres/ops/pos_transactions": ("kafka/pos_transactions",),
-    "postgres/ops/pos_transaction_items": ("kafka/pos_transactions",),
+    "kafka/pos_transaction_items": ("kafka/pos_transactions",),
     # ML (Dagster, daily and cutoff partitions): features -> model -> predictions -> pending plans.
     # The features read exactly these (smart_shelf_platform/ml/feature_store.py, a test holds it).
     "delta/analytics/shelf_daily_features": (

@@ -342,6 +342,14 @@ class Connect(Component):
     # at once; a second start then succeeds.
     start_attempts = 2
 
+    def __init__(self, settings: Settings, group_id: str = "smart-shelf-connect",
+                 storage_prefix: str = "_connect"):
+        super().__init__(settings)
+        # Another group with its own storage topics is a separate worker cluster on the same
+        # Kafka (a test's own worker).
+        self.group_id = group_id
+        self.storage_prefix = storage_prefix
+
     @property
     def port(self) -> int:
         return self.s.connect_port
@@ -357,16 +365,30 @@ class Connect(Component):
     def plugins(self) -> list[str]:
         return [p["class"] for p in requests.get(f"{self.url}/connector-plugins", timeout=5).json()]
 
+    def has_platform_transforms(self) -> bool:
+        plugins = requests.get(f"{self.url}/connector-plugins?connectorsOnly=false", timeout=5)
+        return any(p["class"].startswith("io.smartshelf.connect.") for p in plugins.json())
+
+    def start(self) -> bool:
+        # A worker started before setup built the platform's transforms cannot run the
+        # connectors; it is restarted to load them.
+        if self.pid() is not None and self.healthy() and not self.has_platform_transforms():
+            log.warning("connect runs without the platform's transforms; restarting it")
+            self.stop()
+        return super().start()
+
     def _start(self) -> None:
         worker = self.dir / "worker.properties"
         worker.write_text(
-            f"bootstrap.servers={self.s.kafka_bootstrap}\ngroup.id=smart-shelf-connect\n"
+            f"bootstrap.servers={self.s.kafka_bootstrap}\ngroup.id={self.group_id}\n"
             "key.converter=org.apache.kafka.connect.storage.StringConverter\n"
             "value.converter=org.apache.kafka.connect.json.JsonConverter\n"
             "value.converter.schemas.enable=false\n"
-            "config.storage.topic=_connect_configs\noffset.storage.topic=_connect_offsets\n"
-            "status.storage.topic=_connect_status\nconfig.storage.replication.factor=1\n"
-            "offset.storage.replication.factor=1\nstatus.storage.replication.factor=1\n"
+            f"config.storage.topic={self.storage_prefix}_configs\n"
+            f"offset.storage.topic={self.storage_prefix}_offsets\n"
+            f"status.storage.topic={self.storage_prefix}_status\n"
+            "config.storage.replication.factor=1\noffset.storage.replication.factor=1\n"
+            "status.storage.replication.factor=1\n"
             "offset.storage.partitions=3\nstatus.storage.partitions=1\n"
             f"listeners=http://127.0.0.1:{self.port}\n"
             f"plugin.path={self.s.jvm_lib / 'connect-plugins'}\n"

@@ -1,8 +1,8 @@
 """`up`, `down` and `status` of the local stack.
 
 `up` is idempotent: it starts what is not running, waits for health, then creates or aligns
-everything the contracts describe (database, roles, migrations, topics, Delta tables) and loads
-the reference data. If any step fails, the services this call started are stopped again, so a
+everything the contracts describe (database, roles, migrations, topics, Delta tables), loads
+the reference data and applies the Kafka Connect connectors. If any step fails, the services this call started are stopped again, so a
 failed `up` leaves no half-started stack behind.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from smart_shelf_platform.refdata.generator import sha256_of
 from smart_shelf_platform.settings import Settings
-from smart_shelf_platform.stack import delta_tables, migrations, topics
+from smart_shelf_platform.stack import connect, delta_tables, migrations, topics
 from smart_shelf_platform.stack.components import Component, ComponentStatus, all_components
 from smart_shelf_platform.stack.process import StackError
 from smart_shelf_platform.stack.setup import check_java, jars_ready, missing_debian_packages
@@ -34,6 +34,7 @@ class UpReport:
     migrations: list[str] = field(default_factory=list)
     delta_tables: dict[str, str] = field(default_factory=dict)
     reference_rows: dict[str, int] = field(default_factory=dict)
+    connectors: dict[str, str] = field(default_factory=dict)
 
     @property
     def total_seconds(self) -> float:
@@ -87,6 +88,10 @@ def up(settings: Settings, progress: Progress = print) -> UpReport:
             "delta_tables", lambda: delta_tables.ensure_delta_tables(settings.delta_root))
         progress("loading reference data")
         report.reference_rows = timed("reference_data", lambda: load_reference_data(settings))
+        # After the topics and the config rows: the CDC source snapshots those rows into them.
+        if settings.connect_enabled:
+            progress("applying Kafka Connect connectors")
+            report.connectors = timed("connectors", lambda: connect.apply(settings))
         # The streaming application reads those topics, tables and reference data.
         for comp in comps:
             if comp.after_setup:

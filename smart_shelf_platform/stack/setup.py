@@ -23,6 +23,9 @@ from smart_shelf_platform.stack.process import StackError
 log = logging.getLogger(__name__)
 
 POM = REPO_ROOT / "jvm" / "pom.xml"
+# The platform's own Connect transforms (JoinedKey, ContractSchema), built from source by Maven.
+TRANSFORMS = REPO_ROOT / "jvm" / "connect-transforms"
+TRANSFORMS_PLUGIN = "connect-plugins/smart-shelf-transforms"
 # Maven profile -> directory under the jar cache (Connect wants one sub-folder per plugin).
 JAR_PROFILES = {
     "kafka": "kafka",
@@ -56,18 +59,40 @@ def _pom_stamp() -> str:
     return hashlib.sha256(POM.read_bytes()).hexdigest()[:16]
 
 
+def _transforms_stamp() -> str:
+    """Changes with the transforms' pom or sources: a rebuild is due."""
+    digest = hashlib.sha256()
+    for path in sorted([TRANSFORMS / "pom.xml", *(TRANSFORMS / "src").rglob("*.java")]):
+        digest.update(path.relative_to(TRANSFORMS).as_posix().encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _transforms_built(settings: Settings) -> bool:
+    return (settings.jvm_lib / TRANSFORMS_PLUGIN / f".built-{_transforms_stamp()}").exists()
+
+
 def jars_ready(settings: Settings) -> bool:
-    return (settings.jvm_lib / f".resolved-{_pom_stamp()}").exists()
+    return ((settings.jvm_lib / f".resolved-{_pom_stamp()}").exists()
+            and _transforms_built(settings))
 
 
 def resolve_jars(settings: Settings, progress: Progress = print) -> bool:
-    """Resolve every Maven profile into the jar cache; returns True when anything was fetched."""
+    """Resolve every Maven profile into the jar cache and build the platform's Connect
+    transforms; returns True when anything was fetched or built."""
     if jars_ready(settings):
         return False
     mvn = shutil.which("mvn")
     if not mvn:
         raise StackError("Maven is missing: install it (apt-get install maven) so setup can "
                          "resolve the Kafka, Connect, Debezium and Spark jars")
+    if not (settings.jvm_lib / f".resolved-{_pom_stamp()}").exists():
+        _resolve_profiles(settings, mvn, progress)
+    if not _transforms_built(settings):
+        build_transforms(settings, mvn, progress)
+    return True
+
+
+def _resolve_profiles(settings: Settings, mvn: str, progress: Progress) -> None:
     for profile, subdir in JAR_PROFILES.items():
         target = settings.jvm_lib / subdir
         staging = target.with_name(target.name + ".tmp")
@@ -88,7 +113,23 @@ def resolve_jars(settings: Settings, progress: Progress = print) -> bool:
     for old in settings.jvm_lib.glob(".resolved-*"):
         old.unlink()
     (settings.jvm_lib / f".resolved-{_pom_stamp()}").touch()
-    return True
+
+
+def build_transforms(settings: Settings, mvn: str, progress: Progress = print) -> Path:
+    """Build jvm/connect-transforms into its own Connect plugin folder; returns the jar."""
+    progress("building the Connect transforms")
+    result = subprocess.run([mvn, "-q", "-B", "-f", str(TRANSFORMS / "pom.xml"), "package"],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        errors = [ln for ln in result.stdout.splitlines() if "[ERROR]" in ln][:1]
+        raise StackError(f"Maven could not build jvm/connect-transforms: "
+                         f"{errors[0] if errors else result.stderr.strip()[-200:]}")
+    target = settings.jvm_lib / TRANSFORMS_PLUGIN
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    jar = Path(shutil.copy2(TRANSFORMS / "target" / "smart-shelf-connect-transforms.jar", target))
+    (target / f".built-{_transforms_stamp()}").touch()
+    return jar
 
 
 def missing_debian_packages() -> list[str]:
