@@ -14,6 +14,9 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Supplier schedule fields: "Sun,Tue,Thu" and "12:00" (the tick filter matches HH:MM exactly).
+_WEEKDAYS = r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun)(,(Mon|Tue|Wed|Thu|Fri|Sat|Sun))*$"
+_HH_MM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 
 class Settings(BaseSettings):
@@ -66,6 +69,15 @@ class Settings(BaseSettings):
     shuffle_partitions: int = Field(4, description="micro-batches are small: not Spark's 200")
     spark_driver_memory: str = "1g"
     spark_ui: bool = False
+
+    # Replenishment loop (simulated time)
+    supplier_cutoff_days: str = Field(
+        "Sun,Tue,Thu", pattern=_WEEKDAYS, description="pending supplier plans become orders")
+    supplier_cutoff_time: str = Field("12:00", pattern=_HH_MM, description="UTC, simulated")
+    supplier_delivery_days: str = Field(
+        "Mon,Wed,Fri", pattern=_WEEKDAYS,
+        description="an order arrives at the first slot after its cutoff")
+    supplier_delivery_time: str = Field("08:00", pattern=_HH_MM, description="UTC, simulated")
 
     # Data quality
     freshness_lag_minutes: float = Field(

@@ -15,7 +15,7 @@ from smart_shelf_platform.clock import DEFAULT_KEY_PREFIX, RedisClock
 from smart_shelf_platform.settings import Settings, get_settings
 from streaming import (
     alerts_sink, batch_state_updater, foot_traffic_raw_sink, shell, shelf_aggregator,
-    shelf_alert_engine, wh_aggregator, wh_alert_engine, wh_batch_state_updater,
+    shelf_alert_engine, supplier_manager, wh_aggregator, wh_alert_engine, wh_batch_state_updater,
 )
 from streaming.session import build_spark
 
@@ -27,6 +27,7 @@ STAGES: tuple[tuple[shell.StreamingQuerySpec, ...], ...] = (
     (foot_traffic_raw_sink.QUERY, shelf_aggregator.QUERY, wh_aggregator.QUERY,
      wh_batch_state_updater.QUERY, batch_state_updater.QUERY),
     (shelf_alert_engine.QUERY, wh_alert_engine.QUERY),
+    (supplier_manager.QUERY,),
     (alerts_sink.QUERY,),
 )
 QUERIES: dict[str, shell.StreamingQuerySpec] = {q.name: q for stage in STAGES for q in stage}

@@ -1,0 +1,159 @@
+"""The supplier manager on the real stack, fed crafted plans, warehouse state and clock ticks.
+
+2026-01-01 is a Thursday: the cutoff Thu 12:00 orders for Fri 01-02 08:00, Sun 01-04 12:00 for
+Mon 01-05, Tue 01-06 12:00 for Wed 01-07 (the default schedule).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import date, datetime, timezone
+
+import pytest
+
+from smart_shelf_platform_tests.streaming_support import (
+    STORE, consume_all, delta_rows, produce, replay_last_decision, run_to_end, store_reference,
+    tick,
+)
+from streaming import supplier_manager
+
+pytestmark = pytest.mark.integration
+
+THU_CUTOFF = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+FRI_SLOT = datetime(2026, 1, 2, 8, 0, tzinfo=timezone.utc)
+
+
+def utc(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, 1, day, hour, minute, tzinfo=timezone.utc)
+
+
+def text(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def values(ctx, topic: str) -> list[dict]:
+    return [json.loads(m.value()) for m in consume_all(ctx, topic)]
+
+
+def plan(profile: dict, qty: int, created: datetime) -> dict:
+    return {"store_id": STORE, "supplier_plan_id": str(uuid.uuid4()),
+            "shelf_id": profile["shelf_id"], "suggested_qty": qty,
+            "standard_batch_size": profile["standard_batch_size"], "source": "rule",
+            "status": "pending", "created_at": text(created), "updated_at": text(created)}
+
+
+def wh_state(profile: dict, batches_on_hand: int, batches_capacity: int, version: int,
+             stamped: datetime) -> dict:
+    batch = profile["standard_batch_size"]
+    return {"store_id": STORE, "shelf_id": profile["shelf_id"],
+            "wh_current_stock": batches_on_hand * batch, "wh_max_stock": batches_capacity * batch,
+            "version": version, "last_update_ts": text(stamped)}
+
+
+def statuses(ctx) -> dict[str, list[str]]:
+    seen: dict[str, list[str]] = {}
+    for record in values(ctx, "wh_supplier_plan"):
+        seen.setdefault(record["supplier_plan_id"], []).append(record["status"])
+    return seen
+
+
+def table(ctx, path: str, key: str) -> dict:
+    return {r[key]: r for r in delta_rows(ctx, path)}
+
+
+def test_cutoff_orders_per_shelf_delivery_brings_lots_that_keep_and_replays_change_nothing(
+        settings, spark, query_ctx):
+    ctx = query_ctx
+    profiles = store_reference(settings, "shelf_profiles")
+    fish = next(p for p in profiles if p["item_category"] == "FISH")
+    canned = next(p for p in profiles if p["item_category"] == "CANNED GOODS")
+    tight = next(p for p in profiles if not p["perishable"] and p is not canned)
+    size = {p["shelf_id"]: p["standard_batch_size"] for p in (fish, canned, tight)}
+    manager = supplier_manager.QUERY
+
+    # Fish: two plans of a batch each (one order). Canned: a batch and 5 units (rounds up).
+    # Tight: 6 batches planned, 4 fit (capacity 10, 6 on hand). Late: made after the cutoff.
+    fish_plans = [plan(fish, size[fish["shelf_id"]], utc(1, 9)),
+                  plan(fish, size[fish["shelf_id"]], utc(1, 10))]
+    canned_plan = plan(canned, size[canned["shelf_id"]] + 5, utc(1, 9, 30))
+    tight_plan = plan(tight, 6 * size[tight["shelf_id"]], utc(1, 11))
+    late_plan = plan(tight, 2 * size[tight["shelf_id"]], utc(1, 12, 30))
+    produce(ctx, "wh_supplier_plan", [*fish_plans, canned_plan, tight_plan, late_plan])
+    produce(ctx, "wh_state", [wh_state(fish, 2, 10, 2, utc(1, 9)),
+                              wh_state(canned, 1, 30, 2, utc(1, 9)),
+                              wh_state(tight, 6, 10, 2, utc(1, 9))])
+    produce(ctx, "clock_ticks", [tick(utc(1, 8)), tick(THU_CUTOFF), tick(utc(1, 12, 30))])
+    run_to_end(spark, ctx, manager)
+
+    orders = {o["shelf_id"]: o for o in table(ctx, "ops/wh_supplier_orders", "order_id").values()}
+    assert {s: (o["total_qty"], o["status"], o["delivery_date"], o["delivery_ts"], o["cutoff_ts"])
+            for s, o in orders.items()} == {
+        fish["shelf_id"]: (2 * size[fish["shelf_id"]], "issued", date(2026, 1, 2), FRI_SLOT,
+                           THU_CUTOFF),
+        canned["shelf_id"]: (2 * size[canned["shelf_id"]], "issued", date(2026, 1, 2),
+                             FRI_SLOT, THU_CUTOFF),
+        tight["shelf_id"]: (4 * size[tight["shelf_id"]], "issued", date(2026, 1, 2), FRI_SLOT,
+                            THU_CUTOFF)}
+    issued = [*fish_plans, canned_plan, tight_plan]
+    assert statuses(ctx) == {p["supplier_plan_id"]: ["pending", "issued"] for p in issued} | {
+        late_plan["supplier_plan_id"]: ["pending"]}
+    plans = table(ctx, "ops/wh_supplier_plan", "supplier_plan_id")
+    assert {pid: (r["status"], r["updated_at"]) for pid, r in plans.items()} == {
+        p["supplier_plan_id"]: ("issued", THU_CUTOFF) for p in issued} | {
+        late_plan["supplier_plan_id"]: ("pending", utc(1, 12, 30))}
+    assert values(ctx, "wh_events") == []
+
+    # Friday's slot delivers every order; at Sunday's cutoff the tight warehouse still waits
+    # for its delivery to show in the stock, so the late plan has no room and stays pending.
+    produce(ctx, "clock_ticks", [tick(FRI_SLOT), tick(utc(4, 12))])
+    run_to_end(spark, ctx, manager)
+    deliveries = {e["shelf_id"]: e for e in values(ctx, "wh_events")}
+    assert set(deliveries) == set(orders)
+    for shelf_id, event in deliveries.items():
+        order = orders[shelf_id]
+        assert (event["event_type"], event["quantity"], event["supplier_order_id"],
+                event["batch_code"], event["received_date"], event["reason"],
+                event["timestamp"]) == (
+            "wh_in", order["total_qty"], order["order_id"], f"SUP-20260102-{shelf_id}",
+            "2026-01-02", "supplier_delivery", text(FRI_SLOT))
+    keeps = {s: (date.fromisoformat(e["expiry_date"]) - date(2026, 1, 2)).days
+             for s, e in deliveries.items()}
+    assert 2 <= keeps[fish["shelf_id"]] <= 20, "fish keeps days, not a year"
+    assert keeps[canned["shelf_id"]] >= 365 and keeps[tight["shelf_id"]] >= 365
+    receipts = {r["shelf_id"]: r for r in delta_rows(ctx, "ops/wh_supplier_receipts")}
+    assert {s: (r["order_id"], r["received_qty"], r["batch_code"], r["expiry_date"].isoformat())
+            for s, r in receipts.items()} == {
+        s: (e["supplier_order_id"], e["quantity"], e["batch_code"], e["expiry_date"])
+        for s, e in deliveries.items()}
+    assert {r["status"] for r in delta_rows(ctx, "ops/wh_supplier_orders")} == {"delivered"}
+    assert statuses(ctx) == {p["supplier_plan_id"]: ["pending", "issued", "completed"]
+                             for p in issued} | {late_plan["supplier_plan_id"]: ["pending"]}
+    plans = table(ctx, "ops/wh_supplier_plan", "supplier_plan_id")
+    assert {pid: (r["status"], r["updated_at"]) for pid, r in plans.items()} == {
+        p["supplier_plan_id"]: ("completed", FRI_SLOT) for p in issued} | {
+        late_plan["supplier_plan_id"]: ("pending", utc(1, 12, 30))}
+
+    # A crash before the checkpoint commit replays that batch: the same records again, and
+    # not one table row changes.
+    sent = {t: values(ctx, t) for t in ("wh_events", "wh_supplier_plan")}
+    tables = {p: delta_rows(ctx, p) for p in ("ops/wh_supplier_plan", "ops/wh_supplier_orders",
+                                               "ops/wh_supplier_receipts")}
+    replay_last_decision(ctx, supplier_manager.NAME)
+    run_to_end(spark, ctx, manager)
+    assert values(ctx, "wh_events") == sent["wh_events"] * 2
+    plan_records = values(ctx, "wh_supplier_plan")
+    completions = [r for r in sent["wh_supplier_plan"] if r["status"] == "completed"]
+    assert plan_records == sent["wh_supplier_plan"] + completions
+    assert {p: delta_rows(ctx, p) for p in tables} == tables
+
+    # The tight warehouse's state now shows the delivery (10 batches) less a batch picked:
+    # one batch is free, so Tuesday's cutoff issues the late plan with one batch for Wednesday.
+    produce(ctx, "wh_state", [wh_state(tight, 9, 10, 3, utc(3, 9))])
+    produce(ctx, "clock_ticks", [tick(utc(6, 12))])
+    run_to_end(spark, ctx, manager)
+    wednesday = [o for o in delta_rows(ctx, "ops/wh_supplier_orders")
+                 if o["delivery_date"] == date(2026, 1, 7)]
+    assert [(o["shelf_id"], o["total_qty"], o["status"]) for o in wednesday] == [
+        (tight["shelf_id"], size[tight["shelf_id"]], "issued")]
+    assert statuses(ctx)[late_plan["supplier_plan_id"]] == ["pending", "issued"]
