@@ -79,6 +79,13 @@ class Settings(BaseSettings):
         description="an order arrives at the first slot after its cutoff")
     supplier_delivery_time: str = Field("08:00", pattern=_HH_MM, description="UTC, simulated")
 
+    # Replenishment loop (simulated time)
+    restock_handling_seconds: int = Field(
+        60, ge=0, description="a restock plan is picked from the warehouse this long after it "
+                              "was made")
+    refill_delay_minutes: int = Field(
+        3, ge=0, description="picked units reach the shelf this long after the warehouse pick")
+
     # Data quality
     freshness_lag_minutes: float = Field(
         60.0, description="streaming outputs older than this (simulated minutes) warn")

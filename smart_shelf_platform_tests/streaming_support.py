@@ -112,3 +112,26 @@ def store_reference(settings, name: str) -> list[dict]:
     table = pq.read_table(reference_files(settings)[name])
     return sorted(table.filter(pc.equal(table["store_id"], STORE)).to_pylist(),
                   key=lambda r: (r["shelf_id"], r.get("batch_code") or ""))
+
+
+def tick(moment: datetime) -> dict:
+    """The clock's tick record for the simulated minute `moment`."""
+    return {"tick_id": moment.isoformat(), "sim_time": moment.isoformat().replace("+00:00", "Z"),
+            "sim_date": moment.date().isoformat(), "wall_time": "2026-11-23T00:00:00Z",
+            "speed": 60.0}
+
+
+def replay_last_decision(ctx: shell.QueryContext, query_name: str) -> int:
+    """For a driver query (`streaming.driver_query`): forget everything from its last batch that
+    had input (a crash after that batch's writes, before its commit; any empty batch after it
+    never ran), so the next run decides that batch again. Returns its batch id."""
+    from pathlib import Path
+
+    checkpoint = Path(ctx.checkpoint(query_name))
+    last = max(int(p.stem) for p in (checkpoint / "driver_state").glob("*.json"))
+    for log_dir, first_gone in (("commits", last), ("offsets", last + 1)):
+        for path in (checkpoint / log_dir).iterdir():
+            if path.name.isdigit() and int(path.name) >= first_gone:
+                path.unlink()
+                (checkpoint / log_dir / f".{path.name}.crc").unlink(missing_ok=True)
+    return last

@@ -10,7 +10,7 @@ import pytest
 
 from smart_shelf_platform_tests.streaming_support import (
     STORE, T0, at, consume_all, delta_rows, produce, replay_last_batch, run_to_end,
-    store_reference,
+    store_reference, tick,
 )
 from streaming import alerts_sink, shelf_alert_engine, wh_alert_engine
 
@@ -33,12 +33,6 @@ def lot(shelf_id: str, code: str, qty: int, expiry: date, version: int, minute: 
     return {"store_id": STORE, "shelf_id": shelf_id, "batch_code": code,
             "received_date": "2025-12-20", "expiry_date": expiry.isoformat(),
             "batch_quantity_store": qty, "version": version, "last_update_ts": ts(minute)}
-
-
-def tick(at: datetime) -> dict:
-    return {"tick_id": at.isoformat(), "sim_time": at.isoformat().replace("+00:00", "Z"),
-            "sim_date": at.date().isoformat(), "wall_time": "2026-11-23T00:00:00Z",
-            "speed": 60.0}
 
 
 def shelf_policy(shelf_id: str, threshold: float) -> dict:
@@ -97,15 +91,14 @@ def test_shelf_engine_alerts_once_plans_once_follows_policies_and_resolves(
     assert resolved[0]["updated_at"] == ts(30)
 
     # A crash before the checkpoint commit: the batch replays and publishes the same steps.
-    published = values(ctx, "alerts")
-    plan_rows = delta_rows(ctx, "ops/shelf_restock_plan")
+    published, plans = values(ctx, "alerts"), values(ctx, "shelf_restock_plan")
     replay_last_batch(ctx, shelf_alert_engine.NAME)
     run_to_end(spark, ctx, engine)
     again = values(ctx, "alerts")
     assert {(s["alert_id"], s["status"]) for s in again} \
         == {(s["alert_id"], s["status"]) for s in published}
-    assert sorted(r["plan_id"] for r in delta_rows(ctx, "ops/shelf_restock_plan")) \
-        == sorted(r["plan_id"] for r in plan_rows)
+    assert {p["plan_id"] for p in values(ctx, "shelf_restock_plan")} \
+        == {p["plan_id"] for p in plans}
 
     # The sink keeps one row per alert at its furthest step.
     run_to_end(spark, ctx, alerts_sink.QUERY)
@@ -160,5 +153,20 @@ def test_warehouse_engine_orders_whole_batches_counting_plans_in_flight(
     run_to_end(spark, ctx, wh_alert_engine.QUERY)
     assert len(values(ctx, "wh_supplier_plan")) == 1, "the order in flight covers it"
     assert len(values(ctx, "alerts")) == 1
-    assert [r["supplier_plan_id"] for r in delta_rows(ctx, "ops/wh_supplier_plan")] \
-        == [plans[0]["supplier_plan_id"]]
+
+    # The supplier manager orders it: the alert is acknowledged. The delivery completes the
+    # plan at minute 60, but until the warehouse state shows it the plan still counts.
+    plan = plans[0]
+    produce(ctx, "wh_supplier_plan", [plan | {"status": "issued", "updated_at": ts(10)}])
+    produce(ctx, "wh_supplier_plan", [plan | {"status": "completed", "updated_at": ts(60)}])
+    produce(ctx, "wh_state", [wh_state(reorder_point - 3, 4, 50)])
+    run_to_end(spark, ctx, wh_alert_engine.QUERY)
+    steps = values(ctx, "alerts")
+    assert [(s["status"], s["alert_id"]) for s in steps] == [
+        ("open", steps[0]["alert_id"]), ("acknowledged", steps[0]["alert_id"])]
+    assert len(values(ctx, "wh_supplier_plan")) == 3, "no new plan: the delivery is on its way"
+    # Stock after the delivery time, still below the point (sold meanwhile): a new plan.
+    produce(ctx, "wh_state", [wh_state(reorder_point - 1, 5, 61)])
+    run_to_end(spark, ctx, wh_alert_engine.QUERY)
+    new_plans = [p for p in values(ctx, "wh_supplier_plan") if p["status"] == "pending"]
+    assert len(new_plans) == 2 and new_plans[1]["supplier_plan_id"] != plan["supplier_plan_id"]

@@ -68,8 +68,9 @@ def known_shelves(spark: SparkSession, settings: Settings) -> DataFrame:
 
 
 def shelf_profiles(settings: Settings) -> dict[str, dict]:
-    """"store|shelf" -> category, subcategory and standard batch size (what policies scope by
-    and supplier orders come in)."""
-    columns = ["store_id", "shelf_id", "item_category", "item_subcategory", "standard_batch_size"]
+    """"store|shelf" -> category, subcategory, standard batch size and unit weight (what
+    policies scope by, supplier orders come in and refills weigh)."""
+    columns = ["store_id", "shelf_id", "item_category", "item_subcategory", "standard_batch_size",
+               "item_weight"]
     return {f"{r['store_id']}|{r['shelf_id']}": r
             for r in _read(settings, "store_inventory").select(columns).to_pylist()}

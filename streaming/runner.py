@@ -15,19 +15,22 @@ from smart_shelf_platform.clock import DEFAULT_KEY_PREFIX, RedisClock
 from smart_shelf_platform.settings import Settings, get_settings
 from streaming import (
     alerts_sink, batch_state_updater, foot_traffic_raw_sink, shell, shelf_aggregator,
-    shelf_alert_engine, supplier_manager, wh_aggregator, wh_alert_engine, wh_batch_state_updater,
+    shelf_alert_engine, shelf_refill_bridge, shelf_restock_manager, supplier_manager,
+    wh_aggregator, wh_alert_engine, wh_batch_state_updater,
 )
 from streaming.session import build_spark
 
 log = logging.getLogger(__name__)
 
-# Each stage reads what the stages before it write: events -> state -> alerts. A drain
-# (`--until-drained`) runs them in this order so the last one sees everything.
+# Each stage reads what the stages before it write: events -> state -> alerts and plans ->
+# warehouse picks -> refills -> the alerts table. A drain (`--until-drained`) runs them once in
+# this order; the refills it emits are applied by the next run (the loop closes through Kafka).
 STAGES: tuple[tuple[shell.StreamingQuerySpec, ...], ...] = (
     (foot_traffic_raw_sink.QUERY, shelf_aggregator.QUERY, wh_aggregator.QUERY,
      wh_batch_state_updater.QUERY, batch_state_updater.QUERY),
     (shelf_alert_engine.QUERY, wh_alert_engine.QUERY),
-    (supplier_manager.QUERY,),
+    (shelf_restock_manager.QUERY, supplier_manager.QUERY),
+    (shelf_refill_bridge.QUERY,),
     (alerts_sink.QUERY,),
 )
 QUERIES: dict[str, shell.StreamingQuerySpec] = {q.name: q for stage in STAGES for q in stage}

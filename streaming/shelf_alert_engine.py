@@ -4,8 +4,8 @@ From `shelf_state` (units per shelf), `shelf_batch_state` (lots), `shelf_policie
 change re-evaluates the store's shelves at once) and the first clock tick of each simulated day
 (re-evaluates near-expiry). A shelf below its policy's threshold percentage or minimum quantity
 opens a `refill_request` and, unless a plan for the shelf is still in flight, a restock plan up to
-the target percentage (`ops/shelf_restock_plan`, topic `shelf_restock_plan`); the alert resolves
-when the shelf is back above the line. REFERENCE 6.3 with items 7, 13-15 fixed.
+the target percentage (topic `shelf_restock_plan`, handled by the shelf restock manager); the
+alert is acknowledged when the plan is issued and resolves when the shelf is back above the line. REFERENCE 6.3 with items 7, 13-15 fixed.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class ShelfAlertEngine(AlertEngine):
     policy_source = shell.EventSource("shelf_policies", SHELF_POLICY)
     stock_alert = "refill_request"
     near_expiry_days = NEAR_EXPIRY_DAYS_STORE
-    plan_table, plan_topic = "ops/shelf_restock_plan", "shelf_restock_plan"
+    plan_topic, plan_id_field = "shelf_restock_plan", "plan_id"
 
     def decide(self, key: str, shelf: dict, policies: list[dict], now: datetime) -> Decision:
         policy = self.policy_for(key, policies, lambda p: ShelfPolicy(

@@ -5,7 +5,7 @@ From `wh_state`, `wh_batch_state`, `wh_policies` (live) and `clock_ticks`. A pro
 warehouse stock is below its reorder point (the most specific active policy, else 5 % of the
 warehouse capacity) opens a `supplier_request`; a supplier plan of whole standard batches is
 added when stock on hand plus the plans in flight is still below the reorder point, within the
-free capacity (`ops/wh_supplier_plan`, topic `wh_supplier_plan`). REFERENCE 6.8 with items 12,
+free capacity (topic `wh_supplier_plan`, ordered by the supplier manager). REFERENCE 6.8 with items 12,
 13, 16 fixed: no "resolved" flood for healthy shelves, in-transit quantities count.
 """
 
@@ -37,7 +37,7 @@ class WarehouseAlertEngine(AlertEngine):
     policy_source = shell.EventSource("wh_policies", WH_POLICY)
     stock_alert = "supplier_request"
     near_expiry_days = NEAR_EXPIRY_DAYS_WAREHOUSE
-    plan_table, plan_topic = "ops/wh_supplier_plan", "wh_supplier_plan"
+    plan_topic, plan_id_field = "wh_supplier_plan", "supplier_plan_id"
 
     def decide(self, key: str, shelf: dict, policies: list[dict], now: datetime) -> Decision:
         stock, cap = shelf["stock"], shelf["cap"]

@@ -1,0 +1,176 @@
+"""The shelf restock manager and the refill bridge on the real stack, fed crafted plans,
+deliveries, refills and clock ticks."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import defaultdict
+from datetime import date, timedelta
+
+import pytest
+
+from smart_shelf_platform_tests.streaming_support import (
+    STORE, T0, at, consume_all, delta_rows, produce, replay_last_decision, run_to_end,
+    store_reference, tick,
+)
+from streaming import shelf_refill_bridge, shelf_restock_manager
+
+pytestmark = pytest.mark.integration
+
+
+def values(ctx, topic: str) -> list[dict]:
+    return [json.loads(m.value()) for m in consume_all(ctx, topic)]
+
+
+def plan(shelf_id: str, qty: int, minute: float) -> dict:
+    return {"store_id": STORE, "plan_id": str(uuid.uuid4()), "shelf_id": shelf_id,
+            "suggested_qty": qty, "status": "pending", "alert_id": None,
+            "created_at": at(minute), "updated_at": at(minute)}
+
+
+def ticks(*minutes: float) -> list[dict]:
+    return [tick(T0 + timedelta(minutes=m)) for m in minutes]
+
+
+def wh_lots(settings) -> dict[str, list[dict]]:
+    """The reference warehouse lots per shelf, earliest expiry first."""
+    lots = defaultdict(list)
+    for row in store_reference(settings, "warehouse_batches"):
+        lots[row["shelf_id"]].append(row)
+    return {shelf: sorted(rows, key=lambda r: (r["expiry_date"], r["received_date"],
+                                               r["batch_code"]))
+            for shelf, rows in lots.items()}
+
+
+def test_restock_manager_defers_picks_fefo_never_twice_and_completes_plans(
+        settings, spark, query_ctx):
+    ctx = query_ctx
+    lots = wh_lots(settings)
+    a = next(s for s, rows in lots.items()
+             if len(rows) >= 2 and rows[0]["expiry_date"] > date(2026, 1, 10))
+    b = next(s for s, rows in lots.items() if s != a and rows[0]["expiry_date"] > date(2026, 2, 1))
+    first, second = lots[a][0], lots[a][1]
+    in_a = sum(r["batch_quantity"] for r in lots[a])
+    manager = shelf_restock_manager.QUERY
+
+    # P1 is made at minute 1: not due at minute 1, due (60 s handling) at minute 2.
+    p1 = plan(a, first["batch_quantity"] + 1, 1)
+    produce(ctx, "shelf_restock_plan", [p1])
+    produce(ctx, "clock_ticks", ticks(1))
+    run_to_end(spark, ctx, manager)
+    assert values(ctx, "wh_events") == []
+    produce(ctx, "clock_ticks", ticks(2))
+    run_to_end(spark, ctx, manager)
+    picks = values(ctx, "wh_events")
+    assert [(e["event_type"], e["batch_code"], e["quantity"], e["plan_id"], e["timestamp"])
+            for e in picks] == [
+        ("wh_out", first["batch_code"], first["batch_quantity"], p1["plan_id"], at(2)),
+        ("wh_out", second["batch_code"], 1, p1["plan_id"], at(2))]
+    assert picks[0]["expiry_date"] == first["expiry_date"].isoformat()
+
+    # P2 wants more than the rest of A's warehouse: it gets the rest, nothing twice.
+    # P3 asks for all of B's warehouse, P4 then finds B empty and waits for a delivery.
+    in_b = sum(r["batch_quantity"] for r in lots[b])
+    p2, p3, p4 = plan(a, 10 * in_a, 3), plan(b, in_b, 3), plan(b, 5, 4)
+    produce(ctx, "shelf_restock_plan", [p2, p3, p4])
+    produce(ctx, "clock_ticks", ticks(3, 4, 5, 6))
+    run_to_end(spark, ctx, manager)
+    outs = [e for e in values(ctx, "wh_events") if e["event_type"] == "wh_out"]
+    taken = defaultdict(int)
+    for e in outs:
+        taken[(e["shelf_id"], e["batch_code"])] += e["quantity"]
+    assert sum(q for (s, _), q in taken.items() if s == a) == in_a
+    assert sum(q for (s, _), q in taken.items() if s == b) == in_b
+    assert all(q <= next(r["batch_quantity"] for r in lots[s] if r["batch_code"] == c)
+               for (s, c), q in taken.items())
+    assert not [e for e in outs if e["plan_id"] == p4["plan_id"]]
+
+    delivery = {"event_id": str(uuid.uuid4()), "event_type": "wh_in", "store_id": STORE,
+                "shelf_id": b, "batch_code": "SUP-TEST-1", "quantity": 12, "plan_id": None,
+                "supplier_order_id": str(uuid.uuid4()), "received_date": "2026-01-01",
+                "expiry_date": "2026-06-01", "reason": "supplier_delivery", "timestamp": at(8)}
+    produce(ctx, "wh_events", [delivery])
+    produce(ctx, "clock_ticks", ticks(7, 8, 9))
+    run_to_end(spark, ctx, manager)
+    p4_picks = [e for e in values(ctx, "wh_events") if e.get("plan_id") == p4["plan_id"]]
+    assert [(e["batch_code"], e["quantity"], e["timestamp"]) for e in p4_picks] == [
+        ("SUP-TEST-1", 5, at(8))], "deferred, then picked at the delivery's tick"
+
+    # The restocker's putbacks of P1's two lots complete it.
+    putbacks = [{"event_id": str(uuid.uuid4()), "event_type": "putback", "store_id": STORE,
+                 "shelf_id": a, "actor": "restocker", "customer_id": None,
+                 "batch_code": e["batch_code"], "quantity": e["quantity"], "unit_weight": 1.0,
+                 "delta_weight": None, "plan_id": p1["plan_id"], "timestamp": at(5)}
+                for e in picks]
+    produce(ctx, "shelf_events", putbacks)
+    run_to_end(spark, ctx, manager)
+    statuses = [(p["plan_id"], p["status"]) for p in values(ctx, "shelf_restock_plan")]
+    assert [s for pid, s in statuses if pid == p1["plan_id"]] == ["pending", "issued", "completed"]
+    assert [s for pid, s in statuses if pid == p4["plan_id"]] == ["pending", "issued"]
+    rows = {r["plan_id"]: r for r in delta_rows(ctx, "ops/shelf_restock_plan")}
+    assert {rows[p["plan_id"]]["status"] for p in (p2, p3, p4)} == {"issued"}
+    assert (rows[p1["plan_id"]]["status"], rows[p1["plan_id"]]["updated_at"]) == (
+        "completed", T0 + timedelta(minutes=5))
+
+    # A crash before the checkpoint commit replays the last batch: same records, same table.
+    sent = values(ctx, "shelf_restock_plan")
+    table = sorted(delta_rows(ctx, "ops/shelf_restock_plan"), key=lambda r: r["plan_id"])
+    replay_last_decision(ctx, shelf_restock_manager.NAME)
+    assert run_to_end(spark, ctx, manager) >= len(putbacks), "the putbacks' batch ran again"
+    again = values(ctx, "shelf_restock_plan")
+    assert again[len(sent):] == sent[len(sent) - 1:], "the completion, sent again identically"
+    assert sorted(delta_rows(ctx, "ops/shelf_restock_plan"),
+                  key=lambda r: r["plan_id"]) == table
+
+
+def test_restock_manager_removes_expired_warehouse_lots_on_the_day_after_expiry(
+        settings, spark, query_ctx):
+    ctx = query_ctx
+    lots = wh_lots(settings)
+    soon = min(r["expiry_date"] for rows in lots.values() for r in rows)
+    expiring = {s: [r for r in rows if r["expiry_date"] == soon] for s, rows in lots.items()}
+    expiring = {s: rows for s, rows in expiring.items() if rows}
+    day_of_expiry = T0.replace(year=soon.year, month=soon.month, day=soon.day, hour=0)
+    produce(ctx, "clock_ticks", [tick(day_of_expiry), tick(day_of_expiry + timedelta(days=1))])
+    run_to_end(spark, ctx, shelf_restock_manager.QUERY)
+    removals = values(ctx, "wh_events")
+    assert {(e["shelf_id"], e["batch_code"], e["quantity"]) for e in removals} == {
+        (s, r["batch_code"], r["batch_quantity"]) for s, rows in expiring.items() for r in rows}
+    assert {e["event_type"] for e in removals} == {"wh_removal"}
+    assert {e["timestamp"][:10] for e in removals} == {(soon + timedelta(days=1)).isoformat()}
+    alerts = values(ctx, "alerts")
+    assert {(a["shelf_id"], a["status"]) for a in alerts} == {
+        (s, status) for s in expiring for status in ("open", "resolved")}
+    assert {a["shelf_id"]: a["current_stock"] for a in alerts} == {
+        s: sum(r["batch_quantity"] for r in rows) for s, rows in expiring.items()}
+
+
+def test_refill_bridge_releases_putbacks_at_the_first_tick_after_the_delay(
+        settings, spark, query_ctx):
+    ctx = query_ctx
+    shelf = store_reference(settings, "store_inventory")[0]
+    pick = {"event_id": str(uuid.uuid4()), "event_type": "wh_out", "store_id": STORE,
+            "shelf_id": shelf["shelf_id"], "batch_code": "B-1", "quantity": 7,
+            "plan_id": str(uuid.uuid4()), "supplier_order_id": None,
+            "received_date": "2026-01-01", "expiry_date": "2026-02-01",
+            "reason": "shelf_restock", "timestamp": at(5)}
+    produce(ctx, "wh_events", [pick])
+    produce(ctx, "clock_ticks", ticks(5, 6, 7))
+    run_to_end(spark, ctx, shelf_refill_bridge.QUERY)
+    assert values(ctx, "shelf_events") == [], "3 simulated minutes have not passed"
+    produce(ctx, "clock_ticks", ticks(8, 9))
+    run_to_end(spark, ctx, shelf_refill_bridge.QUERY)
+    refill = values(ctx, "shelf_events")
+    assert [(e["event_type"], e["actor"], e["batch_code"], e["quantity"], e["plan_id"],
+             e["timestamp"]) for e in refill] == [
+        ("putback", "restocker", "B-1", 7, pick["plan_id"], at(8)),
+        ("weight_change", "restocker", "B-1", None, pick["plan_id"], at(8))]
+    assert refill[1]["delta_weight"] == pytest.approx(7 * shelf["item_weight"])
+
+    # Replayed: the same two events (same ids) again, nothing else; later ticks add nothing.
+    replay_last_decision(ctx, shelf_refill_bridge.NAME)
+    assert run_to_end(spark, ctx, shelf_refill_bridge.QUERY) == 2
+    produce(ctx, "clock_ticks", ticks(10))
+    run_to_end(spark, ctx, shelf_refill_bridge.QUERY)
+    assert {e["event_id"] for e in values(ctx, "shelf_events")} == {e["event_id"] for e in refill}
