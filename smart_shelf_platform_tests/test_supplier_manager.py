@@ -135,25 +135,33 @@ def test_cutoff_orders_per_shelf_delivery_brings_lots_that_keep_and_replays_chan
         late_plan["supplier_plan_id"]: ("pending", utc(1, 12, 30))}
 
     # A crash before the checkpoint commit replays that batch: the same records again, and
-    # not one table row changes.
+    # not one table row changes. The batch after it: the tight warehouse's state now shows the
+    # delivery (10 batches) less a batch picked, so Tuesday's cutoff issues the late plan with
+    # the one batch that fits, for Wednesday.
     sent = {t: values(ctx, t) for t in ("wh_events", "wh_supplier_plan")}
-    tables = {p: delta_rows(ctx, p) for p in ("ops/wh_supplier_plan", "ops/wh_supplier_orders",
-                                               "ops/wh_supplier_receipts")}
+    before = {p: table(ctx, p, key) for p, key in (("ops/wh_supplier_plan", "supplier_plan_id"),
+                                                   ("ops/wh_supplier_orders", "order_id"),
+                                                   ("ops/wh_supplier_receipts", "receipt_id"))}
     replay_last_decision(ctx, supplier_manager.NAME)
-    run_to_end(spark, ctx, manager)
-    assert values(ctx, "wh_events") == sent["wh_events"] * 2
-    plan_records = values(ctx, "wh_supplier_plan")
-    completions = [r for r in sent["wh_supplier_plan"] if r["status"] == "completed"]
-    assert plan_records == sent["wh_supplier_plan"] + completions
-    assert {p: delta_rows(ctx, p) for p in tables} == tables
-
-    # The tight warehouse's state now shows the delivery (10 batches) less a batch picked:
-    # one batch is free, so Tuesday's cutoff issues the late plan with one batch for Wednesday.
     produce(ctx, "wh_state", [wh_state(tight, 9, 10, 3, utc(3, 9))])
     produce(ctx, "clock_ticks", [tick(utc(6, 12))])
     run_to_end(spark, ctx, manager)
-    wednesday = [o for o in delta_rows(ctx, "ops/wh_supplier_orders")
-                 if o["delivery_date"] == date(2026, 1, 7)]
-    assert [(o["shelf_id"], o["total_qty"], o["status"]) for o in wednesday] == [
-        (tight["shelf_id"], size[tight["shelf_id"]], "issued")]
-    assert statuses(ctx)[late_plan["supplier_plan_id"]] == ["pending", "issued"]
+    assert values(ctx, "wh_events") == sent["wh_events"] * 2
+    completions = [r for r in sent["wh_supplier_plan"] if r["status"] == "completed"]
+    *replayed, late_issued = values(ctx, "wh_supplier_plan")
+    assert replayed == sent["wh_supplier_plan"] + completions
+    assert (late_issued["supplier_plan_id"], late_issued["status"]) == (
+        late_plan["supplier_plan_id"], "issued")
+    after = {p: table(ctx, p, key) for p, key in (("ops/wh_supplier_plan", "supplier_plan_id"),
+                                                  ("ops/wh_supplier_orders", "order_id"),
+                                                  ("ops/wh_supplier_receipts", "receipt_id"))}
+    assert after["ops/wh_supplier_receipts"] == before["ops/wh_supplier_receipts"]
+    changed_plans = {k for k, r in after["ops/wh_supplier_plan"].items()
+                     if r != before["ops/wh_supplier_plan"][k]}
+    assert changed_plans == {late_plan["supplier_plan_id"]}
+    new_orders = {k: r for k, r in after["ops/wh_supplier_orders"].items()
+                  if k not in before["ops/wh_supplier_orders"]}
+    assert after["ops/wh_supplier_orders"] == before["ops/wh_supplier_orders"] | new_orders
+    assert [(o["shelf_id"], o["total_qty"], o["status"], o["delivery_date"])
+            for o in new_orders.values()] == [
+        (tight["shelf_id"], size[tight["shelf_id"]], "issued", date(2026, 1, 7))]
