@@ -173,6 +173,10 @@ def render_sink(defn: SinkDefinition, settings: Settings, prefix: str = "") -> d
                            f"/{settings.postgres_db}?stringtype=unspecified"),
         "connection.username": "smart_shelf_writer",
         "connection.password": settings.postgres_writer_password,
+        # One task writes one batch at a time; the default pool (5 to 32 connections per
+        # connector) would take most of Postgres's 100 connections for the mirrors alone.
+        "connection.pool.min_size": "1",
+        "connection.pool.max_size": "2",
         "collection.name.format": table.qualified_name,
         "insert.mode": "upsert",
         "primary.key.mode": "record_value",

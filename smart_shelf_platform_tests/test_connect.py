@@ -1,0 +1,360 @@
+"""Kafka Connect on the real stack: CDC of the config tables, the mirrors, the dead letters, faults.
+
+Each test applies the connectors under a prefix of its own (connectors, topics, replication slot,
+dead-letter topic) and writes rows of a store of its own, so it shares the stack's worker and
+database with other tests. The fault test stops Postgres and restarts the worker, so it runs
+both privately: its own Postgres and its own worker group on the shared Kafka.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import time
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+
+import jsonschema
+import psycopg
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from smart_shelf_platform.contracts.catalogue import (
+    POSTGRES_TABLES, POSTGRES_TABLES_BY_NAME, TOPICS, TOPICS_BY_NAME,
+)
+from smart_shelf_platform.contracts.types import Record
+from smart_shelf_platform.settings import REPO_ROOT
+from smart_shelf_platform.stack import connect, migrations, topics
+from smart_shelf_platform.stack.components import Connect, Postgres
+from smart_shelf_platform.stack.connect import SinkDefinition, SourceDefinition
+from smart_shelf_platform_tests.connect_support import private_prefix, remove_connectors
+
+NAMESPACE = uuid.UUID("0b7e7d1c-5f1e-4c53-9a57-1d0a3c1f2e64")
+SINKS = [d for d in connect.load_definitions() if isinstance(d, SinkDefinition)]
+SOURCE = next(d for d in connect.load_definitions() if isinstance(d, SourceDefinition))
+
+
+# ---------------------------------------------------------------------------------------------
+# The definitions against the contracts (no stack)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_every_connect_table_and_topic_has_its_connector():
+    sunk = {d.table for d in SINKS}
+    assert sunk == {t.qualified_name for t in POSTGRES_TABLES if t.writer == "Kafka Connect sink"}
+    captured = {t.name for t in TOPICS if t.producer.startswith("Kafka Connect (")}
+    assert {table.split(".", 1)[1] for table in SOURCE.tables} == captured
+
+
+def test_sinks_render_the_tables_contract_and_key(settings):
+    for defn in SINKS:
+        config = connect.render(defn, settings)
+        table = POSTGRES_TABLES_BY_NAME[defn.table]
+        names = [spec.split(":")[0].rstrip("?") for spec in
+                 config["transforms.contract.fields"].split(",")]
+        assert names == table.record.field_names
+        assert config["primary.key.fields"].split(",") == list(table.primary_key)
+        assert config["errors.tolerance"] == "all"
+        assert config["errors.deadletterqueue.context.headers.enable"] == "true"
+
+
+# ---------------------------------------------------------------------------------------------
+# Rows of a record, generated from its contract
+# ---------------------------------------------------------------------------------------------
+
+T0 = datetime(2026, 1, 1, 7, 0, 0, 123456, tzinfo=timezone.utc)
+
+
+def contract_value(record: Record, store: str, i: int, version: int) -> dict:
+    """A valid value of `record` for row `i`: key fields from `i`, the others from `version`
+    too, so a later version changes every non-key field. Uuids are the same for the same
+    field and `i`, so receipt lines find their header."""
+    value = {}
+    for f in record.fields:
+        n = i if f.name in record.key or f.type.kind == "uuid" else i + version
+        kind = f.type.kind
+        if f.name == "store_id":
+            value[f.name] = store
+        elif kind == "uuid":
+            value[f.name] = str(uuid.uuid5(NAMESPACE, f"{f.name}-{n}"))
+        elif kind == "enum":
+            value[f.name] = f.type.enum_values[version % len(f.type.enum_values)]
+        elif kind == "string":
+            value[f.name] = f"{f.name}-{n}"
+        elif kind in ("int", "long"):
+            value[f.name] = n + 1  # positive: quantities, batch sizes, line numbers
+        elif kind in ("double", "decimal"):
+            value[f.name] = round(0.25 + (n % 50) / 100, 2)  # a fraction: discounts, percentages
+        elif kind == "bool":
+            value[f.name] = n % 2 == 0
+        elif kind == "date":
+            value[f.name] = (date(2026, 1, 1) + timedelta(days=n)).isoformat()
+        elif kind == "timestamp":
+            value[f.name] = (T0 + timedelta(seconds=n)).isoformat().replace("+00:00", "Z")
+        elif kind == "array":
+            value[f.name] = []
+    return value
+
+
+def normalized(value):
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def produce(settings, topic: str, messages: list[tuple[str | None, bytes]]) -> None:
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True})
+    for key, value in messages:
+        producer.produce(topic, key=key, value=value)
+    assert producer.flush(20) == 0
+
+
+def produce_rows(settings, prefix: str, defn: SinkDefinition, store: str, rows: range,
+                 versions: int = 1) -> dict[tuple, dict]:
+    """Each row in `versions` versions (the last wins); returns the mirror expected of them."""
+    topic = TOPICS_BY_NAME[defn.topic]
+    table = POSTGRES_TABLES_BY_NAME[defn.table]
+    expected, messages = {}, []
+    for version in range(versions):
+        for i in rows:
+            value = contract_value(topic.record, store, i, version)
+            messages.append((topic.message_key(value), json.dumps(value).encode()))
+            row = {f: value[f] for f in table.record.field_names if f in value}
+            expected[tuple(row[k] for k in table.primary_key)] = row
+    produce(settings, f"{prefix}{topic.name}", messages)
+    return expected
+
+
+def mirror(settings, table_name: str, store: str) -> dict[tuple, dict]:
+    table = POSTGRES_TABLES_BY_NAME[table_name]
+    columns = table.record.field_names
+    with psycopg.connect(settings.postgres_dsn()) as conn:
+        rows = conn.execute(f"SELECT {', '.join(columns)} FROM {table_name} WHERE store_id = %s",
+                            (store,)).fetchall()
+    result = {}
+    for row in rows:
+        values = {c: normalized(v) for c, v in zip(columns, row) if v is not None}
+        result[tuple(values[k] for k in table.primary_key)] = values
+    return result
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(1)
+
+
+def wait_for_mirror(settings, table: str, store: str, expected: dict, timeout: float = 90):
+    try:
+        wait_for(lambda: mirror(settings, table, store) == expected, timeout, f"{table} mirror")
+    except AssertionError:
+        actual = mirror(settings, table, store)
+        wrong = [k for k in expected if actual.get(k) != expected[k]][:3]
+        raise AssertionError(f"{table}: {len(actual)} rows, {len(expected)} expected; e.g. "
+                             f"{[(expected[k], actual.get(k)) for k in wrong]}") from None
+
+
+def wait_running(settings, prefix: str, names: list[str], timeout: float = 120) -> None:
+    def running():
+        states = {s.name: s for s in connect.status(settings, prefix)}
+        return all(states[f"{prefix}{n}"].running for n in names)
+    wait_for(running, timeout, f"connectors {names} running")
+
+
+def messages_of(settings, topic: str, timeout: float = 10) -> list:
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
+                         "group.id": f"test-{uuid.uuid4()}", "enable.auto.commit": False})
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+    messages, deadline = [], time.monotonic() + timeout
+    highs = sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in partitions)
+    while len(messages) < highs and time.monotonic() < deadline:
+        msg = consumer.poll(1.0)
+        if msg is not None and not msg.error():
+            messages.append(msg)
+    consumer.close()
+    return messages
+
+
+# ---------------------------------------------------------------------------------------------
+# On the stack's worker and database
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def applied(settings, stack):
+    """Every connector of connect/connectors.yaml under a prefix of this module's own."""
+    prefix = private_prefix()
+    topics.create_topic_copies(settings, prefix, partitions=1)
+    outcome = connect.apply(settings, prefix)
+    assert set(outcome.values()) == {"created"}
+    wait_running(settings, prefix, [d.name for d in connect.load_definitions()])
+    yield prefix
+    remove_connectors(settings, prefix)
+
+
+@pytest.mark.integration
+def test_apply_twice_changes_nothing_and_status_shows_every_task(settings, applied):
+    assert set(connect.apply(settings, applied).values()) == {"unchanged"}
+    states = connect.status(settings, applied)
+    assert [s.name for s in states] == [f"{applied}{d.name}" for d in connect.load_definitions()]
+    assert all(s.running and s.tasks for s in states)
+
+
+@pytest.mark.integration
+def test_every_mirror_equals_its_topic_row_for_row(settings, applied):
+    store = f"T{uuid.uuid4().hex[:6]}"
+    # Headers first: a receipt line references its header.
+    order = sorted(SINKS, key=lambda d: d.topic != "pos_transactions")
+    expected = {d.table: produce_rows(settings, applied, d, store, range(40), versions=3)
+                for d in order}
+    for table, rows in expected.items():
+        wait_for_mirror(settings, table, store, rows)
+
+
+@pytest.mark.integration
+def test_a_record_that_breaks_the_contract_goes_to_the_dead_letter_topic(settings, applied):
+    store = f"T{uuid.uuid4().hex[:6]}"
+    sink = next(d for d in SINKS if d.topic == "alerts")
+    bad = contract_value(TOPICS_BY_NAME["alerts"].record, store, 0, 0)
+    bad["status"] = "forgotten"
+    del bad["updated_at"]
+    produce(settings, f"{applied}alerts", [(f"{store}|x", json.dumps(bad).encode()),
+                                           (f"{store}|y", b"not json")])
+    good = produce_rows(settings, applied, sink, store, range(1, 3))  # the sink keeps going
+    wait_for_mirror(settings, sink.table, store, good)
+
+    def dead_letters():
+        return [m for m in messages_of(settings, f"{applied}{connect.DEAD_LETTER_TOPIC}")
+                if m.key() and m.key().decode().startswith(store)]
+    dead = wait_for(lambda: (d := dead_letters()) and len(d) == 2 and d, 60, "two dead letters")
+    headers = {m.key().decode(): {k: v.decode() for k, v in m.headers()} for m in dead}
+    assert headers[f"{store}|x"]["__connect.errors.exception.message"] == (
+        "alert: status: 'forgotten' is not one of open, acknowledged, resolved, dismissed; "
+        "missing field updated_at")
+    assert headers[f"{store}|x"]["__connect.errors.stage"] == "TRANSFORMATION"
+    assert headers[f"{store}|y"]["__connect.errors.stage"] == "VALUE_CONVERTER"
+    assert headers[f"{store}|y"]["__connect.errors.exception.message"].startswith(
+        "Converting byte[] to Kafka Connect data failed")
+    assert json.loads(dead[0].value()) == bad
+    assert dict(dead[0].headers())["__connect.errors.topic"].decode() == f"{applied}alerts"
+
+
+@pytest.mark.integration
+def test_a_policy_changed_in_postgres_reaches_its_topic_in_seconds(settings, applied):
+    """The engines fold `shelf_policies` live (test_alert_engines); what matters here is that a
+    change arrives there at once, keyed and shaped as the contract says."""
+    store = f"T{uuid.uuid4().hex[:6]}"
+    topic = TOPICS_BY_NAME["shelf_policies"]
+    policy_id = str(uuid.uuid4())
+    with psycopg.connect(settings.postgres_dsn(), autocommit=True) as conn:
+        conn.execute("INSERT INTO config.shelf_policies VALUES (%s, %s, NULL, NULL, NULL, 30, 1, "
+                     "80, true, 'test', %s, %s)", (store, policy_id, T0, T0))
+        started = time.monotonic()
+        conn.execute("UPDATE config.shelf_policies SET threshold_pct = 55.5, updated_at = %s "
+                     "WHERE store_id = %s", (T0 + timedelta(minutes=1), store))
+        key = f"{store}|{policy_id}"
+
+        def versions():
+            found = [m for m in messages_of(settings, f"{applied}shelf_policies")
+                     if m.key().decode() == key]
+            return len(found) == 2 and found
+        found = wait_for(versions, 30, "the insert and the update on the topic")
+        latency = time.monotonic() - started
+        conn.execute("DELETE FROM config.shelf_policies WHERE store_id = %s", (store,))
+    assert latency < 15
+    value = json.loads(found[-1].value())
+    jsonschema.validate(value, topic.record.json_schema())
+    assert value["threshold_pct"] == 55.5 and value["updated_at"] == "2026-01-01T07:01:00.123456Z"
+    # The delete is not turned into a tombstone the engines could not read.
+    time.sleep(3)
+    assert all(m.value() is not None for m in messages_of(settings, f"{applied}shelf_policies")
+               if m.key().decode() == key)
+
+
+# ---------------------------------------------------------------------------------------------
+# Faults: a Postgres and a worker of the test's own
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def private_stack(settings, stack):
+    home = REPO_ROOT / ".smart_shelf_test" / f"connect-faults-{uuid.uuid4().hex[:6]}"
+    own = settings.model_copy(update={"home": home, "postgres_port": settings.postgres_port + 7,
+                                      "connect_port": settings.connect_port + 7})
+    postgres = Postgres(own)
+    worker = Connect(own, group_id=f"{home.name}", storage_prefix=f"_{home.name}")
+    prefix = private_prefix()
+    try:
+        postgres.start()
+        migrations.ensure_database_and_roles(own)
+        migrations.apply_migrations(own)
+        topics.create_topic_copies(own, prefix, partitions=1)
+        worker.start()
+        yield own, postgres, worker, prefix
+    finally:
+        with contextlib.suppress(Exception):  # best effort: the test may have failed mid-fault
+            remove_connectors(own, prefix)
+        worker.stop()
+        postgres.stop()
+        admin = topics.admin_client(own)
+        storage = [t for t in admin.list_topics(timeout=10).topics
+                   if t.startswith(worker.storage_prefix)]
+        for future in admin.delete_topics(storage).values():
+            future.result()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.integration
+def test_mirrors_converge_after_postgres_stops_for_a_minute_and_the_worker_restarts(
+        private_stack):
+    own, postgres, worker, prefix = private_stack
+    definitions = [SOURCE, *(d for d in SINKS if d.topic in ("shelf_state", "wh_events"))]
+    connect.apply(own, prefix, definitions)
+    wait_running(own, prefix, [d.name for d in definitions])
+    store = "TFAULT"
+    state, events = definitions[1], definitions[2]
+    expected_state = produce_rows(own, prefix, state, store, range(50), versions=2)
+    expected_events = produce_rows(own, prefix, events, store, range(50))
+    wait_for_mirror(own, state.table, store, expected_state)
+    wait_for_mirror(own, events.table, store, expected_events)
+
+    postgres.stop()
+    expected_state = produce_rows(own, prefix, state, store, range(50), versions=4)
+    expected_events |= produce_rows(own, prefix, events, store, range(50, 100))
+    time.sleep(60)
+    postgres.start()
+    wait_for_mirror(own, state.table, store, expected_state, timeout=120)
+    wait_for_mirror(own, events.table, store, expected_events)
+    # CDC resumes too: a policy written after the restart reaches its topic.
+    with psycopg.connect(own.postgres_dsn(), autocommit=True) as conn:
+        conn.execute("INSERT INTO config.wh_policies VALUES (%s, %s, NULL, NULL, NULL, 5, true, "
+                     "NULL, %s, %s)", (store, str(uuid.uuid4()), T0, T0))
+    wait_for(lambda: any(m.key().decode().startswith(store)
+                         for m in messages_of(own, f"{prefix}wh_policies")), 60,
+             "a policy written after the Postgres restart on its topic")
+
+    worker.stop()
+    worker.start()
+    expected_events |= produce_rows(own, prefix, events, store, range(100, 150))
+    wait_running(own, prefix, [d.name for d in definitions])
+    wait_for_mirror(own, events.table, store, expected_events)
+    wait_for_mirror(own, state.table, store, expected_state)
+    # Replayed records were upserts: one row per key, whatever was written twice.
+    with psycopg.connect(own.postgres_dsn()) as conn:
+        assert conn.execute("SELECT count(*), count(DISTINCT event_id) FROM ops.wh_events "
+                            "WHERE store_id = %s", (store,)).fetchone() == (150, 150)
