@@ -358,3 +358,21 @@ def test_mirrors_converge_after_postgres_stops_for_a_minute_and_the_worker_resta
     with psycopg.connect(own.postgres_dsn()) as conn:
         assert conn.execute("SELECT count(*), count(DISTINCT event_id) FROM ops.wh_events "
                             "WHERE store_id = %s", (store,)).fetchone() == (150, 150)
+
+
+@pytest.mark.integration
+def test_receipt_lines_are_flattened_into_the_sinks_contract(spark):
+    from streaming.batch_state_updater import receipt_lines
+
+    receipt = contract_value(TOPICS_BY_NAME["pos_transactions"].record, "S001", 0, 0)
+    receipt["items"] = [contract_value(TOPICS_BY_NAME["pos_transaction_items"].record, "S001", n, 0)
+                        for n in (1, 2)]
+    for line in receipt["items"]:
+        del line["store_id"], line["transaction_id"]
+    frame = (spark.read.schema(TOPICS_BY_NAME["pos_transactions"].record.spark_schema())
+             .json(spark.sparkContext.parallelize([json.dumps(receipt)])))
+    lines = [row.asDict() for row in receipt_lines(frame).collect()]
+    record = TOPICS_BY_NAME["pos_transaction_items"].record
+    assert [list(line) for line in lines] == [record.field_names] * 2
+    assert [(line["transaction_id"], line["line_no"]) for line in lines] == [
+        (receipt["transaction_id"], 2), (receipt["transaction_id"], 3)]
