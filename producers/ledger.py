@@ -1,7 +1,8 @@
 """Persist the simulator's ground truth to Postgres `sim.*` (the oracle `verify` compares with).
 
 Only rows that changed since the last save are written, as upserts, in one transaction together
-with the position, so the saved ledger is always exact for the saved `sim_time`. Carts are the
+with the position, so the saved ledger is always exact for the saved `sim_time`. Waste (expired
+units removed per shelf and day) is saved the same way. Carts are the
 exception: few and short-lived, a store's are replaced whole at every save.
 """
 
@@ -14,19 +15,28 @@ import psycopg
 from producers.bad_events import BadEvent
 from producers.world.store import StoreWorld
 from smart_shelf_platform.contracts.catalogue import POSTGRES_TABLES_BY_NAME
+from smart_shelf_platform.contracts.simulation import LEDGER_WASTE
+from smart_shelf_platform.contracts.types import Record
+
+WASTE_TABLE = "sim.ledger_daily_waste"
+
+
+def _record(table: str) -> Record:
+    """A ledger table's contract (the waste table is not in the catalogue yet)."""
+    return LEDGER_WASTE if table == WASTE_TABLE else POSTGRES_TABLES_BY_NAME[table].record
 
 
 def _insert_sql(table: str) -> str:
-    cols = POSTGRES_TABLES_BY_NAME[table].record.field_names
+    cols = _record(table).field_names
     return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})"
 
 
 def _upsert_sql(table: str) -> str:
-    spec = POSTGRES_TABLES_BY_NAME[table]
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in spec.record.field_names
-                        if c not in spec.primary_key)
+    record = _record(table)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in record.field_names
+                        if c not in record.key)
     return (f"{_insert_sql(table)} "
-            f"ON CONFLICT ({', '.join(spec.primary_key)}) DO UPDATE SET {updates}")
+            f"ON CONFLICT ({', '.join(record.key)}) DO UPDATE SET {updates}")
 
 
 def _cart_lots(world: StoreWorld) -> dict[tuple[str, str], int]:
@@ -46,7 +56,8 @@ class Ledger:
     def reset(self, store_ids: list[str]) -> None:
         with self.conn.transaction():
             for table in ("ledger_shelf_lots", "ledger_wh_lots", "ledger_cart_lots",
-                          "ledger_daily_sales", "ledger_bad_events", "ledger_position"):
+                          "ledger_daily_sales", "ledger_daily_waste", "ledger_bad_events",
+                          "ledger_position"):
                 self.conn.execute(f"DELETE FROM sim.{table} WHERE store_id = ANY(%s)",
                                   (store_ids,))
 
@@ -71,6 +82,10 @@ class Ledger:
                 (world.store_id, shelf_id, day, d.sold, d.lost_units, d.lost_attempts, sim_time)
                 for (shelf_id, day), d in sorted(
                     (k, world.daily[k]) for k in world.dirty_daily)])
+            cur.executemany(_upsert_sql(WASTE_TABLE), [
+                (world.store_id, shelf_id, day, w.shelf_units, w.warehouse_units, sim_time)
+                for (shelf_id, day), w in sorted(
+                    (k, world.waste[k]) for k in world.dirty_waste)])
             cur.executemany(_upsert_sql("sim.ledger_bad_events"), [
                 (world.store_id, b.bad_event_id, b.topic, b.defect, b.event_id,
                  b.payload.decode("utf-8", "replace"), sim_time) for b in bad_events])
@@ -80,6 +95,7 @@ class Ledger:
         world.dirty_shelf.clear()
         world.dirty_wh.clear()
         world.dirty_daily.clear()
+        world.dirty_waste.clear()
 
     def close(self) -> None:
         self.conn.close()

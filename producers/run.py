@@ -24,7 +24,7 @@ from smart_shelf_platform.refdata import load_into_postgres
 from smart_shelf_platform.stack.lifecycle import reference_files
 
 log = logging.getLogger(__name__)
-EFFECT_TOPICS = ("wh_events", "shelf_events", "daily_discounts")
+EFFECT_TOPICS = ("wh_events", "shelf_events", "daily_discounts", "alerts")
 
 
 @dataclass
@@ -42,8 +42,9 @@ class SimulateOptions:
 
 
 class EffectsFeed:
-    """The platform's physical decisions, read from Kafka (refills, deliveries, removals,
-    discounts). Customer events on shelf_events are skipped by the simulation itself."""
+    """The platform's physical decisions, read from Kafka (picks, refills, deliveries,
+    warehouse removals, discounts, and the expired-removal work orders among the alerts). The
+    simulation itself skips what is not an effect (`producers.simulator.is_effect`)."""
 
     def __init__(self, settings: Settings):
         self.consumer = Consumer({

@@ -3,8 +3,9 @@
 Events are generated in simulated-time order with their scheduled timestamps, so the stream is a
 function of the seed and settings alone: pacing (following the shared clock, or as fast as
 possible) changes when events are written, never what they are. Platform effects (warehouse
-picks, refills, deliveries, removals, daily discounts) read from Kafka move the world's real
-stock before the next customer action.
+picks, refills, deliveries, removals, daily discounts, expired-removal work orders) read from
+Kafka move the world's real stock before the next customer action; the staff's removal reports
+they cause are stamped with the simulation's time when the order is carried out.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time as dtime, timedelta, timezone
+from datetime import datetime, time as dtime, timedelta, timezone
 from pathlib import Path
 from typing import Protocol
 
@@ -96,6 +97,10 @@ class Simulation:
             key = TOPICS_BY_NAME[topic].message_key(record)
             self.sink.add(topic, key, encode(record), record["event_id"])
             self.events_emitted += 1
+            # Staff reports are never corrupted: the injector's draws follow the customers'
+            # events alone, whenever work orders arrive.
+            if record.get("actor") == "restocker":
+                return
             bad = injector.maybe_corrupt(topic, record)
             if bad is not None:
                 self.sink.add(topic, key, bad.payload, bad.bad_event_id)
@@ -143,27 +148,36 @@ class Simulation:
     # ---- platform effects ------------------------------------------------------------
 
     def apply_effects(self, effects: Iterable[tuple[str, dict]]) -> int:
-        """Apply platform events (topic, record) to the stores they name; returns how many."""
-        applied = 0
+        """Hand the platform's effects (topic, record) to the stores they name, at the
+        simulation's time; returns how many were done (an effect that cannot apply yet waits
+        in its world for a later call)."""
+        new: dict[str, list[tuple[str, dict]]] = {}
         for topic, record in effects:
-            world = self.by_store.get(record.get("store_id"))
-            if world is None:
-                continue
-            if topic == "wh_events":
-                world.apply_wh_event(record)
-            elif topic == "shelf_events" and record.get("actor") in ("restocker", "system"):
-                world.apply_shelf_effect(record)
-            elif topic == "daily_discounts":
-                world.set_daily_discount(date.fromisoformat(record["discount_date"]),
-                                         record["shelf_id"], float(record["discount"]))
-            else:
-                continue
-            applied += 1
-        return applied
+            if record.get("store_id") in self.by_store and is_effect(topic, record):
+                new.setdefault(record["store_id"], []).append((topic, record))
+        return sum(w.apply_effects(new.get(w.store_id, []), self.now) for w in self.worlds)
+
+    def give_up_waiting(self) -> None:
+        """End of a run: effects that never could apply become anomalies, logged."""
+        for world in self.worlds:
+            world.give_up_waiting()
+            for anomaly in world.anomalies:
+                log.warning("%s: %s", world.store_id, anomaly)
 
     def drained(self) -> bool:
         """No customer in any store (every cart checked out)."""
         return all(not w.customers for w in self.worlds)
+
+
+def is_effect(topic: str, record: dict) -> bool:
+    """Whether a platform record moves the physical world. Customers' shelf events and the
+    staff's own removal reports come back on `shelf_events` too: the world made them already."""
+    if topic == "shelf_events":
+        return (record.get("actor"), record.get("event_type")) == ("restocker", "putback")
+    if topic == "alerts":
+        return (record.get("alert_type"), record.get("location"), record.get("status")) \
+            == ("expired_removal", "store", "open")
+    return topic in ("wh_events", "daily_discounts")
 
 
 def run_simulation(simulation: Simulation, until: datetime, *, clock=None, follower=None,
@@ -208,6 +222,8 @@ def run_simulation(simulation: Simulation, until: datetime, *, clock=None, follo
             progress(f"sim {simulation.now:%Y-%m-%d %H:%M} | {simulation.events_emitted:,} "
                      f"events ({rate:,.0f}/s) | {simulation.customers:,} customers | "
                      f"buffer {depth:,}")
+    if effects is not None:
+        simulation.give_up_waiting()
     if writer is not None:
         writer.flush()
     if ledger is not None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from smart_shelf_platform.rules.expiry import parse_discount_ladder
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Supplier schedule fields: "Sun,Tue,Thu" and "12:00" (the tick filter matches HH:MM exactly).
@@ -101,6 +103,17 @@ class Settings(BaseSettings):
     # Reference data
     seed: int = 42
     stores: int = 1
+
+    # Expiry loop
+    discount_ladder: str = Field(
+        "0:0.50,1:0.30", description="near-expiry discount per days to expiry of the shelf's "
+                                     "earliest lot, days:fraction pairs")
+
+    @field_validator("discount_ladder")
+    @classmethod
+    def _ladder_parses(cls, value: str) -> str:
+        parse_discount_ladder(value)  # a bad ladder fails here, with the entry named
+        return value
 
     @property
     def kafka_bootstrap(self) -> str:

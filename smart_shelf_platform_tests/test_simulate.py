@@ -111,6 +111,46 @@ def test_the_ledger_rewrites_the_carts_at_every_save_and_reset_clears_them(setti
     assert carts() == []
 
 
+def test_the_ledger_saves_expired_units_removed_per_shelf_and_day(settings):
+    import uuid
+
+    from smart_shelf_platform.contracts.simulation import LEDGER_WASTE
+
+    store_id = f"T{uuid.uuid4().hex[:8]}"
+    world = _tiny_world(store_id)  # B1 expires on the 20th
+    at = settings.sim_start
+    lot = {"store_id": store_id, "shelf_id": "SH1", "batch_code": "W1", "quantity": 4,
+           "received_date": "2026-01-01", "expiry_date": "2026-01-19",
+           "timestamp": "2026-01-20T00:00:00Z"}
+    world.apply_effects([
+        ("wh_events", lot | {"event_id": "in-1", "event_type": "wh_in"}),
+        ("wh_events", lot | {"event_id": "rm-1", "event_type": "wh_removal"}),
+        ("alerts", {"alert_id": "order-1", "shelf_id": "SH1",
+                    "created_at": "2026-01-21T00:00:00Z"})], at)
+    ledger = Ledger(settings.postgres_dsn())
+
+    def waste() -> list[tuple]:
+        with psycopg.connect(settings.postgres_dsn()) as conn:
+            return conn.execute("SELECT shelf_id, waste_date, shelf_units, warehouse_units "
+                                "FROM sim.ledger_daily_waste WHERE store_id = %s ORDER BY 2",
+                                (store_id,)).fetchall()
+
+    try:
+        ledger.save(world, at, 1, 0, 0, True, [])
+        assert waste() == [("SH1", date(2026, 1, 20), 0, 4), ("SH1", date(2026, 1, 21), 10, 0)]
+        # The table follows its contract (until the catalogue lists it, nothing else checks).
+        with psycopg.connect(settings.postgres_dsn()) as conn:
+            columns = conn.execute(
+                "SELECT column_name, is_nullable = 'YES' FROM information_schema.columns "
+                "WHERE table_schema = 'sim' AND table_name = 'ledger_daily_waste' "
+                "ORDER BY ordinal_position").fetchall()
+        assert columns == [(f.name, f.nullable) for f in LEDGER_WASTE.fields]
+    finally:
+        ledger.reset([store_id])
+        ledger.close()
+    assert waste() == []
+
+
 def test_ctrl_c_stops_cleanly_and_loses_nothing(settings, clean_streams):
     # Three simulated days at 2,000x would take two minutes; we interrupt after a few seconds.
     proc = subprocess.Popen(

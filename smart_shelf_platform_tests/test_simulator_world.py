@@ -13,6 +13,7 @@ import pytest
 from producers.bad_events import DEFECTS
 from producers.simulator import HashSink, Simulation, SimulationSettings
 from producers.world.lots import Lots
+from producers.world.store import DailyWaste
 from producers.world.traffic import TrafficSettings, allocate_to_slots, daily_total, visits_for_day
 from smart_shelf_platform.contracts import events
 from smart_shelf_platform.refdata import generate
@@ -135,10 +136,13 @@ def test_platform_effects_move_real_units_once(files):
     assert world.shelves[shelf_id].total == shelf_before  # still in transit
     sim.apply_effects([("shelf_events", putback), ("shelf_events", putback)])
     assert world.shelves[shelf_id].total == shelf_before + 2
-    # A refill with nothing in transit cannot conjure stock: it is flagged instead.
+    # A refill with nothing in transit cannot conjure stock: it waits for its pick, and is
+    # flagged only if that never comes before the run ends.
     sim.apply_effects([("shelf_events", dict(putback, event_id="e-4"))])
     assert world.shelves[shelf_id].total == shelf_before + 2
-    assert world.anomalies
+    assert len(world.waiting) == 1 and not world.anomalies
+    sim.give_up_waiting()
+    assert not world.waiting and "e-4" in world.anomalies[0]
 
 
 def test_lots_are_taken_earliest_expiry_first():
@@ -177,3 +181,126 @@ def test_a_store_simulated_alone_or_in_a_group_emits_the_same_events(files):
     _, alone = simulate(files, 3, stores=("S002",))
     _, together = simulate(files, 3, stores=("S001", "S002"))
     assert [e for e in together.events if e[1].startswith("S002|")] == alone.events
+
+
+# ---- effects arriving out of order, expired-removal work orders, waste ----------------------
+
+def _wh_event(kind: str, event_id: str, shelf_id: str, batch: str, qty: int, **extra) -> dict:
+    return {"event_id": event_id, "event_type": kind, "store_id": "S001", "shelf_id": shelf_id,
+            "batch_code": batch, "quantity": qty, "received_date": "2026-01-01",
+            "expiry_date": "2026-01-20", "timestamp": "2026-01-01T08:00:00Z", **extra}
+
+
+def _add_shelf_lot(world, shelf_id: str, code: str, expiry: date, qty: int) -> None:
+    world.shelves[shelf_id].add(code, date(2025, 12, 20), expiry, qty)
+    world.lot_dates[code] = (date(2025, 12, 20), expiry)
+
+
+def _removal_order(shelf_id: str, opened: str) -> dict:
+    return {"alert_id": f"a-{shelf_id}-{opened}", "store_id": "S001",
+            "alert_type": "expired_removal", "shelf_id": shelf_id, "location": "store",
+            "status": "open", "current_stock": 9, "batch_code": "OLD1",
+            "expiry_date": "2026-01-01", "created_at": opened, "updated_at": opened}
+
+
+def test_effects_that_cannot_apply_yet_wait_for_their_cause(files):
+    sim = Simulation(files, ["S001"], HashSink(), SimulationSettings(start=START))
+    world = sim.worlds[0]
+    shelf_id = world.shelf_order[0]
+    wh_before, shelf_before = world.warehouse[shelf_id].total, world.shelves[shelf_id].total
+    putback = {"event_id": "p-1", "event_type": "putback", "actor": "restocker",
+               "store_id": "S001", "shelf_id": shelf_id, "batch_code": "NEW1", "quantity": 4}
+    wh_out = _wh_event("wh_out", "o-1", shelf_id, "NEW1", 4)
+    # The refill and its pick arrive before the delivery of the lot they move.
+    assert sim.apply_effects([("shelf_events", putback), ("wh_events", wh_out)]) == 0
+    assert len(world.waiting) == 2
+    assert world.shelves[shelf_id].total == shelf_before
+    # Later polls: the delivery comes, and each waiting effect applies once its cause has.
+    assert sim.apply_effects([]) == 0
+    assert sim.apply_effects([("wh_events", _wh_event("wh_in", "i-1", shelf_id, "NEW1", 10))]) \
+        == 3
+    assert not world.waiting
+    assert world.warehouse[shelf_id].total == wh_before + 6
+    assert world.shelves[shelf_id].total == shelf_before + 4
+    sim.give_up_waiting()
+    assert world.anomalies == []
+
+
+def test_customers_draw_the_same_randomness_whenever_effects_arrive(files):
+    def rng_after(poll_every: timedelta | None) -> tuple:
+        sim = Simulation(files, ["S001"], HashSink(), SimulationSettings(start=START))
+        world = sim.worlds[0]
+        shelf_id = world.shelf_order[3]
+        _add_shelf_lot(world, shelf_id, "OLD9", date(2025, 12, 31), 4)
+        end = START + timedelta(hours=6)
+        effects = [("wh_events", _wh_event("wh_in", "i-9", shelf_id, "NEW9", 10)),
+                   ("alerts", _removal_order(shelf_id, "2026-01-01T00:00:00Z")),
+                   ("wh_events", _wh_event("wh_out", "o-9", shelf_id, "NEW9", 5)),
+                   ("shelf_events", {"event_id": "p-9", "event_type": "putback",
+                                     "actor": "restocker", "store_id": "S001",
+                                     "shelf_id": shelf_id, "batch_code": "NEW9", "quantity": 5})]
+        while poll_every is not None and sim.now < end:
+            sim.apply_effects(effects[:1])
+            effects = effects[1:]
+            sim.run_until(min(sim.now + poll_every, end))
+        sim.run_until(end)
+        return world.rng.getstate(), sim.customers
+
+    # Stock differs (refilled, removed, or not at all), the draws do not.
+    assert rng_after(None) == rng_after(timedelta(minutes=7)) == rng_after(timedelta(hours=1))
+
+
+def test_staff_remove_expired_lots_on_a_work_order_and_report_each_one(files):
+    sim = Simulation(files, ["S001"], ListSink(), SimulationSettings(start=START))
+    world = sim.worlds[0]
+    shelf_id = world.shelf_order[0]
+    lots = world.shelves[shelf_id]
+    for code, expiry, qty in (("OLD1", date(2026, 1, 1), 5), ("OLD2", date(2026, 1, 2), 3),
+                              ("TODAY", date(2026, 1, 3), 2)):
+        _add_shelf_lot(world, shelf_id, code, expiry, qty)
+    before = lots.total
+    sim.events_emitted = 0
+    order = _removal_order(shelf_id, "2026-01-03T00:00:00Z")
+    not_effects = [("alerts", dict(order, status="resolved")),
+                   ("alerts", dict(order, location="warehouse")),
+                   ("alerts", dict(order, alert_type="near_expiry"))]
+    assert sim.apply_effects(not_effects) == 0
+    assert sim.apply_effects([("alerts", order), ("alerts", order)]) == 2
+    # Lots that expired before the order's day go, in expiry order; today's lot stays.
+    assert lots.total == before - 8 and lots.by_code["TODAY"].quantity == 2
+    assert lots.by_code["OLD1"].quantity == lots.by_code["OLD2"].quantity == 0
+    reports = [json.loads(v) for t, _, v, _ in sim.sink.events if t == "shelf_events"]
+    assert [(r["event_type"], r["batch_code"], r["quantity"]) for r in reports] == [
+        ("expired_removal", "OLD1", 5), ("weight_change", "OLD1", None),
+        ("expired_removal", "OLD2", 3), ("weight_change", "OLD2", None)]
+    weight = world.products[shelf_id].unit_weight
+    assert reports[1]["delta_weight"] == -5 * weight
+    validator = jsonschema.Draft202012Validator(events.SHELF_EVENT.json_schema(),
+                                                format_checker=jsonschema.FormatChecker())
+    for report in reports:
+        validator.validate(report)
+        # Carried out when the order exists (the world's clock was still on the 1st).
+        assert (report["actor"], report["timestamp"]) == ("restocker", "2026-01-03T00:00:00Z")
+    assert len({r["event_id"] for r in reports}) == 4
+    assert world.waste[(shelf_id, date(2026, 1, 3))].shelf_units == 8
+    # The reports come back on shelf_events: the world made them, it does not apply them again.
+    assert sim.apply_effects([("shelf_events", r) for r in reports]) == 0
+    assert lots.total == before - 8
+    # The staff's ids are their own: customers' ids do not shift with work orders.
+    sim.run_until(START + timedelta(hours=1))
+    customer_ids = {json.loads(v)["event_id"] for t, _, v, _ in sim.sink.events
+                    if t == "foot_traffic"}
+    assert customer_ids and not customer_ids & {r["event_id"] for r in reports}
+
+
+def test_warehouse_removals_count_as_waste_of_their_day(files):
+    sim = Simulation(files, ["S001"], HashSink(), SimulationSettings(start=START))
+    world = sim.worlds[0]
+    shelf_id = world.shelf_order[1]
+    removal = _wh_event("wh_removal", "r-1", shelf_id, "NEW5", 6,
+                        timestamp="2026-01-04T00:00:00Z", reason="expired")
+    assert sim.apply_effects([("wh_events", removal)]) == 0  # its lot is not delivered yet
+    sim.apply_effects([("wh_events", _wh_event("wh_in", "i-5", shelf_id, "NEW5", 6))])
+    assert world.warehouse[shelf_id].by_code["NEW5"].quantity == 0
+    assert world.waste == {(shelf_id, date(2026, 1, 4)): DailyWaste(0, 6)}
+    assert (shelf_id, date(2026, 1, 4)) in world.dirty_waste

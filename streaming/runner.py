@@ -14,9 +14,10 @@ import sys
 from smart_shelf_platform.clock import DEFAULT_KEY_PREFIX, RedisClock
 from smart_shelf_platform.settings import Settings, get_settings
 from streaming import (
-    alerts_sink, batch_state_updater, foot_traffic_raw_sink, shell, shelf_aggregator,
-    shelf_alert_engine, shelf_refill_bridge, shelf_restock_manager, supplier_manager,
-    wh_aggregator, wh_alert_engine, wh_batch_state_updater,
+    alerts_sink, batch_state_updater, daily_discount_manager, foot_traffic_raw_sink,
+    removal_scheduler, shell, shelf_aggregator, shelf_alert_engine, shelf_refill_bridge,
+    shelf_restock_manager, supplier_manager, wh_aggregator, wh_alert_engine,
+    wh_batch_state_updater,
 )
 from streaming.session import build_spark
 
@@ -29,7 +30,8 @@ STAGES: tuple[tuple[shell.StreamingQuerySpec, ...], ...] = (
     (foot_traffic_raw_sink.QUERY, shelf_aggregator.QUERY, wh_aggregator.QUERY,
      wh_batch_state_updater.QUERY, batch_state_updater.QUERY),
     (shelf_alert_engine.QUERY, wh_alert_engine.QUERY),
-    (shelf_restock_manager.QUERY, supplier_manager.QUERY),
+    (shelf_restock_manager.QUERY, supplier_manager.QUERY, daily_discount_manager.QUERY,
+     removal_scheduler.QUERY),
     (shelf_refill_bridge.QUERY,),
     (alerts_sink.QUERY,),
 )

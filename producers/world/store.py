@@ -1,10 +1,12 @@
 """One store's physical world: shelves, warehouse, customers' carts, and the ground-truth ledger.
 
 Customers act on real stock (an empty shelf is a lost sale, never negative stock); the platform's
-decisions come back as effects (warehouse picks, restocker putbacks, deliveries, removals) and
-move real units. Every random draw comes from the store's own `random.Random`, and each customer
-action consumes the same number of draws whatever the stock, so a seed gives the same customers
-and choices however fast the platform reacts.
+decisions come back as effects (warehouse picks, restocker putbacks, deliveries, warehouse
+removals, daily discounts, expired-removal work orders) and move real units. Every random draw
+comes from the store's own `random.Random`, and each customer action consumes the same number of
+draws whatever the stock, so a seed gives the same customers and choices however fast the
+platform reacts. The staff's reports (expired lots removed from a shelf) take their ids from a
+sequence of their own, so customers' event ids do not depend on when work orders arrive either.
 """
 
 from __future__ import annotations
@@ -51,12 +53,14 @@ class IdSequence:
 
     Version 8 (custom) with the RFC 4122 variant, so they parse as UUIDs everywhere. Formatted
     by hand: this runs for every event and a `uuid.UUID` object per id costs a third of it.
+    A store's other sequences (`stream`) get namespaces of their own.
     """
 
     VARIANT = 0x2 << 62
 
-    def __init__(self, seed: int, store_id: str):
-        high = uuid.uuid5(ID_NAMESPACE, f"{seed}:{store_id}").int >> 64
+    def __init__(self, seed: int, store_id: str, stream: str = ""):
+        name = f"{seed}:{store_id}" + (f":{stream}" if stream else "")
+        high = uuid.uuid5(ID_NAMESPACE, name).int >> 64
         high = (high & ~(0xF << 12)) | (0x8 << 12)
         h = f"{high:016x}"
         self._prefix = f"{h[:8]}-{h[8:12]}-{h[12:16]}-"
@@ -85,6 +89,14 @@ class DailyLedger:
     lost_attempts: int = 0
 
 
+@dataclass
+class DailyWaste:
+    """Expired units thrown away on one day for one product."""
+
+    shelf_units: int = 0
+    warehouse_units: int = 0
+
+
 class StoreWorld:
     def __init__(self, catalogue: StoreCatalogue, seed: int, emit: Emit,
                  traffic: TrafficSettings = TrafficSettings(),
@@ -93,6 +105,7 @@ class StoreWorld:
         self.catalogue = catalogue
         self.rng = random.Random(f"{seed}:{self.store_id}")
         self.ids = IdSequence(seed, self.store_id)
+        self.staff_ids = IdSequence(seed, self.store_id, "staff")
         self.emit = emit
         self.traffic = traffic
         self.shoppers = shoppers
@@ -112,13 +125,16 @@ class StoreWorld:
             self.lot_dates[lot.batch_code] = (lot.received_date, lot.expiry_date)
         self.customers: dict[str, Customer] = {}
         self.daily: dict[tuple[str, date], DailyLedger] = {}
+        self.waste: dict[tuple[str, date], DailyWaste] = {}
         self.daily_discounts: dict[tuple[date, str], float] = {}
-        self.applied_effects: set[str] = set()
+        self.applied_effects: set[str] = set()  # event ids, and alert ids of work orders
+        self.waiting: list[tuple[str, dict]] = []  # effects that cannot apply yet
         self.anomalies: list[str] = []
         # Keys changed since the ledger was last saved.
         self.dirty_shelf: set[tuple[str, str]] = set()
         self.dirty_wh: set[tuple[str, str]] = set()
         self.dirty_daily: set[tuple[str, date]] = set()
+        self.dirty_waste: set[tuple[str, date]] = set()
         # The whole bootstrap stock is new to the ledger.
         self.dirty_shelf.update((lot.shelf_id, lot.batch_code) for lot in catalogue.shelf_lots)
         self.dirty_wh.update((lot.shelf_id, lot.batch_code) for lot in catalogue.wh_lots)
@@ -194,7 +210,7 @@ class StoreWorld:
         for batch, q in taken:
             cart.append([batch, q])
             self.dirty_shelf.add((shelf_id, batch))
-        self._emit_shelf_pair("pickup", shelf_id, customer.customer_id, units, at)
+        self._emit_shelf_pair("pickup", shelf_id, units, at, customer_id=customer.customer_id)
 
     def _quantity(self, u: float) -> int:
         acc = 0.0
@@ -228,7 +244,7 @@ class StoreWorld:
                 held[-1][1] -= back
         if not held:
             del customer.cart[shelf_id]
-        self._emit_shelf_pair("putback", shelf_id, customer.customer_id, units, at)
+        self._emit_shelf_pair("putback", shelf_id, units, at, customer_id=customer.customer_id)
 
     def leave(self, customer_id: str, at: datetime) -> None:
         customer = self.customers.pop(customer_id)
@@ -274,50 +290,115 @@ class StoreWorld:
 
     # ---- platform effects (the physical world follows the platform's decisions) --------
 
-    def apply_wh_event(self, event: dict) -> None:
-        if not self._first_time(event):
-            return
+    def apply_effects(self, effects: list[tuple[str, dict]], now: datetime) -> int:
+        """Apply the platform's effects (topic, record) that can apply now; the others wait.
+
+        Effects of different topics arrive in no common order: a restocker's putback may come
+        before the `wh_out` that put its units in transit, a pick or removal before the `wh_in`
+        of its lot. Such an effect waits and is tried again after each one that applies, here
+        and on later calls; `give_up_waiting` flags what never could. Returns the effects done
+        (applied, or dropped as a repeat).
+        """
+        self.waiting.extend(effects)
+        done, progress = 0, True
+        while progress:
+            still = [(topic, record) for topic, record in self.waiting
+                     if not self._apply(topic, record, now)]
+            progress = len(still) < len(self.waiting)
+            done += len(self.waiting) - len(still)
+            self.waiting = still
+        return done
+
+    def give_up_waiting(self) -> None:
+        """End of a run: effects still waiting are anomalies (their cause never came)."""
+        for topic, record in self.waiting:
+            self.anomalies.append(
+                f"{topic} {record.get('event_type')} {record.get('event_id')} of "
+                f"{record.get('quantity')} x {record.get('batch_code')} on "
+                f"{record.get('shelf_id')} never applied: the units were never there")
+        self.waiting = []
+
+    def _apply(self, topic: str, record: dict, now: datetime) -> bool:
+        if topic == "wh_events":
+            return self._warehouse_move(record)
+        if topic == "shelf_events":
+            return self._refill(record)
+        if topic == "daily_discounts":
+            self.set_daily_discount(date.fromisoformat(record["discount_date"]),
+                                    record["shelf_id"], float(record["discount"]))
+        elif topic == "alerts":
+            self._remove_expired(record, now)
+        return True
+
+    def _warehouse_move(self, event: dict) -> bool:
+        if event["event_id"] in self.applied_effects:
+            return True
         shelf_id, batch, qty = event["shelf_id"], event["batch_code"], event["quantity"]
-        if shelf_id not in self.warehouse:
-            self.anomalies.append(f"wh event for unknown shelf {shelf_id}")
-            return
         kind = event["event_type"]
-        if kind == "wh_in":
+        if shelf_id not in self.warehouse:
+            self.anomalies.append(f"{kind} for unknown shelf {shelf_id}")
+        elif kind == "wh_in":
             received = date.fromisoformat(event["received_date"])
             expiry = date.fromisoformat(event["expiry_date"])
             self.lot_dates.setdefault(batch, (received, expiry))
             self.warehouse[shelf_id].add(batch, received, expiry, qty)
+            self.dirty_wh.add((shelf_id, batch))
         else:
-            moved = self.warehouse[shelf_id].remove(batch, qty)
-            if moved < qty:
-                self.anomalies.append(f"{kind} of {qty} x {batch} but only {moved} in warehouse")
+            lot = self.warehouse[shelf_id].by_code.get(batch)
+            if lot is None or lot.quantity < qty:
+                return False  # the delivery of these units is still to come
+            self.warehouse[shelf_id].remove(batch, qty)
+            self.dirty_wh.add((shelf_id, batch))
             if kind == "wh_out":
                 key = (shelf_id, batch)
-                self.in_transit[key] = self.in_transit.get(key, 0) + moved
-        self.dirty_wh.add((shelf_id, batch))
-
-    def apply_shelf_effect(self, event: dict) -> None:
-        """A restocker's putback (units arrive from transit) or an expired-lot removal."""
-        if not self._first_time(event):
-            return
-        shelf_id, batch, qty = event["shelf_id"], event["batch_code"], event["quantity"]
-        if event["event_type"] == "putback":
-            key = (shelf_id, batch)
-            arrived = min(qty, self.in_transit.get(key, 0))
-            if arrived < qty:
-                self.anomalies.append(f"refill of {qty} x {batch} but {arrived} in transit")
-            self.in_transit[key] = self.in_transit.get(key, 0) - arrived
-            received, expiry = self.lot_dates[batch]
-            self.shelves[shelf_id].add(batch, received, expiry, arrived)
-        elif event["event_type"] == "expired_removal":
-            self.shelves[shelf_id].remove(batch, qty)
-        self.dirty_shelf.add((shelf_id, batch))
-
-    def _first_time(self, event: dict) -> bool:
-        if event["event_id"] in self.applied_effects:
-            return False
+                self.in_transit[key] = self.in_transit.get(key, 0) + qty
+            else:
+                day = date.fromisoformat(event["timestamp"][:10])
+                self._waste(shelf_id, day).warehouse_units += qty
         self.applied_effects.add(event["event_id"])
         return True
+
+    def _refill(self, event: dict) -> bool:
+        """A restocker's putback: units in transit since their `wh_out` reach the shelf."""
+        if event["event_id"] in self.applied_effects:
+            return True
+        shelf_id, batch, qty = event["shelf_id"], event["batch_code"], event["quantity"]
+        key = (shelf_id, batch)
+        if shelf_id not in self.shelves or self.in_transit.get(key, 0) < qty:
+            return False  # the pick that sent them is still to come
+        self.in_transit[key] -= qty
+        received, expiry = self.lot_dates[batch]
+        self.shelves[shelf_id].add(batch, received, expiry, qty)
+        self.dirty_shelf.add(key)
+        self.applied_effects.add(event["event_id"])
+        return True
+
+    def _remove_expired(self, order: dict, now: datetime) -> None:
+        """An `expired_removal` work order: the staff take every lot off the shelf that expired
+        before the order's day, whatever is physically there (units in carts stay there), and
+        the shelf reports each lot removed, with its paired weight change."""
+        if order["alert_id"] in self.applied_effects:
+            return
+        self.applied_effects.add(order["alert_id"])
+        shelf_id = order["shelf_id"]
+        if shelf_id not in self.shelves:
+            self.anomalies.append(f"expired_removal order for unknown shelf {shelf_id}")
+            return
+        opened = datetime.fromisoformat(order["created_at"])
+        at = max(now, opened)  # the staff cannot act before the order exists
+        lots = self.shelves[shelf_id]
+        for lot in sorted(lots.expired(opened.date()),
+                          key=lambda lot: (lot.expiry_date, lot.batch_code)):
+            units = lots.remove(lot.batch_code, lot.quantity)
+            self.dirty_shelf.add((shelf_id, lot.batch_code))
+            self._waste(shelf_id, at.date()).shelf_units += units
+            self._emit_shelf_pair("expired_removal", shelf_id, units, at,
+                                  batch_code=lot.batch_code)
+
+    def _waste(self, shelf_id: str, day: date) -> DailyWaste:
+        key = (shelf_id, day)
+        self.dirty_waste.add(key)
+        return self.waste.setdefault(key, DailyWaste())
 
     # ---- events ------------------------------------------------------------------------
 
@@ -330,17 +411,20 @@ class StoreWorld:
             "trip_duration_minutes": minutes,
         })
 
-    def _emit_shelf_pair(self, kind: str, shelf_id: str, customer_id: str, units: int,
-                         at: datetime) -> None:
+    def _emit_shelf_pair(self, kind: str, shelf_id: str, units: int, at: datetime, *,
+                         customer_id: str | None = None, batch_code: str | None = None) -> None:
+        """A shelf movement and its weight change: a customer's, or (without `customer_id`)
+        the staff's removal of a lot, with ids from the staff's own sequence."""
         weight = self.products[shelf_id].unit_weight
-        base = {"store_id": self.store_id, "shelf_id": shelf_id, "actor": "customer",
-                "customer_id": customer_id, "batch_code": None, "plan_id": None,
+        actor, ids = ("customer", self.ids) if customer_id else ("restocker", self.staff_ids)
+        base = {"store_id": self.store_id, "shelf_id": shelf_id, "actor": actor,
+                "customer_id": customer_id, "batch_code": batch_code, "plan_id": None,
                 "timestamp": iso(at)}
-        self.emit("shelf_events", {"event_id": self.ids.next(), "event_type": kind, **base,
+        self.emit("shelf_events", {"event_id": ids.next(), "event_type": kind, **base,
                                    "quantity": units, "unit_weight": weight,
                                    "delta_weight": None})
-        sign = -1 if kind == "pickup" else 1
-        self.emit("shelf_events", {"event_id": self.ids.next(), "event_type": "weight_change",
+        sign = 1 if kind == "putback" else -1
+        self.emit("shelf_events", {"event_id": ids.next(), "event_type": "weight_change",
                                    **base, "quantity": None, "unit_weight": weight,
                                    "delta_weight": sign * weight * units})
 

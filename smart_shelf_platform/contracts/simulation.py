@@ -41,6 +41,16 @@ LEDGER_SALES = Record(
     description="Units sold and sales lost to empty shelves, per shelf and simulated day.",
 )
 
+LEDGER_WASTE = Record(
+    "ledger_daily_waste",
+    (STORE_ID, SHELF_ID, F("waste_date", DATE),
+     F("shelf_units", INT, description="expired units the staff took off the shelf"),
+     F("warehouse_units", INT, description="expired units removed from the warehouse"),
+     UPDATED_AT),
+    key=("store_id", "shelf_id", "waste_date"),
+    description="Expired units thrown away per product and simulated day (waste).",
+)
+
 LEDGER_BAD_EVENT = Record(
     "ledger_bad_event",
     (STORE_ID, F("bad_event_id", STRING), F("stream", STRING),

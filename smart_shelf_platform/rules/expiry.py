@@ -11,11 +11,41 @@ from collections.abc import Iterable, Mapping
 from datetime import date
 
 from smart_shelf_platform.rules.allocation import LotStock
+from smart_shelf_platform.rules.pricing import MAX_DISCOUNT
 
 NEAR_EXPIRY_DAYS_STORE = 5
 NEAR_EXPIRY_DAYS_WAREHOUSE = 10
 # days until the earliest lot expires -> discount; expiring today 50 %, tomorrow 30 %.
 DEFAULT_DISCOUNT_LADDER: Mapping[int, float] = {0: 0.50, 1: 0.30}
+
+
+def parse_discount_ladder(text: str) -> dict[int, float]:
+    """The ladder from its setting, "days:fraction" pairs separated by commas ("0:0.50,1:0.30").
+
+    Days to expiry are whole days from 0 (expires today); fractions, kept to four decimals (the
+    precision discounts are stored with), lie in (0, MAX_DISCOUNT]; at least one step. Anything
+    else is a ValueError naming the bad entry, so a typo stops the platform at start instead of
+    pricing wrongly.
+    """
+    ladder: dict[int, float] = {}
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        days_text, _, fraction_text = entry.partition(":")
+        try:
+            days, fraction = int(days_text), round(float(fraction_text), 4)
+        except ValueError:
+            raise ValueError(f"discount ladder entry {entry!r} is not days:fraction, "
+                             f"e.g. 0:0.50") from None
+        if days < 0:
+            raise ValueError(f"discount ladder entry {entry!r}: days to expiry must be >= 0")
+        if not 0 < fraction <= MAX_DISCOUNT:
+            raise ValueError(f"discount ladder entry {entry!r}: the fraction must be above 0 "
+                             f"and at most {MAX_DISCOUNT}")
+        if days in ladder:
+            raise ValueError(f"discount ladder names {days} days to expiry twice")
+        ladder[days] = fraction
+    if not ladder:
+        raise ValueError("the discount ladder is empty: give days:fraction pairs, e.g. 0:0.50")
+    return ladder
 
 
 def days_to_expiry(lot: LotStock, today: date) -> int:
