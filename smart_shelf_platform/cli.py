@@ -292,6 +292,42 @@ def verify(
         raise typer.Exit(1)
 
 
+@app.command()
+def report(
+    store: Annotated[Optional[list[str]], typer.Option(
+        metavar="STORE",
+        help="Store to report on (repeat for several); default: every store in the ledger.")]
+        = None,
+    first: Annotated[Optional[datetime], typer.Option(
+        "--from", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD",
+        help="First simulated day (UTC); default: the day of SMART_SHELF_SIM_START.")] = None,
+    last: Annotated[Optional[datetime], typer.Option(
+        "--to", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD",
+        help="Last simulated day, included; default: the day of the ledger's position.")]
+        = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the report as JSON instead of a table.")] = False,
+) -> None:
+    """Print the KPIs of the simulated days, per store and in total: units sold; lost sales
+    (units shoppers wanted from an empty shelf, in units and as % of demand = sold + lost);
+    waste (expired units removed from shelves and from the warehouse, and their value at list
+    price; from the ledger's sim.ledger_daily_waste, else the platform's removal events);
+    supplier orders placed at a cutoff in the window and delivered in it, with their units;
+    restock and supplier plans created in the window by their status now; average stock cover
+    in days = average over the window's days of the end-of-day units on shelves plus in the
+    warehouse, divided by the average units sold per simulated day; alerts created in the
+    window by type and by status. Run it after the streaming queries have drained."""
+    from smart_shelf_platform.report import report as run_report
+
+    result = run_report(get_settings(), store or None, first and first.date(),
+                        last and last.date())
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        for line in result.lines():
+            typer.echo(line)
+
+
 @app.command("generate-data")
 def generate_data(
     out: Annotated[Optional[Path], typer.Option(help="Output folder.")] = None,

@@ -1,6 +1,7 @@
 """End to end: a simulated morning of one store, with bad events, through the bridge and every
 streaming query, then `verify` against the simulator's ledger; then, on the same run, the Dagster
-code location: the daily features of the simulated day and every asset check it defines.
+code location: the daily features of the simulated day and every asset check it defines, and
+`smart-shelf report`.
 
 The run is the module's own: a database (migrated, reference data loaded), Kafka topics, Delta
 root, checkpoints, Redis streams and simulated clock nobody else writes to, so the checks that
@@ -8,6 +9,7 @@ read the whole ledger or the clock see this run and nothing else."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -189,3 +191,60 @@ def test_the_day_s_features_and_every_asset_check_of_the_code_location_pass(pipe
     assert fresh.metadata["lag_minutes"].value <= 60
     conserved = found[("delta/cleansed/shelf_batch_state", MATCHES_LEDGER)]
     assert conserved.metadata["stores"].value == ["S001"] and conserved.metadata["keys"].value
+
+
+def test_the_report_command_on_the_run_matches_the_ledger_and_the_platform_s_tables(pipeline):
+    """`smart-shelf report --json` with the run's settings: lost sales and waste are the
+    ledger's, alerts and plans the ops tables', stock the cleansed state's (one day, so its
+    end is now)."""
+    from collections import Counter
+
+    from typer.testing import CliRunner
+
+    from smart_shelf_platform.cli import app
+
+    ctx, day = pipeline.ctx, pipeline.day
+    result = CliRunner().invoke(app, ["report", "--json"], env=pipeline.settings.as_env())
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    store = report["stores"]["S001"]
+    assert report["window"] == {"from": day.isoformat(), "to": day.isoformat()}
+    assert store == report["total"], "one store: its figures are the total"
+
+    with psycopg.connect(pipeline.settings.postgres_dsn()) as conn:
+        sold, lost = conn.execute("SELECT sum(sold_units), sum(lost_units) "
+                                  "FROM sim.ledger_daily_sales").fetchone()
+        shelf_waste, wh_waste = conn.execute(
+            "SELECT coalesce(sum(shelf_units), 0), coalesce(sum(warehouse_units), 0) "
+            "FROM sim.ledger_daily_waste").fetchone()
+    assert store["units_sold"] == sold > 0
+    assert store["lost_sales"]["units"] == lost
+    assert store["lost_sales"]["pct_of_demand"] == round(100 * lost / (sold + lost), 2)
+    assert report["waste_source"].startswith("ledger")
+    assert (store["waste"]["shelf_units"], store["waste"]["warehouse_units"]) == \
+        (shelf_waste, wh_waste)
+
+    alerts = delta_rows(ctx, "ops/alerts")
+    assert {k: v for k, v in store["alerts"]["by_type"].items() if v} == \
+        Counter(a["alert_type"] for a in alerts)
+    assert {k: v for k, v in store["alerts"]["by_status"].items() if v} == \
+        Counter(a["status"] for a in alerts)
+    plans = delta_rows(ctx, "ops/shelf_restock_plan")
+    assert {k: v for k, v in store["restock_plans"].items() if v} == \
+        Counter(p["status"] for p in plans)
+    orders = delta_rows(ctx, "ops/wh_supplier_orders")
+    assert store["supplier_orders"]["placed"] == len(orders)
+
+    # A run within one day: its end-of-day stock is the current state, over 3 simulated hours.
+    on_hand = sum(r["current_stock"] for r in delta_rows(ctx, "cleansed/shelf_state")) + sum(
+        r["wh_current_stock"] for r in delta_rows(ctx, "cleansed/wh_state"))
+    cover = store["stock_cover"]
+    assert cover["simulated_days"] == round(SIMULATED / timedelta(days=1), 3)
+    assert cover["average_stock_units"] == on_hand > 0
+    assert cover["average_daily_sold"] == round(sold / (SIMULATED / timedelta(days=1)), 2)
+    assert cover["days"] == round(on_hand / (sold / (SIMULATED / timedelta(days=1))), 2)
+
+    table = CliRunner().invoke(app, ["report", "--store", "S001"],
+                               env=pipeline.settings.as_env())
+    assert table.exit_code == 0 and f"report: {day} to {day}" in table.stdout
+    assert "lost sales, units" in table.stdout
