@@ -136,10 +136,14 @@ def connect_status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """One line per connector and task: RUNNING, PAUSED, FAILED (with the first line of the
-    error) or MISSING (not applied); exit 1 unless every connector and task runs."""
+    error) or MISSING (not applied), then what to do about any that do not run (a failed task
+    stays failed until `connect apply` restarts it); exit 1 unless every connector and task
+    runs."""
+    from smart_shelf_platform.stack.connect import remedies
     from smart_shelf_platform.stack.connect import status as connect_states
 
-    states = connect_states(get_settings())
+    settings = get_settings()
+    states = connect_states(settings)
     if as_json:
         typer.echo(json.dumps([s.__dict__ for s in states], indent=2))
     else:
@@ -148,6 +152,8 @@ def connect_status(
             for task in s.tasks:
                 trace = f"  {task['trace']}" if task["trace"] else ""
                 typer.echo(f"  task {task['id']:<22} {task['state']}{trace}")
+        for line in remedies(states, settings):
+            typer.echo(line, err=True)
     if not all(s.running for s in states):
         raise typer.Exit(1)
 

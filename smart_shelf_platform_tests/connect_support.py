@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
+from collections.abc import Iterator
 
 import psycopg
+from psycopg import sql
 
-from smart_shelf_platform.stack import connect, topics
+from smart_shelf_platform.stack import connect, migrations, topics
 from smart_shelf_platform.stack.connect import ConnectClient
 
 
@@ -37,3 +40,20 @@ def remove_connectors(settings, prefix: str) -> None:
     if extra:
         for future in admin.delete_topics(extra).values():
             future.result()
+
+
+@contextlib.contextmanager
+def own_database(settings) -> Iterator:
+    """Settings of a migrated database of the caller's own on the stack's Postgres (no reference
+    data), dropped afterwards: connectors under a private prefix capture and mirror it, so rows a
+    test writes there reach no other test's tables or topics. Remove the connectors first (a
+    replication slot keeps its database from being dropped)."""
+    own = settings.model_copy(update={"postgres_db": f"connect_{uuid.uuid4().hex[:12]}"})
+    migrations.ensure_database_and_roles(own)
+    try:
+        migrations.apply_migrations(own)
+        yield own
+    finally:
+        with psycopg.connect(settings.postgres_dsn(db="postgres"), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(own.postgres_db)))

@@ -21,11 +21,13 @@ from streaming import shell
 
 
 def private_context(settings, redis_conn, key_prefix: str, tmp_path,
-                    **overrides) -> shell.QueryContext:
+                    topic_prefix: str | None = None, **overrides) -> shell.QueryContext:
     """Every catalogue topic under a fresh prefix (one partition: order is kept), every table
-    under `tmp_path/delta`, the clock under `key_prefix`. Delete the topics with `drop_topics`."""
-    topic_prefix = f"t{uuid.uuid4().hex[:8]}-"
-    topics.create_topic_copies(settings, topic_prefix, partitions=1)
+    under `tmp_path/delta`, the clock under `key_prefix`. Delete the topics with `drop_topics`.
+    With `topic_prefix`, the topics under it are the caller's (e.g. those its connectors use)."""
+    if topic_prefix is None:
+        topic_prefix = f"t{uuid.uuid4().hex[:8]}-"
+        topics.create_topic_copies(settings, topic_prefix, partitions=1)
     delta_root = str(tmp_path / "delta")
     ensure_delta_tables(delta_root)
     return shell.QueryContext.from_settings(

@@ -18,7 +18,8 @@ catalogue and the settings, so a connector can never disagree with the record it
   the sink retries its batch for `SINK_RETRY_SECONDS` before the task fails.
 
 `apply` PUTs every rendered configuration (idempotent: an unchanged one is left alone) and
-restarts failed tasks; `status` reads each connector's and task's state from the worker.
+restarts failed tasks; `status` reads each connector's and task's state from the worker, and
+`remedies` says what to do about those that do not run (a failed task never restarts itself).
 A `prefix` gives a test connectors, topics, slot and dead-letter topic of its own.
 """
 
@@ -275,3 +276,29 @@ def status(settings: Settings, prefix: str = "") -> list[ConnectorState]:
                   "trace": (t.get("trace") or "").split("\n", 1)[0]} for t in body["tasks"]]
         states.append(ConnectorState(name, kind, body["connector"]["state"], tasks))
     return states
+
+
+def remedies(states: list[ConnectorState], settings: Settings) -> list[str]:
+    """What to do about the connectors that do not run, one line per kind of trouble.
+
+    Kafka Connect never restarts a FAILED task by itself (a sink whose retries ran out while
+    Postgres was down, or that started while it was), so `status` has to say so."""
+    failed = [s.name for s in states
+              if s.state == "FAILED" or any(t["state"] == "FAILED" for t in s.tasks)]
+    missing = [s.name for s in states if s.state == "MISSING"]
+    waiting = [s.name for s in states if s.name not in failed + missing and not s.running]
+    lines = []
+    if failed:
+        lines.append(
+            f"{', '.join(failed)}: a failed task stays failed until it is restarted. Fix the "
+            f"cause (the error above, the rest in {settings.logs_dir / 'connect.log'}; often "
+            "Postgres was down), then run `./smart-shelf connect apply`: it restarts failed "
+            "tasks, which resume from their last committed offset.")
+    if missing:
+        lines.append(f"{', '.join(missing)}: not on the worker; `./smart-shelf connect apply` "
+                     "creates them.")
+    if waiting:
+        lines.append(f"{', '.join(waiting)}: not running yet (a worker that just started "
+                     "assigns tasks within seconds; PAUSED stays until resumed). Check again; "
+                     "if it stays so, `./smart-shelf connect apply`.")
+    return lines
