@@ -15,15 +15,11 @@ import psycopg
 from producers.bad_events import BadEvent
 from producers.world.store import StoreWorld
 from smart_shelf_platform.contracts.catalogue import POSTGRES_TABLES_BY_NAME
-from smart_shelf_platform.contracts.simulation import LEDGER_WASTE
 from smart_shelf_platform.contracts.types import Record
-
-WASTE_TABLE = "sim.ledger_daily_waste"
 
 
 def _record(table: str) -> Record:
-    """A ledger table's contract (the waste table is not in the catalogue yet)."""
-    return LEDGER_WASTE if table == WASTE_TABLE else POSTGRES_TABLES_BY_NAME[table].record
+    return POSTGRES_TABLES_BY_NAME[table].record
 
 
 def _insert_sql(table: str) -> str:
@@ -82,7 +78,7 @@ class Ledger:
                 (world.store_id, shelf_id, day, d.sold, d.lost_units, d.lost_attempts, sim_time)
                 for (shelf_id, day), d in sorted(
                     (k, world.daily[k]) for k in world.dirty_daily)])
-            cur.executemany(_upsert_sql(WASTE_TABLE), [
+            cur.executemany(_upsert_sql("sim.ledger_daily_waste"), [
                 (world.store_id, shelf_id, day, w.shelf_units, w.warehouse_units, sim_time)
                 for (shelf_id, day), w in sorted(
                     (k, world.waste[k]) for k in world.dirty_waste)])

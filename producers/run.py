@@ -16,6 +16,7 @@ import redis
 from confluent_kafka import Consumer
 
 from producers.ledger import Ledger
+from producers.settle import read_to_end, settle_simulation
 from producers.simulator import Simulation, SimulationSettings, run_simulation
 from producers.streams import DEFAULT_PREFIX, StreamWriter
 from smart_shelf_platform.clock import DEFAULT_KEY_PREFIX, DEFAULT_TOPIC, RedisClock, SimClock
@@ -39,6 +40,9 @@ class SimulateOptions:
     # The simulated clock's Redis keys and tick topic (tests give each run its own).
     clock_key_prefix: str = DEFAULT_KEY_PREFIX
     clock_topic: str = DEFAULT_TOPIC
+    # At the end, wait for the streaming queries and carry out what they decided up to the last
+    # minute (`producers.settle`), so the ledger and the platform end in agreement.
+    settle: bool = True
 
 
 class EffectsFeed:
@@ -55,10 +59,17 @@ class EffectsFeed:
         self.consumer.subscribe(list(EFFECT_TOPICS))
 
     def __call__(self) -> list[tuple[str, dict]]:
+        return self._parse(m for m in self.consumer.consume(num_messages=5000, timeout=0)
+                           if not m.error())
+
+    def read_to_end(self) -> list[tuple[str, dict]]:
+        """Every effect published so far (the end of a run waits for these)."""
+        return self._parse(read_to_end(self.consumer))
+
+    @staticmethod
+    def _parse(messages) -> list[tuple[str, dict]]:
         out = []
-        for msg in self.consumer.consume(num_messages=5000, timeout=0):
-            if msg.error():
-                continue
+        for msg in messages:
             try:
                 out.append((msg.topic(), json.loads(msg.value())))
             except (TypeError, ValueError):
@@ -97,12 +108,19 @@ def simulate(settings: Settings, options: SimulateOptions,
     progress(f"simulating {len(store_ids)} store(s) from {settings.sim_start:%Y-%m-%d %H:%M} to "
              f"{options.until:%Y-%m-%d %H:%M} "
              f"({'max rate' if options.speed is None else f'{options.speed:g}x'})")
+    settle = None
+    if effects is not None and options.settle:
+        def settle() -> None:
+            settle_simulation(sim, effects, writer, redis_client=client,
+                              clock_prefix=options.clock_key_prefix,
+                              bootstrap=settings.kafka_bootstrap, progress=progress)
     try:
         run_simulation(sim, options.until,
                        clock=RedisClock(client, options.clock_key_prefix) if clock_thread
                        else None,
                        follower=None if clock_thread else clock, writer=writer, ledger=ledger,
-                       effects=effects, progress=progress, should_stop=stop.is_set)
+                       effects=effects, settle=settle, progress=progress,
+                       should_stop=stop.is_set)
     finally:
         if clock_thread is not None:
             clock.request_stop()

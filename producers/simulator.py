@@ -182,6 +182,7 @@ def is_effect(topic: str, record: dict) -> bool:
 
 def run_simulation(simulation: Simulation, until: datetime, *, clock=None, follower=None,
                    writer=None, ledger=None, effects=None,
+                   settle: Callable[[], None] | None = None,
                    progress: Callable[[str], None] | None = None,
                    should_stop: Callable[[], bool] = lambda: False,
                    save_every: timedelta = timedelta(hours=1), batch_steps: int = 5000) -> None:
@@ -192,7 +193,8 @@ def run_simulation(simulation: Simulation, until: datetime, *, clock=None, follo
 
     `writer` (the Redis stream writer) provides back-pressure and flushing; `ledger` saves the
     ground truth every `save_every` of simulated time and at the end; `effects` is a callable
-    returning platform events to apply before each batch of steps.
+    returning platform events to apply before each batch of steps; `settle` runs once `until`
+    is reached, before the last save (`producers.settle`).
     """
     last_save = simulation.now
     last_report = time.monotonic()
@@ -222,6 +224,8 @@ def run_simulation(simulation: Simulation, until: datetime, *, clock=None, follo
             progress(f"sim {simulation.now:%Y-%m-%d %H:%M} | {simulation.events_emitted:,} "
                      f"events ({rate:,.0f}/s) | {simulation.customers:,} customers | "
                      f"buffer {depth:,}")
+    if settle is not None and simulation.now >= until and not should_stop():
+        settle()
     if effects is not None:
         simulation.give_up_waiting()
     if writer is not None:

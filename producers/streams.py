@@ -152,6 +152,15 @@ class StreamWriter:
         self._depth = total_depth(self._client, self.streams)
         return self._depth
 
+    def wait_until_forwarded(self, timeout: float = 600) -> None:
+        """Block until the bridge has forwarded every entry (the streams are empty)."""
+        deadline = time.monotonic() + timeout
+        while self.depth():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self._depth} entries still wait for the bridge after "
+                                   f"{timeout:.0f} s: is it running?")
+            time.sleep(0.2)
+
     def wait_for_room(self, timeout: float | None = None) -> bool:
         """Block while more than `max_depth` entries wait for the bridge.
 

@@ -173,6 +173,14 @@ class RedisClock:
     def from_settings(cls, settings: Settings, key_prefix: str = DEFAULT_KEY_PREFIX) -> RedisClock:
         return cls(redis_client(settings), key_prefix)
 
+    @property
+    def client(self) -> redis.Redis:
+        return self._redis
+
+    @property
+    def key_prefix(self) -> str:
+        return self._keys.prefix
+
     def _get(self, key: str) -> str:
         value = _text(self._redis.get(key))
         if value is None:

@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     spark_ui: bool = False
 
     # Replenishment loop (simulated time)
+    restock_handling_seconds: int = Field(
+        60, ge=0, description="a restock plan is picked from the warehouse this long after it "
+                              "was made")
+    refill_delay_minutes: int = Field(
+        3, ge=0, description="picked units reach the shelf this long after the warehouse pick")
     supplier_cutoff_days: str = Field(
         "Sun,Tue,Thu", pattern=_WEEKDAYS, description="pending supplier plans become orders")
     supplier_cutoff_time: str = Field("12:00", pattern=_HH_MM, description="UTC, simulated")
@@ -80,13 +85,6 @@ class Settings(BaseSettings):
         "Mon,Wed,Fri", pattern=_WEEKDAYS,
         description="an order arrives at the first slot after its cutoff")
     supplier_delivery_time: str = Field("08:00", pattern=_HH_MM, description="UTC, simulated")
-
-    # Replenishment loop (simulated time)
-    restock_handling_seconds: int = Field(
-        60, ge=0, description="a restock plan is picked from the warehouse this long after it "
-                              "was made")
-    refill_delay_minutes: int = Field(
-        3, ge=0, description="picked units reach the shelf this long after the warehouse pick")
 
     # Data quality
     freshness_lag_minutes: float = Field(

@@ -174,3 +174,10 @@ def test_refill_bridge_releases_putbacks_at_the_first_tick_after_the_delay(
     produce(ctx, "clock_ticks", ticks(10))
     run_to_end(spark, ctx, shelf_refill_bridge.QUERY)
     assert {e["event_id"] for e in values(ctx, "shelf_events")} == {e["event_id"] for e in refill}
+
+    # A pick that arrives after the clock passed its due time (its query lagged) goes at once.
+    late = pick | {"event_id": str(uuid.uuid4()), "timestamp": at(6)}
+    produce(ctx, "wh_events", [late])
+    run_to_end(spark, ctx, shelf_refill_bridge.QUERY)
+    assert [(e["event_type"], e["quantity"]) for e in values(ctx, "shelf_events")
+            if e["timestamp"] == at(9)] == [("putback", 7), ("weight_change", None)]

@@ -19,6 +19,7 @@ from streaming import (
     shelf_restock_manager, supplier_manager, wh_aggregator, wh_alert_engine,
     wh_batch_state_updater,
 )
+from streaming.progress import ProgressListener
 from streaming.session import build_spark
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ def run(settings: Settings, names: list[str] | None = None, *, until_drained: bo
     previous = {sig: signal.signal(sig, lambda *_: stopping.append(True))
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     ctx = shell.QueryContext.from_settings(settings, **context)
+    spark.streams.addListener(ProgressListener(ctx.clock.client, ctx.clock.key_prefix))
     stages = [[q for q in stage if q.name in names] for stage in STAGES]
     # Running continuously, every query starts at once; a drain goes stage by stage.
     waves = [s for s in stages if s] if until_drained else [[q for s in stages for q in s]]

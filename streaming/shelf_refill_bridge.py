@@ -1,7 +1,8 @@
 """Shelf refill bridge: each warehouse pick (`wh_out`) becomes the restocker's putback on the
 shelf `SMART_SHELF_REFILL_DELAY_MINUTES` later, released by clock ticks.
 
-A pick waits in the query's state until the first tick at or after its due time, then goes out
+A pick waits in the query's state until the first tick at or after its due time (or, if the
+clock has passed that time already when the pick arrives, goes at once), then goes out
 as a `putback` by the restocker (lot, units, plan) with its paired `weight_change`, both stamped
 with the due time, on `shelf_events`: the shelf aggregator and the batch state updater apply
 them, and the simulator's world puts the units on its shelf. Ticks release refills even when no
@@ -41,7 +42,7 @@ class ShelfRefillBridge(DriverQuery):
         return [PICKS, TICKS]
 
     def initial_state(self) -> dict:
-        return {"pending": {}, "released": {}}
+        return {"pending": {}, "released": {}, "now": None}
 
     def step(self, state: dict, valid: shell.ValidRows, batch_id: int) -> Outputs:
         out = Outputs()
@@ -49,9 +50,14 @@ class ShelfRefillBridge(DriverQuery):
             if pick["event_id"] not in state["released"] and pick["quantity"] > 0:
                 state["pending"][pick["event_id"]] = pick | {
                     "due": iso(refill_due(utc(pick["timestamp"]), self.delay))}
-        latest = max((utc(t["sim_time"]) for t in rows_of(valid, TICKS)), default=None)
-        if latest is None:
+        # The clock's newest time: a pick that arrives after its due tick (the picking query
+        # lagged) goes out at once instead of waiting for a tick that may never come.
+        ticks = [utc(t["sim_time"]) for t in rows_of(valid, TICKS)]
+        if ticks and (state["now"] is None or max(ticks) > utc(state["now"])):
+            state["now"] = iso(max(ticks))
+        if state["now"] is None:
             return out
+        latest = utc(state["now"])
         due = sorted((p for p in state["pending"].values() if utc(p["due"]) <= latest),
                      key=lambda p: (p["due"], p["event_id"]))
         for pick in due:

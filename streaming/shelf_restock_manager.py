@@ -2,11 +2,12 @@
 first; expired warehouse lots -> removals. Owns `ops/shelf_restock_plan`.
 
 A plan from the shelf alert engine waits for the handling delay (`SMART_SHELF_RESTOCK_HANDLING_
-SECONDS`) and is picked at the first clock tick after it, from the lots the warehouse still has
-after earlier picks: a plan is never dropped (an empty warehouse defers it to a later tick, when
-a delivery has arrived) and a lot is never picked twice. Each picked lot becomes one `wh_out`
-(stamped with the tick's time) and the plan moves pending -> issued; it is completed when the
-restocker's putbacks of all its lots reach the shelf (the refill bridge emits them).
+SECONDS`) and is picked at the first clock tick after it (at once if it arrives after that
+tick), from the lots the warehouse still has after earlier picks: a plan is never dropped (an
+empty warehouse defers it to a later tick, when a delivery has arrived) and a lot is never
+picked twice. Each picked lot becomes one `wh_out` (stamped with the clock's time) and the plan
+moves pending -> issued; it is completed when the restocker's putbacks of all its lots reach the
+shelf (the refill bridge emits them).
 
 The manager keeps its own view of the warehouse lots: the reference snapshot, the deliveries
 (`wh_in`) it reads, and the picks and removals it makes itself. Being the only query that takes
@@ -84,6 +85,10 @@ class ShelfRestockManager(DriverQuery):
                   + [("tick", r["sim_time"], r) for r in rows_of(valid, TICKS)])
         for kind, _, row in sorted(inputs, key=lambda i: (utc(i[1]), ORDER[i[0]])):
             getattr(self, f"_{kind}")(state, row, out)
+        if state["now"] is not None:
+            # Plans that arrived after the tick that made them due (the engine lagged) are
+            # picked now, at the clock's newest time, not at a tick that may never come.
+            self._pick_due(state, state["now"], out)
         return out
 
     # ---- inputs ----------------------------------------------------------------------

@@ -233,6 +233,8 @@ POSTGRES_TABLES: tuple[PostgresTable, ...] = (
                   "ground truth: units in customers' carts per shelf lot, not yet paid"),
     PostgresTable("sim", "ledger_daily_sales", simulation.LEDGER_SALES, "simulator",
                   "ground truth: sold and lost units per shelf and day"),
+    PostgresTable("sim", "ledger_daily_waste", simulation.LEDGER_WASTE, "simulator",
+                  "ground truth: expired units removed per shelf and day"),
     PostgresTable("sim", "ledger_bad_events", simulation.LEDGER_BAD_EVENT, "simulator",
                   "malformed events injected on purpose"),
     PostgresTable("sim", "ledger_position", simulation.LEDGER_POSITION, "simulator",

@@ -117,6 +117,7 @@ EXPLICIT_UPSTREAMS: dict[str, tuple[str, ...]] = {
     "postgres/sim/ledger_cart_lots": ("files/reference", "kafka/shelf_events"),
     "postgres/sim/ledger_daily_sales": (
         "files/reference", "kafka/shelf_events", "kafka/daily_discounts"),
+    "postgres/sim/ledger_daily_waste": ("files/reference", "kafka/wh_events", "kafka/alerts"),
     "postgres/sim/ledger_bad_events": ("files/reference",),
     "postgres/sim/ledger_position": ("files/reference",),
 }

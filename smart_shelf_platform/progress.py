@@ -1,0 +1,105 @@
+"""How far the streaming queries have read their topics, so others can wait for them.
+
+The streaming application records, after every micro-batch of every query, the Kafka offsets the
+query has consumed up to (`streaming.progress.ProgressListener`), in one Redis hash next to the
+simulated clock's keys (`<clock prefix>progress`). Anyone can then ask "has every query read
+everything its topics hold now?" — the simulator at the end of a run (so it carries out every
+refill, delivery and removal the platform decided before it stops), tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable
+
+import redis
+from confluent_kafka import Consumer, TopicPartition
+
+Offsets = dict[str, dict[int, int]]  # topic -> partition -> next offset to read
+STALE_SECONDS = 300
+
+
+def progress_key(clock_prefix: str) -> str:
+    return f"{clock_prefix}progress"
+
+
+def record_progress(client: redis.Redis, clock_prefix: str, query: str, offsets: Offsets) -> None:
+    client.hset(progress_key(clock_prefix), query, json.dumps(
+        {"offsets": {t: {str(p): o for p, o in parts.items()} for t, parts in offsets.items()},
+         "at": time.time()}))
+
+
+def forget_progress(client: redis.Redis, clock_prefix: str, query: str) -> None:
+    client.hdel(progress_key(clock_prefix), query)
+
+
+def read_progress(client: redis.Redis, clock_prefix: str) -> dict[str, Offsets]:
+    """query -> the offsets it has read up to, for the queries that are running: a stopped
+    query forgets its entry, and one that has not reported for `STALE_SECONDS` (a running query
+    reports at least every 10 s, even idle) was killed."""
+    out = {}
+    for query, raw in client.hgetall(progress_key(clock_prefix)).items():
+        entry = json.loads(raw)
+        if time.time() - entry["at"] > STALE_SECONDS:
+            continue
+        out[query.decode() if isinstance(query, bytes) else query] = {
+            t: {int(p): o for p, o in parts.items()} for t, parts in entry["offsets"].items()}
+    return out
+
+
+def end_offsets(bootstrap: str, topics: Iterable[str]) -> Offsets:
+    """The next offset to be written in every partition of `topics`."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"progress-{uuid.uuid4()}",
+                         "enable.auto.commit": False, "log_level": 3})
+    try:
+        out: Offsets = {}
+        for topic in topics:
+            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            out[topic] = {p: consumer.get_watermark_offsets(TopicPartition(topic, p),
+                                                            timeout=10)[1]
+                          for p in partitions}
+        return out
+    finally:
+        consumer.close()
+
+
+def lagging(progress: dict[str, Offsets], ends: Offsets) -> dict[str, int]:
+    """query -> records it has still to read of what `ends` says its topics hold (>0 only)."""
+    behind = {}
+    for query, offsets in progress.items():
+        missing = sum(max(0, end - offsets.get(topic, {}).get(partition, 0))
+                      for topic in offsets for partition, end in ends.get(topic, {}).items())
+        if missing:
+            behind[query] = missing
+    return behind
+
+
+def wait_until_read(client: redis.Redis, clock_prefix: str, bootstrap: str, *,
+                    queries: Iterable[str] = (), timeout: float = 600,
+                    progress: Callable[[str], None] | None = None) -> None:
+    """Block until every query has read what its topics hold now (once every query named in
+    `queries` has reported at all); TimeoutError names the laggards."""
+    expected = set(queries)
+    deadline = time.monotonic() + timeout
+    ends: Offsets | None = None
+    last_note = 0.0
+    while True:
+        reported = read_progress(client, clock_prefix)
+        silent = expected - set(reported)
+        if ends is None and not silent:
+            ends = end_offsets(bootstrap, {t for offsets in reported.values() for t in offsets})
+        behind = {q: -1 for q in silent} | (lagging(reported, ends) if ends is not None else {})
+        if not behind:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"streaming queries still behind after {timeout:.0f} s: "
+                               + ", ".join(f"{q} ({n:,} records)" if n >= 0 else f"{q} (silent)"
+                                           for q, n in sorted(behind.items())))
+        if progress is not None and time.monotonic() - last_note > 10:
+            last_note = time.monotonic()
+            progress("waiting for the streaming queries: " + ", ".join(
+                f"{q} {n:,}" if n >= 0 else f"{q} (not started)"
+                for q, n in sorted(behind.items())))
+        time.sleep(0.5)
