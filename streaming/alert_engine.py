@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 PLAN_NAMESPACE = uuid.UUID("3e9a6c1d-2b7f-5d40-9e8a-51c2f0b7d6a3")
 IN_FLIGHT = ("pending", "issued")
 FINAL = ("completed", "canceled")
+# Policies carry no version: each edit is a new `updated_at` (deduplicating by key alone would
+# drop a second edit made within the dedupe watermark).
+POLICY_VERSION = ("store_id", "policy_id", "updated_at")
 # Only a new simulated day changes what the engines decide without a state change (near-expiry
 # windows), so they read the first tick of each day.
 TICKS = tick_source("00:00")
@@ -135,8 +138,11 @@ class AlertEngine(DriverQuery):
                 shelf["ts"] = self._later(shelf["ts"], row["last_update_ts"])
                 touched.add(key)
         for row in newest_per_key(valid, self.policy_source):
-            state["policies"][f"{row['store_id']}|{row['policy_id']}"] = row
-            stores_with_new_policy.add(row["store_id"])
+            key = f"{row['store_id']}|{row['policy_id']}"
+            known = state["policies"].get(key)
+            if known is None or row["updated_at"] >= known["updated_at"]:
+                state["policies"][key] = row
+                stores_with_new_policy.add(row["store_id"])
         ticks = rows_of(valid, TICKS)
         new_day = False
         if ticks:

@@ -98,11 +98,13 @@ def rows_of(valid: shell.ValidRows, source: shell.EventSource) -> list[dict]:
 
 
 def newest_per_key(valid: shell.ValidRows, source: shell.EventSource) -> list[dict]:
-    """The newest row per key of a state topic in this batch (compacted topics repeat keys)."""
+    """The newest row per key of a state topic in this batch (compacted topics repeat keys):
+    by `version`, or by `updated_at` for records without one (policies)."""
     newest: dict[tuple, dict] = {}
+    order = "version" if "version" in source.record.field_names else "updated_at"
     for row in rows_of(valid, source):
         key = tuple(row[k] for k in source.record.key)
-        if key not in newest or row.get("version", 0) >= newest[key].get("version", 0):
+        if key not in newest or row[order] >= newest[key][order]:
             newest[key] = row
     return [newest[k] for k in sorted(newest)]
 

@@ -21,7 +21,7 @@ from smart_shelf_platform.rules.replenishment import (
     ShelfPolicy, needs_refill, plan_refill, stock_pct,
 )
 from streaming import shell
-from streaming.alert_engine import AlertEngine, Decision, iso
+from streaming.alert_engine import POLICY_VERSION, AlertEngine, Decision, iso
 
 NAME = "shelf_alert_engine"
 
@@ -33,7 +33,7 @@ class ShelfAlertEngine(AlertEngine):
     quantity_field, capacity_field = "current_stock", "max_stock"
     lots_source = shell.EventSource("shelf_batch_state", SHELF_BATCH_STATE)
     lot_quantity_field = "batch_quantity_store"
-    policy_source = shell.EventSource("shelf_policies", SHELF_POLICY)
+    policy_source = shell.EventSource("shelf_policies", SHELF_POLICY, dedupe_on=POLICY_VERSION)
     stock_alert = "refill_request"
     near_expiry_days = NEAR_EXPIRY_DAYS_STORE
     plan_topic, plan_id_field = "shelf_restock_plan", "plan_id"

@@ -22,7 +22,7 @@ from smart_shelf_platform.rules.replenishment import (
     default_reorder_point, stock_pct, supplier_order_quantity,
 )
 from streaming import shell
-from streaming.alert_engine import AlertEngine, Decision, iso
+from streaming.alert_engine import POLICY_VERSION, AlertEngine, Decision, iso
 
 NAME = "wh_alert_engine"
 
@@ -34,7 +34,7 @@ class WarehouseAlertEngine(AlertEngine):
     quantity_field, capacity_field = "wh_current_stock", "wh_max_stock"
     lots_source = shell.EventSource("wh_batch_state", WH_BATCH_STATE)
     lot_quantity_field = "batch_quantity_warehouse"
-    policy_source = shell.EventSource("wh_policies", WH_POLICY)
+    policy_source = shell.EventSource("wh_policies", WH_POLICY, dedupe_on=POLICY_VERSION)
     stock_alert = "supplier_request"
     near_expiry_days = NEAR_EXPIRY_DAYS_WAREHOUSE
     plan_topic, plan_id_field = "wh_supplier_plan", "supplier_plan_id"
