@@ -7,19 +7,21 @@ import json
 import logging
 import signal
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import redis
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 
 from producers.ledger import Ledger
 from producers.settle import read_to_end, settle_simulation
 from producers.simulator import Simulation, SimulationSettings, run_simulation
-from producers.streams import DEFAULT_PREFIX, StreamWriter
+from producers.streams import DEFAULT_PREFIX, StreamWriter, total_depth
 from smart_shelf_platform.clock import DEFAULT_KEY_PREFIX, DEFAULT_TOPIC, RedisClock, SimClock
+from smart_shelf_platform.progress import wait_until_quiet
 from smart_shelf_platform.settings import Settings
 from smart_shelf_platform.refdata import load_into_postgres
 from smart_shelf_platform.stack.lifecycle import reference_files
@@ -40,6 +42,7 @@ class SimulateOptions:
     # The simulated clock's Redis keys and tick topic (tests give each run its own).
     clock_key_prefix: str = DEFAULT_KEY_PREFIX
     clock_topic: str = DEFAULT_TOPIC
+    topic_prefix: str = ""  # the platform's topics the effects come from (tests: their own)
     # At the end, wait for the streaming queries and carry out what they decided up to the last
     # minute (`producers.settle`), so the ledger and the platform end in agreement.
     settle: bool = True
@@ -50,13 +53,21 @@ class EffectsFeed:
     warehouse removals, discounts, and the expired-removal work orders among the alerts). The
     simulation itself skips what is not an effect (`producers.simulator.is_effect`)."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, topic_prefix: str = ""):
+        self.topic_prefix = topic_prefix
         self.consumer = Consumer({
             "bootstrap.servers": settings.kafka_bootstrap,
             "group.id": f"simulator-effects-{uuid.uuid4().hex[:8]}",
             "auto.offset.reset": "latest", "enable.auto.commit": False, "log_level": 3,
         })
-        self.consumer.subscribe(list(EFFECT_TOPICS))
+        # Assigned at the topics' current ends, not subscribed: a group join takes a while,
+        # and an effect published meanwhile would be skipped.
+        self.consumer.assign([
+            TopicPartition(topic, partition, high)
+            for topic in (f"{topic_prefix}{t}" for t in EFFECT_TOPICS)
+            for partition in self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            for high in [self.consumer.get_watermark_offsets(TopicPartition(topic, partition),
+                                                             timeout=10)[1]]])
 
     def __call__(self) -> list[tuple[str, dict]]:
         return self._parse(m for m in self.consumer.consume(num_messages=5000, timeout=0)
@@ -66,12 +77,12 @@ class EffectsFeed:
         """Every effect published so far (the end of a run waits for these)."""
         return self._parse(read_to_end(self.consumer))
 
-    @staticmethod
-    def _parse(messages) -> list[tuple[str, dict]]:
+    def _parse(self, messages) -> list[tuple[str, dict]]:
         out = []
         for msg in messages:
             try:
-                out.append((msg.topic(), json.loads(msg.value())))
+                out.append((msg.topic().removeprefix(self.topic_prefix),
+                            json.loads(msg.value())))
             except (TypeError, ValueError):
                 continue  # malformed platform output is the dead-letter path's business
         return out
@@ -95,16 +106,32 @@ def simulate(settings: Settings, options: SimulateOptions,
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     clock_thread = None
+    effects = EffectsFeed(settings, options.topic_prefix) if options.effects else None
+    hold_at, hold = frozenset(), None
+    if effects is not None and options.speed is not None:
+        # The ticks that time-driven steps act on (day start: discounts and removals; cutoffs;
+        # deliveries) wait until the platform has caught up with everything before them, so a
+        # plan never misses its cutoff because a query lagged (REFERENCE 11 item 23).
+        hold_at = frozenset({"00:00", settings.supplier_cutoff_time,
+                             settings.supplier_delivery_time})
+
+        def hold(minute: datetime) -> None:
+            started = time.monotonic()
+            rounds = wait_until_quiet(client, options.clock_key_prefix,
+                                      settings.kafka_bootstrap,
+                                      unsent=lambda: total_depth(client, writer.streams))
+            log.info("clock held before %s for %.1f s (%d rounds) while the platform caught up",
+                     f"{minute:%a %H:%M}", time.monotonic() - started, rounds)
     # At max rate the simulator moves the clock itself (ticks and `sim:now` follow the events),
     # so time-driven steps and the future-timestamp check work the same at any speed.
     clock = SimClock.from_settings(settings, speed=options.speed or 0,
-                                   key_prefix=options.clock_key_prefix, topic=options.clock_topic)
+                                   key_prefix=options.clock_key_prefix, topic=options.clock_topic,
+                                   hold_at=hold_at, hold=hold)
     clock.start(reset=True)
     if options.speed is not None:
         clock_thread = threading.Thread(target=clock.run, kwargs={"until": options.until},
                                         daemon=True, name="sim-clock")
         clock_thread.start()
-    effects = EffectsFeed(settings) if options.effects else None
     progress(f"simulating {len(store_ids)} store(s) from {settings.sim_start:%Y-%m-%d %H:%M} to "
              f"{options.until:%Y-%m-%d %H:%M} "
              f"({'max rate' if options.speed is None else f'{options.speed:g}x'})")

@@ -20,8 +20,8 @@ from smart_shelf_platform.progress import wait_until_read
 
 
 def read_to_end(consumer: Consumer, timeout: float = 60) -> list:
-    """Every message of the consumer's subscription up to the current end of its partitions
-    (a partition's position is valid once fetched, so the loop also waits for that)."""
+    """Every message of the consumer's partitions up to their current end (a subscribed
+    consumer's partitions come with its first polls, so the loop also waits for those)."""
     deadline = time.monotonic() + timeout
     out = []
 

@@ -20,6 +20,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
@@ -37,6 +38,7 @@ DELIVERY_TIMEOUT_S = 30.0
 # Behind schedule by more than this (a stall, a suspended laptop), the schedule is re-anchored
 # instead of bursting through the backlog as fast as possible.
 MAX_CATCH_UP_S = 1.0
+HOLD_MARGIN_S = 0.001  # a held step stops this short of its minute
 
 
 class ClockError(RuntimeError):
@@ -205,9 +207,16 @@ class SimClock:
 
     def __init__(self, client: redis.Redis, kafka_bootstrap: str, *, start: datetime,
                  speed: float, step_seconds: float, key_prefix: str = DEFAULT_KEY_PREFIX,
-                 topic: str = DEFAULT_TOPIC, progress_every: timedelta = timedelta(hours=1)):
+                 topic: str = DEFAULT_TOPIC, progress_every: timedelta = timedelta(hours=1),
+                 hold_at: frozenset[str] = frozenset(),
+                 hold: Callable[[datetime], None] | None = None):
         if step_seconds <= 0:
             raise ValueError("step_seconds must be positive")
+        # Minutes of the day ("HH:MM") whose tick waits for `hold(minute)` (in `run`): time-driven
+        # steps then decide on everything that happened before them (supplier cutoffs, etc.).
+        self.hold_at = hold_at if hold is not None else frozenset()
+        self.hold = hold
+        self._held: datetime | None = None  # the minute last held (the next step crosses it)
         self.start_at = as_utc(start)
         self.speed = float(speed)  # simulated s per wall s; <= 0 runs as fast as possible
         self.step_seconds = float(step_seconds)
@@ -333,7 +342,14 @@ class SimClock:
             seconds = self.step_seconds
             if until is not None:
                 seconds = min(seconds, (until - self.state.now).total_seconds())
-            ticks += len(self.step(seconds))
+            held = self._next_hold(seconds)
+            if held is not None:  # stop just short of the minute, wait, then cross it
+                seconds = (held - self.state.now).total_seconds() - HOLD_MARGIN_S
+            if seconds > 0:
+                ticks += len(self.step(seconds))
+            if held is not None:
+                self.hold(held)
+                self._held = held
             steps += 1
             sim_elapsed += seconds
             if self._bucket(self.state.now) != last_bucket:
@@ -352,6 +368,15 @@ class SimClock:
         log.info("sim clock stopped at %s after %d steps, %d ticks", iso_utc(self.state.now),
                  steps, ticks)
         return self.state
+
+    def _next_hold(self, seconds: float) -> datetime | None:
+        """The held minute this step would cross, if any (and not reached yet)."""
+        if not self.hold_at:
+            return None
+        for minute in minutes_crossed(self.state.now, self.state.now + timedelta(seconds=seconds)):
+            if minute.strftime("%H:%M") in self.hold_at and minute != self._held:
+                return minute
+        return None
 
     def _bucket(self, t: datetime) -> int:
         return (t - self.start_at) // self.progress_every

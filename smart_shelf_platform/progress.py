@@ -18,7 +18,7 @@ import redis
 from confluent_kafka import Consumer, TopicPartition
 
 Offsets = dict[str, dict[int, int]]  # topic -> partition -> next offset to read
-STALE_SECONDS = 300
+STALE_SECONDS = 900
 
 
 def progress_key(clock_prefix: str) -> str:
@@ -38,7 +38,7 @@ def forget_progress(client: redis.Redis, clock_prefix: str, query: str) -> None:
 def read_progress(client: redis.Redis, clock_prefix: str) -> dict[str, Offsets]:
     """query -> the offsets it has read up to, for the queries that are running: a stopped
     query forgets its entry, and one that has not reported for `STALE_SECONDS` (a running query
-    reports at least every 10 s, even idle) was killed."""
+    reports after every batch and every 10 s while idle) was killed."""
     out = {}
     for query, raw in client.hgetall(progress_key(clock_prefix)).items():
         entry = json.loads(raw)
@@ -103,3 +103,25 @@ def wait_until_read(client: redis.Redis, clock_prefix: str, bootstrap: str, *,
                 f"{q} {n:,}" if n >= 0 else f"{q} (not started)"
                 for q, n in sorted(behind.items())))
         time.sleep(0.5)
+
+
+def wait_until_quiet(client: redis.Redis, clock_prefix: str, bootstrap: str, *,
+                     unsent: Callable[[], int], timeout: float = 600,
+                     progress: Callable[[str], None] | None = None) -> int:
+    """Block until the platform is quiet: nothing `unsent` waits to reach Kafka, every query
+    has read its topics, and reading them produced nothing new (no topic grew meanwhile).
+    Returns the rounds it took."""
+    deadline = time.monotonic() + timeout
+    rounds = 0
+    while True:
+        rounds += 1
+        while unsent():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{unsent()} events still unsent after {timeout:.0f} s")
+            time.sleep(0.2)
+        topics = {t for offsets in read_progress(client, clock_prefix).values() for t in offsets}
+        before = end_offsets(bootstrap, topics)
+        wait_until_read(client, clock_prefix, bootstrap,
+                        timeout=max(1.0, deadline - time.monotonic()), progress=progress)
+        if end_offsets(bootstrap, topics) == before and not unsent():
+            return rounds

@@ -350,3 +350,25 @@ def test_sigterm_finishes_the_step_commits_and_exits_zero(settings, redis_conn, 
     first = settings.sim_start.replace(second=0, microsecond=0) + timedelta(minutes=1)
     ticks = [t["tick_id"] for t in read_ticks(settings, topic, expected=1)]
     assert ticks == expected_ids(first, state.last_tick)  # every committed minute, nothing more
+
+
+@pytest.mark.integration
+def test_a_held_minute_waits_for_the_hold_then_ticks_once(settings, redis_conn, prefix, topic):
+    """The clock stops just short of a held minute, calls the hold (readers see a time before
+    it, its tick not yet sent), then crosses it; other minutes pass untouched."""
+    seen = []
+
+    def hold(held: datetime) -> None:
+        seen.append((held, RedisClock(redis_conn, prefix).now(),
+                     [t["tick_id"] for t in read_ticks(settings, topic, expected=1)]))
+
+    clock = make_clock(settings, prefix, topic, hold_at=frozenset({"07:02"}), hold=hold)
+    clock.start(reset=True)
+    clock.run(until=minute(7, 4))
+    clock.close()
+    assert len(seen) == 1
+    held, now, ticks_before = seen[0]
+    assert held == minute(7, 2) and minute(7, 1) < now < minute(7, 2)
+    assert ticks_before == expected_ids(minute(7, 1), minute(7, 1))
+    assert [t["tick_id"] for t in read_ticks(settings, topic, expected=4)] \
+        == expected_ids(minute(7, 1), minute(7, 4))

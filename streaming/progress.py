@@ -7,9 +7,10 @@ import json
 import logging
 
 import redis
-from pyspark.sql.streaming import StreamingQueryListener
+from pyspark.sql.streaming import StreamingQueryListener, StreamingQueryManager
+from pyspark.sql.streaming.listener import SourceProgress
 
-from smart_shelf_platform.progress import Offsets, forget_progress, record_progress
+from smart_shelf_platform.progress import Offsets, record_progress
 
 log = logging.getLogger(__name__)
 
@@ -28,29 +29,34 @@ def kafka_offsets(sources) -> Offsets:
 
 
 class ProgressListener(StreamingQueryListener):
-    def __init__(self, client: redis.Redis, clock_prefix: str):
+    """Records after every micro-batch, and every ~10 s while a query is idle (Spark 4 sends
+    idle events instead of empty progress): idle means it has read all there is."""
+
+    def __init__(self, client: redis.Redis, clock_prefix: str, queries: StreamingQueryManager):
         self.client = client
         self.clock_prefix = clock_prefix
-        self.names: dict[str, str] = {}  # query id -> name (termination events carry no name)
+        self.queries = queries
+        self.names: dict[str, str] = {}  # query id -> name (idle events carry none)
 
     def onQueryStarted(self, event) -> None:
         self.names[str(event.id)] = event.name
 
     def onQueryProgress(self, event) -> None:
-        progress = event.progress
-        try:
-            record_progress(self.client, self.clock_prefix, progress.name,
-                            kafka_offsets(progress.sources))
-        except redis.RedisError as exc:  # progress is advisory: never fail a query over it
-            log.warning("progress of %s not recorded: %s", progress.name, exc)
+        self._record(event.progress.name, event.progress.sources)
 
     def onQueryIdle(self, event) -> None:
-        pass
+        query = self.queries.get(str(event.id))
+        last = query.lastProgress if query is not None else None
+        name = self.names.get(str(event.id))
+        if name is not None:
+            self._record(name, [SourceProgress.fromJson(s) for s in last["sources"]]
+                         if last else [])
+
+    def _record(self, name: str, sources) -> None:
+        try:
+            record_progress(self.client, self.clock_prefix, name, kafka_offsets(sources))
+        except redis.RedisError as exc:  # progress is advisory: never fail a query over it
+            log.warning("progress of %s not recorded: %s", name, exc)
 
     def onQueryTerminated(self, event) -> None:
-        name = self.names.pop(str(event.id), None)
-        if name is not None:
-            try:
-                forget_progress(self.client, self.clock_prefix, name)
-            except redis.RedisError as exc:
-                log.warning("progress of %s not forgotten: %s", name, exc)
+        pass  # the runner forgets its queries' entries when it stops (events may come late)

@@ -12,6 +12,7 @@ import signal
 import sys
 
 from smart_shelf_platform.clock import DEFAULT_KEY_PREFIX, RedisClock
+from smart_shelf_platform.progress import forget_progress
 from smart_shelf_platform.settings import Settings, get_settings
 from streaming import (
     alerts_sink, batch_state_updater, daily_discount_manager, foot_traffic_raw_sink,
@@ -58,7 +59,8 @@ def run(settings: Settings, names: list[str] | None = None, *, until_drained: bo
     previous = {sig: signal.signal(sig, lambda *_: stopping.append(True))
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     ctx = shell.QueryContext.from_settings(settings, **context)
-    spark.streams.addListener(ProgressListener(ctx.clock.client, ctx.clock.key_prefix))
+    spark.streams.addListener(ProgressListener(ctx.clock.client, ctx.clock.key_prefix,
+                                               spark.streams))
     stages = [[q for q in stage if q.name in names] for stage in STAGES]
     # Running continuously, every query starts at once; a drain goes stage by stage.
     waves = [s for s in stages if s] if until_drained else [[q for s in stages for q in s]]
@@ -77,6 +79,7 @@ def run(settings: Settings, names: list[str] | None = None, *, until_drained: bo
         for query in started:
             if query.isActive:
                 query.stop()
+            forget_progress(ctx.clock.client, ctx.clock.key_prefix, query.name)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         spark.stop()
