@@ -137,3 +137,11 @@ def replay_last_decision(ctx: shell.QueryContext, query_name: str) -> int:
                 path.unlink()
                 (checkpoint / log_dir / f".{path.name}.crc").unlink(missing_ok=True)
     return last
+
+
+def drop_redis_keys(client, *prefixes: str) -> None:
+    """Delete every Redis key under the given prefixes (a run's clock, streams, progress)."""
+    for prefix in prefixes:
+        keys = list(client.scan_iter(match=f"{prefix}*"))
+        if keys:
+            client.delete(*keys)

@@ -663,7 +663,7 @@ def pipeline(settings, spark, tmp_path_factory):
 
     from producers.run import SimulateOptions, simulate
     from smart_shelf_platform_tests.streaming_support import (
-        drop_topics, private_context, run_to_end,
+        drop_redis_keys, drop_topics, private_context, run_to_end,
     )
     from smart_shelf_platform_tests.test_streaming_e2e import ORDER, bridge_into
 
@@ -684,10 +684,7 @@ def pipeline(settings, spark, tmp_path_factory):
         yield own, sim
     finally:
         drop_topics(ctx)
-        for pattern in (f"{clock_prefix}*", f"{stream_prefix}*"):
-            keys = list(client.scan_iter(match=pattern))
-            if keys:
-                client.delete(*keys)
+        drop_redis_keys(client, clock_prefix, stream_prefix)
         client.close()
         drop_database(settings, own)
 

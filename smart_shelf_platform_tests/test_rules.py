@@ -53,6 +53,9 @@ def test_refill_is_due_below_the_threshold_or_the_minimum(current, maximum, due)
 def test_refill_quantity_reaches_the_target_and_never_exceeds_capacity():
     assert refill_quantity(10, 100, ShelfPolicy()) == 70          # up to 80 %
     assert refill_quantity(10, 7, ShelfPolicy(target_pct=80)) == 0
+    # 25 units in carts may come back: the refill leaves room for them.
+    assert refill_quantity(10, 100, ShelfPolicy(), in_carts=25) == 65
+    assert refill_quantity(2, 18, ShelfPolicy(), in_carts=3) == 13
     assert refill_quantity(0, 7, ShelfPolicy()) == 6               # ceil(5.6)
     assert refill_quantity(0, 10, ShelfPolicy(target_pct=150)) == 10
 

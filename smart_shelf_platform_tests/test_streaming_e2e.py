@@ -32,7 +32,7 @@ from smart_shelf_platform.ml import feature_store
 from smart_shelf_platform.settings import Settings
 from smart_shelf_platform.verify import verify
 from smart_shelf_platform_tests.streaming_support import (
-    delta_rows, drop_topics, private_context, run_to_end,
+    delta_rows, drop_redis_keys, drop_topics, private_context, run_to_end,
 )
 from smart_shelf_platform_tests.test_daily_features import drop_database, private_database
 from streaming import runner
@@ -100,10 +100,7 @@ def pipeline(settings, spark, tmp_path_factory):
         yield PipelineRun(own, ctx, sim, clock_prefix)
     finally:
         drop_topics(ctx)
-        for pattern in (f"{clock_prefix}*", f"{stream_prefix}*"):
-            keys = list(client.scan_iter(match=pattern))
-            if keys:
-                client.delete(*keys)
+        drop_redis_keys(client, clock_prefix, stream_prefix)
         client.close()
         drop_database(settings, own)
 

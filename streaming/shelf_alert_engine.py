@@ -42,7 +42,11 @@ class ShelfAlertEngine(AlertEngine):
         policy = self.policy_for(key, policies, lambda p: ShelfPolicy(
             float(p["threshold_pct"]), int(p["min_qty"]), float(p["target_pct"]))) or ShelfPolicy()
         stock, cap = shelf["stock"], shelf["cap"]
-        qty = plan_refill(stock, cap, policy, plan_in_flight=self.in_flight_qty(shelf) > 0)
+        # Lots count units until checkout, the shelf only what is on it: the difference is in
+        # carts, and a refill must leave room for it (shoppers put units back).
+        in_carts = sum(lot["qty"] for lot in shelf["lots"].values()) - stock
+        qty = plan_refill(stock, cap, policy, plan_in_flight=self.in_flight_qty(shelf) > 0,
+                          in_carts=in_carts)
         return Decision(
             condition=needs_refill(stock, cap, policy),
             alert_fields={"current_stock": stock, "max_stock": cap,

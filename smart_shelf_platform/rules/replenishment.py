@@ -63,18 +63,20 @@ def needs_refill(current: int, maximum: int, policy: ShelfPolicy) -> bool:
     return stock_pct(current, maximum) < policy.threshold_pct or current < policy.min_qty
 
 
-def refill_quantity(current: int, maximum: int, policy: ShelfPolicy) -> int:
-    """Units that bring the shelf up to the target percentage (never above its capacity)."""
+def refill_quantity(current: int, maximum: int, policy: ShelfPolicy, in_carts: int = 0) -> int:
+    """Units that bring the shelf up to the target percentage, leaving room for the units
+    shoppers hold in their carts (they may put them back): never above its capacity."""
     target = min(maximum, math.ceil(maximum * policy.target_pct / 100.0))
-    return max(0, target - current)
+    return max(0, min(target - current, maximum - current - max(in_carts, 0)))
 
 
-def plan_refill(current: int, maximum: int, policy: ShelfPolicy, plan_in_flight: bool) -> int:
+def plan_refill(current: int, maximum: int, policy: ShelfPolicy, plan_in_flight: bool,
+                in_carts: int = 0) -> int:
     """Units to plan now: 0 when no refill is due or a plan for the shelf is still in flight
     (one plan per shelf; later low-stock updates must not plan again)."""
     if plan_in_flight or not needs_refill(current, maximum, policy):
         return 0
-    return refill_quantity(current, maximum, policy)
+    return refill_quantity(current, maximum, policy, in_carts)
 
 
 def default_reorder_point(warehouse_capacity: int) -> int:
