@@ -21,7 +21,6 @@ items 13, 15, 24).
 
 from __future__ import annotations
 
-import logging
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -37,8 +36,6 @@ from streaming import reference, shell
 from streaming.driver_query import (
     DriverQuery, Outputs, blank, iso, newest_per_key, plain, rows_of, tick_source, utc,
 )
-
-log = logging.getLogger(__name__)
 
 PLAN_NAMESPACE = uuid.UUID("3e9a6c1d-2b7f-5d40-9e8a-51c2f0b7d6a3")
 IN_FLIGHT = ("pending", "issued")
