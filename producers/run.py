@@ -120,8 +120,9 @@ def simulate(settings: Settings, options: SimulateOptions,
             rounds = wait_until_quiet(client, options.clock_key_prefix,
                                       settings.kafka_bootstrap,
                                       unsent=lambda: total_depth(client, writer.streams))
-            log.info("clock held before %s for %.1f s (%d rounds) while the platform caught up",
-                     f"{minute:%a %H:%M}", time.monotonic() - started, rounds)
+            if rounds:
+                log.info("clock held before %s for %.1f s (%d rounds) while the platform "
+                         "caught up", f"{minute:%a %H:%M}", time.monotonic() - started, rounds)
     # At max rate the simulator moves the clock itself (ticks and `sim:now` follow the events),
     # so time-driven steps and the future-timestamp check work the same at any speed.
     clock = SimClock.from_settings(settings, speed=options.speed or 0,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer, TopicPartition
 
-from smart_shelf_platform.progress import wait_until_read
+from smart_shelf_platform.progress import read_progress, wait_until_read
 
 
 def read_to_end(consumer: Consumer, timeout: float = 60) -> list:
@@ -45,7 +45,11 @@ def settle(apply_round: Callable[[], int], flush: Callable[[], None], *, redis_c
            timeout: float = 600, max_rounds: int = 20) -> int:
     """Repeat until a round changes nothing: `flush` (buffered events to Kafka), wait for the
     streaming queries, `apply_round` (apply the effects read to the end; returns how many
-    effects applied plus events emitted). Returns the rounds it took."""
+    effects applied plus events emitted). Returns the rounds it took; 0 when no streaming
+    query is running (nothing to wait for: the effects read so far are applied once)."""
+    if not read_progress(redis_client, clock_prefix):
+        apply_round()
+        return 0
     for round_no in range(1, max_rounds + 1):
         flush()
         wait_until_read(redis_client, clock_prefix, bootstrap, timeout=timeout,
@@ -71,5 +75,6 @@ def settle_simulation(simulation, feed, writer, *, redis_client, clock_prefix: s
 
     rounds = settle(apply_round, flush, redis_client=redis_client, clock_prefix=clock_prefix,
                     bootstrap=bootstrap, progress=progress, timeout=timeout)
-    progress(f"the platform settled in {rounds} round(s)")
+    if rounds:
+        progress(f"the platform settled in {rounds} round(s)")
     return rounds

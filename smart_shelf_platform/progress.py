@@ -110,7 +110,9 @@ def wait_until_quiet(client: redis.Redis, clock_prefix: str, bootstrap: str, *,
                      progress: Callable[[str], None] | None = None) -> int:
     """Block until the platform is quiet: nothing `unsent` waits to reach Kafka, every query
     has read its topics, and reading them produced nothing new (no topic grew meanwhile).
-    Returns the rounds it took."""
+    Returns the rounds it took (0: no streaming query is running, nothing to wait for)."""
+    if not read_progress(client, clock_prefix):
+        return 0
     deadline = time.monotonic() + timeout
     rounds = 0
     while True:

@@ -22,12 +22,14 @@ import pytest
 
 from producers.run import SimulateOptions, simulate
 from producers.streams import stream_name
+from smart_shelf_platform.progress import wait_until_read
 from smart_shelf_platform.verify import verify
 from smart_shelf_platform_tests.streaming_support import (
     consume_all, delta_rows, drop_redis_keys, drop_topics, private_context, store_reference,
 )
 from smart_shelf_platform_tests.test_daily_features import drop_database, private_database
 from smart_shelf_platform_tests.test_streaming_e2e import EVENT_TOPICS
+from streaming import runner
 
 # The module's run (simulation, holds, settling) counts against its first test.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
@@ -76,6 +78,9 @@ def loop(settings, tmp_path_factory):
         arg for t in EVENT_TOPICS
         for arg in ("--stream", f"{stream_name(t, stream_prefix)}={ctx.topic(t)}")))
     try:
+        # Holds and settling wait for the queries that report progress: all of them, first.
+        wait_until_read(client, clock_prefix, own.kafka_bootstrap, queries=runner.QUERIES,
+                        timeout=300)
         sim = simulate(own, SimulateOptions(
             until=own.sim_start + SIMULATED, speed=SPEED, stream_prefix=stream_prefix,
             clock_key_prefix=clock_prefix, clock_topic=ctx.topic("clock_ticks"),
