@@ -44,7 +44,7 @@ from smart_shelf_platform.ml.features import (
 )
 from smart_shelf_platform.settings import Settings
 from smart_shelf_platform.stack.process import StackError
-from smart_shelf_platform.verify import _read_delta, select_stores
+from smart_shelf_platform.verify import _read_delta, connect_ledger, select_stores
 
 DAY = timedelta(days=1)
 WASTE_FROM_LEDGER = "ledger (sim.ledger_daily_waste)"
@@ -506,14 +506,7 @@ def report(settings: Settings, stores: list[str] | None = None, first: date | No
 
 def read_inputs(settings: Settings, stores: list[str] | None, first: date | None,
                 last: date | None) -> ReportInputs:
-    try:
-        conn = psycopg.connect(settings.postgres_dsn(), connect_timeout=10)
-    except psycopg.OperationalError as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise StackError(f"cannot read the ledger from Postgres at {settings.postgres_host}:"
-                         f"{settings.postgres_port} ({reason}); is the stack up "
-                         "(smart-shelf up)?") from None
-    with conn:
+    with connect_ledger(settings) as conn:
         ledger = read_ledger(conn, stores, settings.sim_start, first, last)
     return ReportInputs(**ledger, **read_platform(settings.delta_root, ledger["stores"],
                                                   ledger["window"]))

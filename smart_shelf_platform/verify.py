@@ -194,15 +194,19 @@ def verify(settings: Settings, stores: list[str] | None = None) -> VerifyReport:
 LEDGER_LOTS = "SELECT store_id, shelf_id, batch_code, quantity FROM {} WHERE store_id = ANY(%s)"
 
 
-def read_ledger(settings: Settings, stores: list[str] | None) -> LedgerState:
+def connect_ledger(settings: Settings) -> psycopg.Connection:
+    """A connection to the ledger's database, or one clear StackError saying why not."""
     try:
-        conn = psycopg.connect(settings.postgres_dsn(), connect_timeout=10)
+        return psycopg.connect(settings.postgres_dsn(), connect_timeout=10)
     except psycopg.OperationalError as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise StackError(f"cannot read the ledger from Postgres at {settings.postgres_host}:"
                          f"{settings.postgres_port} ({reason}); is the stack up "
                          "(smart-shelf up)?") from None
-    return read_ledger_from(conn, stores)
+
+
+def read_ledger(settings: Settings, stores: list[str] | None) -> LedgerState:
+    return read_ledger_from(connect_ledger(settings), stores)
 
 
 def read_ledger_from(conn: psycopg.Connection, stores: list[str] | None) -> LedgerState:
