@@ -282,3 +282,58 @@ def test_batch_metrics_count_late_events_and_measure_latency_from_kafka_arrival(
     # The frames "arrived" in Kafka at RECEIVED, long before now.
     assert lines[0]["latency_ms"]["p95"] >= lines[0]["latency_ms"]["p50"] > 0
     assert first["valid:foot_traffic"] == 3
+
+
+def test_a_prefilter_keeps_in_spark_what_it_accepts_on_a_parsed_record(spark):
+    """Spark filters raw values with `sql()`; a hosted query filters parsed records with
+    `accepts`: both must keep the same records (the tick filter looks at "HH:MM" only)."""
+    ticks = [{"sim_time": f"2026-01-0{d}T{t}:00Z"} for d in (1, 2) for t in ("00:00", "12:00",
+                                                                           "12:01")]
+    events = [{"event_type": t, "actor": a} for t in ("wh_in", "wh_out") for a in ("x", None)]
+    cases = [
+        (shell.FieldIn("sim_time", ("00:00", "12:00"), chars=(11, 16)), ticks),
+        (shell.json_field_in("event_type", ("wh_out",)), events),
+        (shell.AnyOf((shell.json_field_in("event_type", ("wh_in",)),
+                      shell.json_field_in("actor", ("x",)))), events),
+    ]
+    for prefilter, records in cases:
+        frame = kafka_frame(spark, "t", [as_bytes(r) for r in records])
+        kept = [json.loads(r.value) for r in frame.where(prefilter.sql()).orderBy("offset")
+                .collect()]
+        assert kept == [r for r in records if prefilter.accepts(r)]
+        assert 0 < len(kept) < len(records)
+
+
+def test_hosted_queries_share_one_read_per_topic():
+    from streaming.driver_query import shared_sources
+
+    ticks_at = lambda *t: dataclasses.replace(  # noqa: E731
+        shell.EventSource("clock_ticks", SHELF_EVENT, dead_letters=False),
+        prefilter=shell.FieldIn("sim_time", t, chars=(11, 16)))
+    midnight, noon = ticks_at("00:00"), ticks_at("12:00")
+    everything = dataclasses.replace(midnight, prefilter=None)
+    reporter = shell.EventSource("clock_ticks", SHELF_EVENT)
+
+    (both,) = shared_sources([midnight, noon, midnight])
+    assert both.prefilter == shell.AnyOf((midnight.prefilter, noon.prefilter))
+    assert not both.dead_letters
+    (whole,) = shared_sources([midnight, everything])
+    assert whole.prefilter is None
+    (reported,) = shared_sources([midnight, reporter])
+    assert reported.dead_letters and reported.prefilter is None  # a reporter sees everything
+    with pytest.raises(ValueError, match="different contracts or dedupe keys"):
+        shared_sources([midnight, dataclasses.replace(noon, dedupe_on=("event_id", "actor"))])
+
+
+def test_a_hosted_batch_is_collected_once_as_plain_records_of_each_contract(spark):
+    from streaming.driver_query import collect_batch
+
+    sources = [shell.EventSource("shelf_events", SHELF_EVENT),
+               shell.EventSource("foot_traffic", FOOT_TRAFFIC)]
+    shelf, visit = shelf_event(), foot_traffic_event(3)
+    valid = {s.topic: shell.valid_rows(shell.parse_events(
+        kafka_frame(spark, s.topic, [as_bytes(e)]), s.record), s.record)
+        for s, e in zip(sources, (shelf, visit))}
+    rows = collect_batch(valid, sources)
+    assert rows["shelf_events"] == [shelf | {"timestamp": "2026-01-01T07:00:00Z"}]
+    assert rows["foot_traffic"] == [visit | {"timestamp": "2026-01-01T07:03:12.500000Z"}]

@@ -34,7 +34,7 @@ from smart_shelf_platform.rules.expiry import near_expiry
 from smart_shelf_platform.rules.replenishment import PolicyScope, most_specific
 from streaming import reference, shell
 from streaming.driver_query import (
-    DriverQuery, Outputs, blank, iso, newest_per_key, plain, rows_of, tick_source, utc,
+    DriverQuery, Outputs, Rows, blank, iso, newest_per_key, plain, rows_of, tick_source, utc,
 )
 
 PLAN_NAMESPACE = uuid.UUID("3e9a6c1d-2b7f-5d40-9e8a-51c2f0b7d6a3")
@@ -100,10 +100,10 @@ class AlertEngine(DriverQuery):
     def sources(self) -> list[shell.EventSource]:
         return [self.stock_source, self.lots_source, self.policy_source, self.plan_source, TICKS]
 
-    def step(self, state: dict, valid: shell.ValidRows, batch_id: int) -> Outputs:
+    def step(self, state: dict, rows: Rows, batch_id: int) -> Outputs:
         out = Outputs()
-        touched, all_of_store, new_day = self.fold(state, valid)
-        self.follow_plans(state, valid, out)
+        touched, all_of_store, new_day = self.fold(state, rows)
+        self.follow_plans(state, rows, out)
         shelves = state["shelves"]
         keys = set(shelves) if new_day else touched | {
             k for k in shelves if k.split("|", 1)[0] in all_of_store}
@@ -113,9 +113,9 @@ class AlertEngine(DriverQuery):
 
     # ---- 1. fold the inputs ----------------------------------------------------------
 
-    def fold(self, state: dict, valid: shell.ValidRows) -> tuple[set[str], set[str], bool]:
+    def fold(self, state: dict, rows: Rows) -> tuple[set[str], set[str], bool]:
         shelves, touched, stores_with_new_policy = state["shelves"], set(), set()
-        for row in newest_per_key(valid, self.stock_source):
+        for row in newest_per_key(rows, self.stock_source):
             key = f"{row['store_id']}|{row['shelf_id']}"
             shelf = self._shelf(shelves, key)
             if row["version"] >= shelf["version"]:
@@ -124,7 +124,7 @@ class AlertEngine(DriverQuery):
                 shelf["ts"] = self._later(shelf["ts"], row["last_update_ts"])
                 shelf["stock_ts"] = self._later(shelf["stock_ts"], row["last_update_ts"])
                 touched.add(key)
-        for row in newest_per_key(valid, self.lots_source):
+        for row in newest_per_key(rows, self.lots_source):
             key = f"{row['store_id']}|{row['shelf_id']}"
             shelf = self._shelf(shelves, key)
             lot = shelf["lots"].get(row["batch_code"])
@@ -134,13 +134,13 @@ class AlertEngine(DriverQuery):
                     "qty": row[self.lot_quantity_field], "version": row["version"]}
                 shelf["ts"] = self._later(shelf["ts"], row["last_update_ts"])
                 touched.add(key)
-        for row in newest_per_key(valid, self.policy_source):
+        for row in newest_per_key(rows, self.policy_source):
             key = f"{row['store_id']}|{row['policy_id']}"
             known = state["policies"].get(key)
             if known is None or row["updated_at"] >= known["updated_at"]:
                 state["policies"][key] = row
                 stores_with_new_policy.add(row["store_id"])
-        ticks = rows_of(valid, TICKS)
+        ticks = rows_of(rows, TICKS)
         new_day = False
         if ticks:
             latest = max(ticks, key=lambda t: t["sim_time"])
@@ -150,10 +150,10 @@ class AlertEngine(DriverQuery):
                 state["today"] = latest["sim_date"]
         return touched, stores_with_new_policy, new_day
 
-    def follow_plans(self, state: dict, valid: shell.ValidRows, out: Outputs) -> None:
+    def follow_plans(self, state: dict, rows: Rows, out: Outputs) -> None:
         """Status changes from the plan's manager: issued acknowledges the stock alert."""
         order = {"pending": 0, "issued": 1, "completed": 2, "canceled": 2}
-        changes = sorted(rows_of(valid, self.plan_source),
+        changes = sorted(rows_of(rows, self.plan_source),
                          key=lambda r: (r["updated_at"], order[r["status"]]))
         for row in changes:
             key = f"{row['store_id']}|{row['shelf_id']}"

@@ -17,14 +17,13 @@ from __future__ import annotations
 from datetime import date
 
 from pyspark.sql import SparkSession
-from pyspark.sql.streaming import DataStreamWriter
 
 from smart_shelf_platform.rules.alerts import alert_id
 from smart_shelf_platform.rules.expiry import (
     daily_discount, earliest_expiring, parse_discount_ladder,
 )
 from streaming import shell
-from streaming.driver_query import DriverQuery, Outputs, blank, rows_of, tick_source, utc
+from streaming.driver_query import DriverQuery, Outputs, Rows, blank, rows_of, tick_source, utc
 from streaming.shelf_lots import LOTS, fold_lot, later, lot_stock, shelf_key
 
 NAME = "daily_discount_manager"
@@ -50,10 +49,10 @@ class DailyDiscountManager(DriverQuery):
         # alerts: shelf key -> the open near_expiry_discount alert of that shelf
         return {"lots": {}, "today": None, "alerts": {}}
 
-    def step(self, state: dict, valid: shell.ValidRows, batch_id: int) -> Outputs:
+    def step(self, state: dict, rows: Rows, batch_id: int) -> Outputs:
         out = Outputs()
-        inputs = ([("lot", r["last_update_ts"], r) for r in rows_of(valid, LOTS)]
-                  + [("tick", r["sim_time"], r) for r in rows_of(valid, TICKS)])
+        inputs = ([("lot", r["last_update_ts"], r) for r in rows_of(rows, LOTS)]
+                  + [("tick", r["sim_time"], r) for r in rows_of(rows, TICKS)])
         for kind, _, row in sorted(inputs, key=lambda i: (utc(i[1]), ORDER[i[0]])):
             if kind == "lot":
                 self._lot(state, row, out)
@@ -105,12 +104,9 @@ class DailyDiscountManager(DriverQuery):
                                     "updated_at": later(alert["created_at"], now)})
 
 
-def build(spark: SparkSession, ctx: shell.QueryContext) -> DataStreamWriter:
-    return DailyDiscountManager(spark, ctx).build(spark)
-
 
 # Decides once a simulated day; between days it only folds lots, so it runs less often.
-QUERY = shell.StreamingQuerySpec(NAME, build, "shelf lots, first tick of each day -> daily "
+QUERY = DailyDiscountManager.spec("shelf lots, first tick of each day -> daily "
                                  "discounts, near-expiry discount alerts", pace=5)
 
 

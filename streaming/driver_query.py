@@ -5,28 +5,34 @@ they fold the batch's rows into plain Python state with the pure rules instead o
 The state is saved per micro-batch (`DriverState`), so a replayed batch makes exactly the same
 decisions, with the same deterministic ids and timestamps. Per batch:
 
-1. `step(state, valid rows, batch id)` folds the inputs and returns the batch's `Outputs`;
+1. `step(state, rows, batch id)` folds the inputs and returns the batch's `Outputs`;
 2. the messages go to Kafka (idempotent producer, flushed) before anything is committed;
 3. table rows are MERGEd into Delta by key, once per batch id (txn);
 4. the state is saved.
 
 A crash between 2 and 4 replays the batch: the same messages again (consumers dedupe by id or
 key + status) and a MERGE that Delta skips.
+
+Several driver queries run as one Spark query (`DriverHost`): their topics are read once and
+each micro-batch is collected to the driver once, then handed to every member in turn. On two
+cores the fixed cost of a micro-batch (offsets, dedupe state, Spark jobs, commits), not the
+decisions, is what limits the platform, so the runner hosts them together.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from decimal import Decimal
+from functools import reduce
+from pathlib import Path
 
 import orjson
 from confluent_kafka import Producer
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 from pyspark.sql.streaming import DataStreamWriter
 
 from smart_shelf_platform.contracts.catalogue import DELTA_TABLES_BY_PATH, TOPICS_BY_NAME
@@ -41,10 +47,7 @@ log = logging.getLogger(__name__)
 def tick_source(*times: str) -> shell.EventSource:
     """Clock ticks; with `times` ("00:00", "12:00", ...) only the ticks of those minutes of the
     day (the clock, their only producer, checks its own ticks: no dead letters here)."""
-    prefilter = None
-    if times:
-        tick_time = "substr(get_json_object(CAST(value AS STRING), '$.sim_time'), 12, 5)"
-        prefilter = f"{tick_time} IN ({', '.join(repr(t) for t in times)})"
+    prefilter = shell.FieldIn("sim_time", times, chars=(11, 16)) if times else None  # "HH:MM"
     return shell.EventSource("clock_ticks", CLOCK_TICK, dead_letters=False, prefilter=prefilter)
 
 
@@ -64,22 +67,29 @@ def plain(value):
     return float(value) if isinstance(value, Decimal) else value
 
 
-def collect_records(df: DataFrame) -> list[dict]:
-    """Rows as plain dicts with ISO-8601 text for times and dates (no local-time surprises)."""
-    text = [F.date_format(c.name, "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX").alias(c.name)
-            if isinstance(c.dataType, T.TimestampType)
-            else F.col(c.name).cast("string").alias(c.name)
-            if isinstance(c.dataType, T.DateType) else F.col(c.name)
-            for c in df.schema.fields]
-    times = [c.name for c in df.schema.fields if isinstance(c.dataType, T.TimestampType)]
-    records = []
-    for row in df.select(*text).collect():
-        record = {k: plain(v) for k, v in row.asDict(recursive=True).items()}
-        for name in times:  # one spelling for every time a driver query handles or sends
-            if record[name] is not None:
-                record[name] = iso(utc(record[name]))
-        records.append(record)
-    return records
+Rows = dict[str, list[dict]]  # topic -> the batch's valid records of that topic, for one query
+# Every time a driver query handles or sends is ISO-8601 text with microseconds, in UTC.
+_JSON_OPTIONS = {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"}
+
+
+def collect_batch(valid: shell.ValidRows, sources: list[shell.EventSource]) -> Rows:
+    """Every topic's valid rows in one Spark job, as plain records of their contract: JSON text
+    (so rows of different contracts share one column), times normalised, decimals as floats."""
+    records = {s.topic: s.record for s in sources}
+    frames = [df.select(F.lit(topic).alias("topic"),
+                        F.to_json(F.struct(*df.columns), _JSON_OPTIONS).alias("json"))
+              for topic, df in valid.items()]
+    rows: Rows = {topic: [] for topic in valid}
+    for row in reduce(DataFrame.union, frames).collect():
+        record = records[row.topic]
+        values = orjson.loads(row.json)
+        out = {}
+        for f in record.fields:  # null fields are left out of the JSON
+            value = values.get(f.name)
+            out[f.name] = iso(utc(value)) if value is not None and \
+                f.type.kind == "timestamp" else value
+        rows[row.topic].append(out)
+    return rows
 
 
 def typed(record: Record, values: dict) -> dict:
@@ -93,16 +103,16 @@ def typed(record: Record, values: dict) -> dict:
     return out
 
 
-def rows_of(valid: shell.ValidRows, source: shell.EventSource) -> list[dict]:
-    return collect_records(valid[source.topic]) if source.topic in valid else []
+def rows_of(rows: Rows, source: shell.EventSource) -> list[dict]:
+    return rows.get(source.topic, [])
 
 
-def newest_per_key(valid: shell.ValidRows, source: shell.EventSource) -> list[dict]:
+def newest_per_key(rows: Rows, source: shell.EventSource) -> list[dict]:
     """The newest row per key of a state topic in this batch (compacted topics repeat keys):
     by `version`, or by `updated_at` for records without one (policies)."""
     newest: dict[tuple, dict] = {}
     order = "version" if "version" in source.record.field_names else "updated_at"
-    for row in rows_of(valid, source):
+    for row in rows_of(rows, source):
         key = tuple(row[k] for k in source.record.key)
         if key not in newest or row[order] >= newest[key][order]:
             newest[key] = row
@@ -139,7 +149,25 @@ class DriverQuery:
     def __init__(self, spark: SparkSession, ctx: shell.QueryContext):
         self.ctx = ctx
         self._kafka: Producer | None = None
-        self.state = DriverState(ctx.checkpoint(self.name), self.initial_state)
+        self.hosted_by(None)
+
+    @classmethod
+    def spec(cls, description: str, pace: float = 1.0) -> shell.StreamingQuerySpec:
+        """The query's runner entry; run alone, it is a host of one."""
+        return shell.StreamingQuerySpec(
+            cls.name, lambda spark, ctx: DriverHost(cls.name, [cls(spark, ctx)]).build(spark),
+            description, pace=pace, driver=cls)
+
+    def hosted_by(self, host: str | None) -> None:
+        """Alone, the query keeps its state in its own checkpoint and names its Delta
+        transactions after itself; hosted, in the host's (whose batch ids it then shares)."""
+        if host is None:
+            self.app_id = self.name
+            directory = Path(self.ctx.checkpoint(self.name)) / "driver_state"
+        else:
+            self.app_id = f"{host}/{self.name}"
+            directory = Path(self.ctx.checkpoint(host)) / "driver_state" / self.name
+        self.state = DriverState(directory, self.initial_state)
 
     # ---- hooks -----------------------------------------------------------------------
 
@@ -150,21 +178,17 @@ class DriverQuery:
     def initial_state(self) -> dict:
         raise NotImplementedError
 
-    def step(self, state: dict, valid: shell.ValidRows, batch_id: int) -> Outputs:
+    def step(self, state: dict, rows: Rows, batch_id: int) -> Outputs:
         raise NotImplementedError
 
-    # ---- the query -------------------------------------------------------------------
+    # ---- one micro-batch -------------------------------------------------------------
 
-    def build(self, spark: SparkSession) -> DataStreamWriter:
-        return shell.event_query(spark, self.ctx, self.name, self.sources, self.handle)
-
-    def handle(self, valid: shell.ValidRows, batch_id: int) -> None:
+    def run_batch(self, spark: SparkSession, rows: Rows, batch_id: int) -> None:
         state = self.state.before(batch_id)
-        outputs = self.step(state, valid, batch_id)
+        outputs = self.step(state, rows, batch_id)
         self.publish(outputs.messages)
-        session = next(iter(valid.values())).sparkSession
-        for table, rows in sorted(outputs.rows.items()):
-            self.merge(session, table, rows, batch_id)
+        for table, records in sorted(outputs.rows.items()):
+            self.merge(spark, table, records, batch_id)
         self.state.save(batch_id, state)
         if outputs:
             log.info("%s batch %d: %d messages, %s", self.name, batch_id,
@@ -205,4 +229,57 @@ class DriverQuery:
         merge = (DeltaTable.forPath(spark, self.ctx.table(table)).alias("t")
                  .merge(rows.alias("s"), condition)
                  .whenMatchedUpdateAll().whenNotMatchedInsertAll())
-        shell.merge_idempotent(spark, merge, f"{self.name}:{table}", batch_id)
+        shell.merge_idempotent(spark, merge, f"{self.app_id}:{table}", batch_id)
+
+
+def shared_sources(sources: list[shell.EventSource]) -> list[shell.EventSource]:
+    """One source per topic for queries hosted together: it reports dead letters if any reader
+    does, and prefilters only if every reader does (each reader filters again, `accepts`)."""
+    by_topic: dict[str, list[shell.EventSource]] = {}
+    for source in sources:
+        by_topic.setdefault(source.topic, []).append(source)
+    shared = []
+    for topic, readers in by_topic.items():
+        if len({(r.record.name, r.dedupe_fields) for r in readers}) > 1:
+            raise ValueError(f"queries read {topic} with different contracts or dedupe keys; "
+                             "they cannot share one read of it")
+        filters = [r.prefilter for r in readers]
+        dead_letters = any(r.dead_letters for r in readers)
+        prefilter = None
+        if not dead_letters and None not in filters:
+            unique = tuple(dict.fromkeys(f for f in filters))
+            prefilter = unique[0] if len(unique) == 1 else shell.AnyOf(unique)
+        shared.append(replace(readers[0], dead_letters=dead_letters, prefilter=prefilter,
+                              dedupe_on=readers[0].dedupe_fields))
+    return shared
+
+
+class DriverHost:
+    """Driver queries in one Spark query `name`, handed each micro-batch in the given order
+    (engines before the managers that act on their plans)."""
+
+    def __init__(self, name: str, members: list[DriverQuery]):
+        self.name = name
+        self.members = members
+        if len(members) > 1:
+            for member in members:
+                member.hosted_by(name)
+        for member in members:
+            topics = [s.topic for s in member.sources]
+            if len(set(topics)) < len(topics):
+                raise ValueError(f"{member.name} reads a topic twice")
+        self.sources = shared_sources([s for m in members for s in m.sources])
+
+    def build(self, spark: SparkSession) -> DataStreamWriter:
+        return shell.event_query(spark, self.members[0].ctx, self.name, self.sources,
+                                 self.handle)
+
+    def handle(self, valid: shell.ValidRows, batch_id: int) -> None:
+        rows = collect_batch(valid, self.sources)
+        session = next(iter(valid.values())).sparkSession
+        for member in self.members:
+            own = {s.topic: [r for r in rows[s.topic]
+                             if s.prefilter is None or s.prefilter.accepts(r)]
+                   for s in member.sources if s.topic in rows}
+            if any(own.values()):
+                member.run_batch(session, own, batch_id)

@@ -1,8 +1,8 @@
 """State a query keeps on the driver, saved after every micro-batch next to its checkpoint.
 
 For queries whose decisions are made in Python with the pure rules (the alert engines): the
-state after batch N is saved as `<checkpoint>/driver_state/<N>.json` once the batch's outputs
-are written. Batch N always starts from the newest state saved before N, so a batch that
+state after batch N is saved as `<checkpoint>/driver_state[/<query>]/<N>.json` once the batch's
+outputs are written. Batch N always starts from the newest state saved before N, so a batch that
 replays after a crash makes exactly the decisions it made the first time (same ids, same
 records) and a restart resumes where the checkpoint says. Local paths only.
 """
@@ -18,8 +18,8 @@ import orjson
 
 
 class DriverState:
-    def __init__(self, checkpoint: str, initial: Callable[[], dict], keep: int = 10):
-        self.directory = Path(checkpoint) / "driver_state"
+    def __init__(self, directory: Path, initial: Callable[[], dict], keep: int = 10):
+        self.directory = directory
         self.initial = initial
         self.keep = keep
         self._cached: tuple[int, dict] | None = None

@@ -21,14 +21,12 @@ from __future__ import annotations
 
 from datetime import date
 
-from pyspark.sql import SparkSession
-from pyspark.sql.streaming import DataStreamWriter
 
 from smart_shelf_platform.contracts.events import SHELF_EVENT
 from smart_shelf_platform.rules.alerts import alert_id
 from smart_shelf_platform.rules.expiry import expired_lots
 from streaming import shell
-from streaming.driver_query import DriverQuery, Outputs, blank, rows_of, tick_source, utc
+from streaming.driver_query import DriverQuery, Outputs, Rows, blank, rows_of, tick_source, utc
 from streaming.shelf_lots import LOTS, fold_lot, later, lot_stock, shelf_key
 
 NAME = "removal_scheduler"
@@ -51,11 +49,11 @@ class RemovalScheduler(DriverQuery):
         # orders: shelf key -> {alert, expected lots, removed units per event, accounted lots}
         return {"lots": {}, "today": None, "orders": {}}
 
-    def step(self, state: dict, valid: shell.ValidRows, batch_id: int) -> Outputs:
+    def step(self, state: dict, rows: Rows, batch_id: int) -> Outputs:
         out = Outputs()
-        inputs = ([("lot", r["last_update_ts"], r) for r in rows_of(valid, LOTS)]
-                  + [("removal", r["timestamp"], r) for r in rows_of(valid, REMOVALS)]
-                  + [("tick", r["sim_time"], r) for r in rows_of(valid, TICKS)])
+        inputs = ([("lot", r["last_update_ts"], r) for r in rows_of(rows, LOTS)]
+                  + [("removal", r["timestamp"], r) for r in rows_of(rows, REMOVALS)]
+                  + [("tick", r["sim_time"], r) for r in rows_of(rows, TICKS)])
         touched: set[str] = set()
         for kind, _, row in sorted(inputs, key=lambda i: (utc(i[1]), ORDER[i[0]])):
             if kind == "tick":
@@ -135,12 +133,9 @@ class RemovalScheduler(DriverQuery):
                                     "updated_at": later(alert["created_at"], now)})
 
 
-def build(spark: SparkSession, ctx: shell.QueryContext) -> DataStreamWriter:
-    return RemovalScheduler(spark, ctx).build(spark)
-
 
 # Decides once a simulated day and follows the staff's removals; nobody waits on it.
-QUERY = shell.StreamingQuerySpec(NAME, build, "shelf lots, removal events, first tick of each "
+QUERY = RemovalScheduler.spec("shelf lots, removal events, first tick of each "
                                  "day -> expired-removal work orders", pace=5)
 
 

@@ -2,6 +2,9 @@
 
 Locally every query runs in one application, each with its own checkpoint and query name; on a
 cluster, any subset can be `spark-submit`ted on its own (`python -m streaming.runner --query X`).
+The driver queries started together (alert engines, managers, refill bridge) run as one Spark
+query, `decisions` (`driver_query.DriverHost`), with one checkpoint; one started alone keeps its
+own name and checkpoint. Moving a driver query between the two starts it afresh from its topics.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from streaming import (
     shelf_restock_manager, supplier_manager, wh_aggregator, wh_alert_engine,
     wh_batch_state_updater,
 )
+from streaming.driver_query import DriverHost
 from streaming.progress import ProgressListener
 from streaming.session import build_spark
 
@@ -38,10 +42,41 @@ STAGES: tuple[tuple[shell.StreamingQuerySpec, ...], ...] = (
     (alerts_sink.QUERY,),
 )
 QUERIES: dict[str, shell.StreamingQuerySpec] = {q.name: q for stage in STAGES for q in stage}
+HOST = "decisions"
 
 
 def unknown_queries(names: list[str]) -> list[str]:
     return [n for n in names if n not in QUERIES]
+
+
+def arranged(names: list[str] | None = None) -> list[list[shell.StreamingQuerySpec]]:
+    """The stages of the selected queries, with two or more driver queries replaced by their
+    host in each stage that had one of them (a drain runs the host once per such stage)."""
+    stages = [[q for q in stage if names is None or q.name in names] for stage in STAGES]
+    drivers = [q for stage in stages for q in stage if q.driver is not None]
+    if len(drivers) > 1:
+        host = host_spec(drivers)
+        stages = [([host] if any(q.driver for q in stage) else [])
+                  + [q for q in stage if q.driver is None] for stage in stages]
+    return [stage for stage in stages if stage]
+
+
+def host_spec(drivers: list[shell.StreamingQuerySpec]) -> shell.StreamingQuerySpec:
+    every = [q.name for q in QUERIES.values() if q.driver is not None]
+    names = tuple(q.name for q in drivers)
+    # A subset gets a name of its own: another set of queries cannot share its checkpoint.
+    name = HOST if list(names) == every else "-".join((HOST, *names))
+
+    def build(spark, ctx: shell.QueryContext):
+        return DriverHost(name, [q.driver(spark, ctx) for q in drivers]).build(spark)
+
+    return shell.StreamingQuerySpec(name, build, "driver queries " + ", ".join(names),
+                                    pace=min(q.pace for q in drivers), hosts=names)
+
+
+def spark_query_names(names: list[str] | None = None) -> list[str]:
+    """The Spark queries a run of these queries starts (what reports progress and metrics)."""
+    return list(dict.fromkeys(q.name for stage in arranged(names) for q in stage))
 
 
 def run(settings: Settings, names: list[str] | None = None, *, until_drained: bool = False,
@@ -50,8 +85,7 @@ def run(settings: Settings, names: list[str] | None = None, *, until_drained: bo
     """Start the queries and block until SIGINT/SIGTERM (or, with `until_drained`, until each
     has processed everything available, stage by stage); a failed query stops the application.
     `context` overrides QueryContext fields (topic_prefix, max_offsets_per_trigger, ...)."""
-    names = names or list(QUERIES)
-    if unknown := unknown_queries(names):
+    if unknown := unknown_queries(names or []):
         raise ValueError(f"unknown queries {unknown}; available: {sorted(QUERIES)}")
     spark = build_spark(settings, app_name)
     stopping: list[bool] = []
@@ -61,17 +95,19 @@ def run(settings: Settings, names: list[str] | None = None, *, until_drained: bo
     ctx = shell.QueryContext.from_settings(settings, **context)
     spark.streams.addListener(ProgressListener(ctx.clock.client, ctx.clock.key_prefix,
                                                spark.streams))
-    stages = [[q for q in stage if q.name in names] for stage in STAGES]
+    stages = arranged(names or None)
     # Running continuously, every query starts at once; a drain goes stage by stage.
-    waves = [s for s in stages if s] if until_drained else [[q for s in stages for q in s]]
+    waves = stages if until_drained else [list({q.name: q for s in stages for q in s}.values())]
     started = []
     try:
         for wave in waves:
             queries = [spec.start(spark, ctx, available_now=until_drained,
                                   trigger_seconds=trigger_seconds) for spec in wave]
             started += queries
-            for query in queries:
-                log.info("%s started (checkpoint %s)", query.name, ctx.checkpoint(query.name))
+            for spec in wave:
+                for name in spec.hosts or (spec.name,):
+                    log.info("%s started (checkpoint %s%s)", name, ctx.checkpoint(spec.name),
+                             f", in {spec.name}" if spec.hosts else "")
             _watch(queries, stopping)
             if stopping:
                 break

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pyspark.sql import SparkSession
-from pyspark.sql.streaming import DataStreamWriter
 
 from smart_shelf_platform.contracts.state import SHELF_BATCH_STATE, SHELF_POLICY, SHELF_STATE
 from smart_shelf_platform.rules.expiry import NEAR_EXPIRY_DAYS_STORE
@@ -64,11 +62,8 @@ class ShelfAlertEngine(AlertEngine):
                 "created_at": iso(now), "updated_at": iso(now)}
 
 
-def build(spark: SparkSession, ctx: shell.QueryContext) -> DataStreamWriter:
-    return ShelfAlertEngine(spark, ctx).build(spark)
 
-
-QUERY = shell.StreamingQuerySpec(NAME, build, "shelf state, lots, policies -> alerts, plans",
+QUERY = ShelfAlertEngine.spec("shelf state, lots, policies -> alerts, plans",
                                  pace=2.5)
 
 

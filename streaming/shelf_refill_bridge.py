@@ -15,12 +15,11 @@ import uuid
 from datetime import timedelta
 
 from pyspark.sql import SparkSession
-from pyspark.sql.streaming import DataStreamWriter
 
 from smart_shelf_platform.contracts.events import WH_EVENT
 from smart_shelf_platform.rules.restock import refill_due
 from streaming import reference, shell
-from streaming.driver_query import DriverQuery, Outputs, iso, rows_of, tick_source, utc
+from streaming.driver_query import DriverQuery, Outputs, Rows, iso, rows_of, tick_source, utc
 
 NAME = "shelf_refill_bridge"
 PICKS = shell.EventSource("wh_events", WH_EVENT, dead_letters=False,
@@ -44,15 +43,15 @@ class ShelfRefillBridge(DriverQuery):
     def initial_state(self) -> dict:
         return {"pending": {}, "released": {}, "now": None}
 
-    def step(self, state: dict, valid: shell.ValidRows, batch_id: int) -> Outputs:
+    def step(self, state: dict, rows: Rows, batch_id: int) -> Outputs:
         out = Outputs()
-        for pick in rows_of(valid, PICKS):
+        for pick in rows_of(rows, PICKS):
             if pick["event_id"] not in state["released"] and pick["quantity"] > 0:
                 state["pending"][pick["event_id"]] = pick | {
                     "due": iso(refill_due(utc(pick["timestamp"]), self.delay))}
         # The clock's newest time: a pick that arrives after its due tick (the picking query
         # lagged) goes out at once instead of waiting for a tick that may never come.
-        ticks = [utc(t["sim_time"]) for t in rows_of(valid, TICKS)]
+        ticks = [utc(t["sim_time"]) for t in rows_of(rows, TICKS)]
         if ticks and (state["now"] is None or max(ticks) > utc(state["now"])):
             state["now"] = iso(max(ticks))
         if state["now"] is None:
@@ -86,11 +85,8 @@ class ShelfRefillBridge(DriverQuery):
         ]
 
 
-def build(spark: SparkSession, ctx: shell.QueryContext) -> DataStreamWriter:
-    return ShelfRefillBridge(spark, ctx).build(spark)
 
-
-QUERY = shell.StreamingQuerySpec(NAME, build, "warehouse picks, ticks -> restocker putbacks")
+QUERY = ShelfRefillBridge.spec("warehouse picks, ticks -> restocker putbacks")
 
 
 if __name__ == "__main__":

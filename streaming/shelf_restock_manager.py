@@ -22,7 +22,6 @@ import uuid
 from datetime import date, timedelta
 
 from pyspark.sql import SparkSession
-from pyspark.sql.streaming import DataStreamWriter
 
 from smart_shelf_platform.contracts.events import SHELF_EVENT, WH_EVENT
 from smart_shelf_platform.contracts.state import SHELF_RESTOCK_PLAN
@@ -31,7 +30,7 @@ from smart_shelf_platform.rules.allocation import LotStock
 from smart_shelf_platform.rules.expiry import expired_lots
 from smart_shelf_platform.rules.restock import pick_for_plan, plan_due
 from streaming import reference, shell
-from streaming.driver_query import DriverQuery, Outputs, blank, iso, rows_of, tick_source, utc
+from streaming.driver_query import DriverQuery, Outputs, Rows, blank, rows_of, tick_source, utc
 
 NAME = "shelf_restock_manager"
 PLAN_TABLE, PLAN_TOPIC = "ops/shelf_restock_plan", "shelf_restock_plan"
@@ -75,14 +74,14 @@ class ShelfRestockManager(DriverQuery):
         return {"now": None, "today": None, "lots": lots, "plans": {}, "waiting": [],
                 "deliveries": {}}
 
-    def step(self, state: dict, valid: shell.ValidRows, batch_id: int) -> Outputs:
+    def step(self, state: dict, rows: Rows, batch_id: int) -> Outputs:
         out = Outputs()
-        inputs = ([("plan", r["created_at"], r) for r in rows_of(valid, PLANS)
+        inputs = ([("plan", r["created_at"], r) for r in rows_of(rows, PLANS)
                    if r["status"] == "pending"]
-                  + [("delivery", r["timestamp"], r) for r in rows_of(valid, DELIVERIES)]
-                  + [("refill", r["timestamp"], r) for r in rows_of(valid, REFILLS)
+                  + [("delivery", r["timestamp"], r) for r in rows_of(rows, DELIVERIES)]
+                  + [("refill", r["timestamp"], r) for r in rows_of(rows, REFILLS)
                      if r["event_type"] == "putback" and r["plan_id"] is not None]
-                  + [("tick", r["sim_time"], r) for r in rows_of(valid, TICKS)])
+                  + [("tick", r["sim_time"], r) for r in rows_of(rows, TICKS)])
         for kind, _, row in sorted(inputs, key=lambda i: (utc(i[1]), ORDER[i[0]])):
             getattr(self, f"_{kind}")(state, row, out)
         if state["now"] is not None:
@@ -210,11 +209,8 @@ def _lot_stock(lots: dict) -> list[LotStock]:
                      lot["qty"]) for code, lot in lots.items()]
 
 
-def build(spark: SparkSession, ctx: shell.QueryContext) -> DataStreamWriter:
-    return ShelfRestockManager(spark, ctx).build(spark)
 
-
-QUERY = shell.StreamingQuerySpec(NAME, build, "restock plans, deliveries, ticks -> wh_out, "
+QUERY = ShelfRestockManager.spec("restock plans, deliveries, ticks -> wh_out, "
                                  "removals, plan statuses")
 
 

@@ -413,6 +413,50 @@ def message_key(topic: Topic) -> Column:
 
 
 @dataclass(frozen=True)
+class FieldIn:
+    """A prefilter: a top-level string field (or its characters `chars`, 0-based [start, end))
+    is one of `values`. Spark checks it on the raw Kafka value, a cheap scan before any
+    contract check; `accepts` checks the same on a parsed record (a hosted driver query, whose
+    topic is read once for several queries)."""
+
+    name: str
+    values: tuple[str, ...]
+    chars: tuple[int, int] | None = None
+
+    def sql(self) -> str:
+        text = f"get_json_object(CAST(value AS STRING), '$.{self.name}')"
+        if self.chars is not None:
+            start, end = self.chars
+            text = f"substr({text}, {start + 1}, {end - start})"
+        return f"{text} IN ({', '.join(repr(v) for v in self.values)})"
+
+    def accepts(self, record: dict) -> bool:
+        value = record.get(self.name)
+        if value is None:
+            return False
+        text = str(value)
+        return (text[slice(*self.chars)] if self.chars else text) in self.values
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """Prefilter of a topic read once for several queries: what any of them wants."""
+
+    filters: tuple[FieldIn, ...]
+
+    def sql(self) -> str:
+        return " OR ".join(f"({f.sql()})" for f in self.filters)
+
+    def accepts(self, record: dict) -> bool:
+        return any(f.accepts(record) for f in self.filters)
+
+
+def json_field_in(name: str, values: Sequence[str]) -> FieldIn:
+    """Prefilter: a top-level string field of the raw value is one of `values`."""
+    return FieldIn(name, tuple(values))
+
+
+@dataclass(frozen=True)
 class EventSource:
     """An input topic and the contract its messages must honour.
 
@@ -424,10 +468,10 @@ class EventSource:
     record: Record
     dead_letters: bool = True
     dedupe_on: tuple[str, ...] | None = None  # default: event_id, or key + version for state
-    # SQL predicate on the raw Kafka row (`json_field_in`): a query that only wants a few
-    # records of a busy topic skips the rest before the costly checks. Readers that report
-    # dead letters must see everything, so only the others may filter.
-    prefilter: str | None = None
+    # A query that only wants a few records of a busy topic skips the rest before the costly
+    # checks (`json_field_in`). Readers that report dead letters must see everything, so only
+    # the others may filter.
+    prefilter: FieldIn | AnyOf | None = None
 
     @property
     def dedupe_fields(self) -> tuple[str, ...]:
@@ -455,17 +499,10 @@ def checked_events(spark: SparkSession, ctx: QueryContext,
         raw = read_kafka(spark, ctx.settings, [ctx.topic(source.topic)],
                          max_offsets_per_trigger=ctx.max_offsets_per_trigger)
         if source.prefilter is not None:
-            raw = raw.where(F.expr(source.prefilter))
+            raw = raw.where(F.expr(source.prefilter.sql()))
         frames.append(with_dedup_key(parse_events(raw, source.record), source.dedupe_fields))
     union = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
     return drop_repeated(union)
-
-
-def json_field_in(name: str, values: Sequence[str]) -> str:
-    """Prefilter: a top-level string field of the raw value is one of `values` (a cheap scan,
-    no contract checks)."""
-    listed = ", ".join(f"'{v}'" for v in values)
-    return f"get_json_object(CAST(value AS STRING), '$.{name}') IN ({listed})"
 
 
 def event_query(spark: SparkSession, ctx: QueryContext, name: str,
@@ -591,6 +628,10 @@ class StreamingQuerySpec:
     # and Delta commits whatever its size, so queries nobody waits on run less often and leave
     # the cores to the state queries.
     pace: float = 1.0
+    # A query that decides on the driver (a `DriverQuery` class): the runner hosts those it
+    # starts together in one Spark query (`driver_query.DriverHost`).
+    driver: Callable | None = field(default=None, compare=False)
+    hosts: tuple[str, ...] = ()  # the driver queries a host runs (their names)
 
     def start(self, spark: SparkSession, ctx: QueryContext, *, trigger_seconds: float = 2,
               available_now: bool = False) -> StreamingQuery:

@@ -32,14 +32,13 @@ from collections import defaultdict
 from datetime import date, timedelta
 
 from pyspark.sql import SparkSession
-from pyspark.sql.streaming import DataStreamWriter
 
 from smart_shelf_platform.contracts.state import WH_STATE, WH_SUPPLIER_ORDER, WH_SUPPLIER_PLAN
 from smart_shelf_platform.contracts.types import Record
 from smart_shelf_platform.rules.supplier import ShelfLife, SupplierSchedule, order_quantity
 from smart_shelf_platform.settings import Settings
 from streaming import reference, shell
-from streaming.driver_query import DriverQuery, Outputs, iso, rows_of, tick_source, utc
+from streaming.driver_query import DriverQuery, Outputs, Rows, iso, rows_of, tick_source, utc
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +88,13 @@ class SupplierManager(DriverQuery):
             for r in reference.wh_state_rows(self.ctx.settings).to_pylist()}
         return {"now": None, "stock": stock, "plans": {}, "orders": {}, "finished": {}}
 
-    def step(self, state: dict, valid: shell.ValidRows, batch_id: int) -> Outputs:
+    def step(self, state: dict, rows: Rows, batch_id: int) -> Outputs:
         out = Outputs()
         inputs = ([("plan", r["created_at"], r["supplier_plan_id"], r)
-                   for r in rows_of(valid, PLANS) if r["status"] == "pending"]
+                   for r in rows_of(rows, PLANS) if r["status"] == "pending"]
                   + [("stock", r["last_update_ts"], f"{_key(r)}|{r['version']:012d}", r)
-                     for r in rows_of(valid, STOCK)]
-                  + [("tick", r["sim_time"], r["tick_id"], r) for r in rows_of(valid, self.ticks)])
+                     for r in rows_of(rows, STOCK)]
+                  + [("tick", r["sim_time"], r["tick_id"], r) for r in rows_of(rows, self.ticks)])
         for kind, _, _, row in sorted(inputs, key=lambda i: (utc(i[1]), ORDER[i[0]], i[2])):
             getattr(self, f"_{kind}")(state, row, batch_id, out)
         return out
@@ -255,13 +254,10 @@ def _on_the_way(state: dict, key: str) -> int:
     return sum(o["total_qty"] for o in state["orders"].values() if _key(o) == key)
 
 
-def build(spark: SparkSession, ctx: shell.QueryContext) -> DataStreamWriter:
-    return SupplierManager(spark, ctx).build(spark)
-
 
 # Decisions wait for cutoff and delivery ticks only: a slower pace leaves the cores to the
 # state queries.
-QUERY = shell.StreamingQuerySpec(NAME, build, "supplier plans, warehouse state, cutoff and "
+QUERY = SupplierManager.spec("supplier plans, warehouse state, cutoff and "
                                  "delivery ticks -> orders, wh_in, receipts, plan statuses",
                                  pace=2.5)
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pyspark.sql import SparkSession
-from pyspark.sql.streaming import DataStreamWriter
 
 from smart_shelf_platform.contracts.state import WH_BATCH_STATE, WH_POLICY, WH_STATE
 from smart_shelf_platform.rules.expiry import NEAR_EXPIRY_DAYS_WAREHOUSE
@@ -62,11 +60,8 @@ class WarehouseAlertEngine(AlertEngine):
                 "created_at": iso(now), "updated_at": iso(now)}
 
 
-def build(spark: SparkSession, ctx: shell.QueryContext) -> DataStreamWriter:
-    return WarehouseAlertEngine(spark, ctx).build(spark)
 
-
-QUERY = shell.StreamingQuerySpec(NAME, build, "warehouse state, lots, policies -> alerts, plans",
+QUERY = WarehouseAlertEngine.spec("warehouse state, lots, policies -> alerts, plans",
                                  pace=2.5)
 
 

@@ -233,7 +233,9 @@ class Bench:
         to_state = weighted_percentiles(
             [b for q in ("shelf_aggregator", "batch_state_updater")
              for b in live_batches.get(q, [])])
-        to_alert = weighted_percentiles([b for q in ENGINES for b in live_batches.get(q, [])])
+        # Started with the other driver queries, the engines run in their host, `decisions`.
+        to_alert = weighted_percentiles([b for q in (*ENGINES, "decisions")
+                                         for b in live_batches.get(q, [])])
         events = sum(b["valid"] for b in live_batches.get("shelf_aggregator", []))
         return {
             "store_speed": f"1 store at {self.settings.sim_speed:g}x",
