@@ -1,7 +1,7 @@
 """How far the streaming queries have read their topics, so others can wait for them.
 
 The streaming application records, after every micro-batch of every query, the Kafka offsets the
-query has consumed up to (`streaming.progress.ProgressListener`), in one Redis hash next to the
+query has consumed up to (`streaming.progress.ProgressReporter`), in one Redis hash next to the
 simulated clock's keys (`<clock prefix>progress`). Anyone can then ask "has every query read
 everything its topics hold now?" — the simulator at the end of a run (so it carries out every
 refill, delivery and removal the platform decided before it stops), tests and benchmarks.
@@ -38,7 +38,7 @@ def forget_progress(client: redis.Redis, clock_prefix: str, query: str) -> None:
 def read_progress(client: redis.Redis, clock_prefix: str) -> dict[str, Offsets]:
     """query -> the offsets it has read up to, for the queries that are running: a stopped
     query forgets its entry, and one that has not reported for `STALE_SECONDS` (a running query
-    reports after every batch and every 10 s while idle) was killed."""
+    reports after every batch and every 5 s otherwise) was killed."""
     out = {}
     for query, raw in client.hgetall(progress_key(clock_prefix)).items():
         entry = json.loads(raw)

@@ -10,10 +10,13 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import redis
 from confluent_kafka import Producer
 from deltalake import DeltaTable
 
+from smart_shelf_platform.progress import read_progress, wait_until_read
 from smart_shelf_platform.stack.delta_tables import ensure_delta_tables
+from smart_shelf_platform_tests.streaming_support import drop_topics, private_context, produce
 
 pytestmark = pytest.mark.integration
 
@@ -57,3 +60,36 @@ def test_stream_catches_up_resumes_from_its_checkpoint_and_never_doubles(setting
     ours = [r["event_id"] for r in rows if r["store_id"] == store_id]
     assert sorted(ours) == sorted(e["event_id"] for e in first + second)
     assert (delta_root / "_checkpoints" / "foot_traffic_raw_sink" / "commits").is_dir()
+
+
+def test_a_running_query_reports_how_far_it_has_read_and_forgets_it_when_stopped(
+        settings, tmp_path):
+    """What the simulator's holds and settling rely on (smart_shelf_platform.progress)."""
+    client = redis.Redis.from_url(settings.redis_url)
+    clock_prefix = f"t-{uuid.uuid4().hex[:6]}:"
+    ctx = private_context(settings, client, clock_prefix, tmp_path)
+    topic = ctx.topic("foot_traffic")
+    produce(ctx, "foot_traffic", [_foot_traffic("S001", n) for n in range(10)])
+    env = {**os.environ, **settings.as_env(), "SMART_SHELF_DELTA_ROOT": ctx.delta_root}
+    log = tmp_path / "stream.log"
+    with log.open("w") as out:
+        app = subprocess.Popen(
+            [sys.executable, "-m", "streaming.runner", "--query", "foot_traffic_raw_sink",
+             "--topic-prefix", ctx.topic_prefix, "--clock-prefix", clock_prefix,
+             "--trigger-seconds", "1"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until_read(client, clock_prefix, settings.kafka_bootstrap,
+                        queries=["foot_traffic_raw_sink"], timeout=180)
+        assert read_progress(client, clock_prefix)["foot_traffic_raw_sink"][topic] == {0: 10}
+        # More records: the next batches read them, and the report follows.
+        produce(ctx, "foot_traffic", [_foot_traffic("S001", 50 + n) for n in range(5)])
+        wait_until_read(client, clock_prefix, settings.kafka_bootstrap, timeout=120)
+        assert read_progress(client, clock_prefix)["foot_traffic_raw_sink"][topic] == {0: 15}
+    finally:
+        app.terminate()
+        app.wait(120)
+        drop_topics(ctx)
+    assert app.returncode == 0, log.read_text()[-3000:]
+    assert read_progress(client, clock_prefix) == {}  # a stopped query forgets its entry
+    client.close()

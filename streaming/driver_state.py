@@ -9,7 +9,6 @@ records) and a restart resumes where the checkpoint says. Local paths only.
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +21,9 @@ class DriverState:
         self.directory = directory
         self.initial = initial
         self.keep = keep
-        self._cached: tuple[int, dict] | None = None
+        # The newest saved state as its JSON: loading that is several times faster than a
+        # deep copy, and a batch sees exactly what a restarted query would read from disk.
+        self._cached: tuple[int, bytes] | None = None
 
     def _saved(self) -> list[int]:
         if not self.directory.is_dir():
@@ -36,14 +37,15 @@ class DriverState:
             return self.initial()
         newest = earlier[-1]
         if self._cached is not None and self._cached[0] == newest:
-            return copy.deepcopy(self._cached[1])
+            return orjson.loads(self._cached[1])
         return orjson.loads((self.directory / f"{newest}.json").read_bytes())
 
     def save(self, batch_id: int, state: dict) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = self.directory / f".{batch_id}.json.tmp"
-        tmp.write_bytes(orjson.dumps(state))
+        saved = orjson.dumps(state)
+        tmp.write_bytes(saved)
         os.replace(tmp, self.directory / f"{batch_id}.json")
-        self._cached = (batch_id, copy.deepcopy(state))
+        self._cached = (batch_id, saved)
         for old in self._saved()[:-self.keep]:
             (self.directory / f"{old}.json").unlink(missing_ok=True)

@@ -62,9 +62,10 @@ def wh_batch_rows(settings: Settings) -> pa.Table:
 
 
 def known_shelves(spark: SparkSession, settings: Settings) -> DataFrame:
-    """(store_id, shelf_id) of every shelf in the reference data, cached for the query's life."""
+    """(store_id, shelf_id) of every shelf in the reference data, once each, cached for the
+    query's life."""
     inv = _read(settings, "store_inventory").select(["store_id", "shelf_id"])
-    return spark.createDataFrame(inv.to_pandas()).cache()
+    return spark.createDataFrame(inv.to_pandas().drop_duplicates()).cache()
 
 
 def shelf_profiles(settings: Settings) -> dict[str, dict]:

@@ -24,7 +24,7 @@ from streaming import (
     wh_batch_state_updater,
 )
 from streaming.driver_query import DriverHost
-from streaming.progress import ProgressListener
+from streaming.progress import ProgressReporter
 from streaming.session import build_spark
 
 log = logging.getLogger(__name__)
@@ -93,8 +93,7 @@ def run(settings: Settings, names: list[str] | None = None, *, until_drained: bo
     previous = {sig: signal.signal(sig, lambda *_: stopping.append(True))
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     ctx = shell.QueryContext.from_settings(settings, **context)
-    spark.streams.addListener(ProgressListener(ctx.clock.client, ctx.clock.key_prefix,
-                                               spark.streams))
+    reporter = ProgressReporter(ctx.clock.client, ctx.clock.key_prefix)
     stages = arranged(names or None)
     # Running continuously, every query starts at once; a drain goes stage by stage.
     waves = stages if until_drained else [list({q.name: q for s in stages for q in s}.values())]
@@ -108,7 +107,7 @@ def run(settings: Settings, names: list[str] | None = None, *, until_drained: bo
                 for name in spec.hosts or (spec.name,):
                     log.info("%s started (checkpoint %s%s)", name, ctx.checkpoint(spec.name),
                              f", in {spec.name}" if spec.hosts else "")
-            _watch(queries, stopping)
+            _watch(queries, stopping, reporter)
             if stopping:
                 break
     finally:
@@ -122,10 +121,11 @@ def run(settings: Settings, names: list[str] | None = None, *, until_drained: bo
     _raise_failure(started)
 
 
-def _watch(queries, stopping: list[bool]) -> None:
-    """Block while any query runs, no stop was requested and none failed."""
+def _watch(queries, stopping: list[bool], reporter: ProgressReporter) -> None:
+    """Block while any query runs, no stop was requested and none failed; report progress."""
     while not stopping and any(q.isActive for q in queries):
         _raise_failure(queries)
+        reporter.report(queries)
         queries[0].awaitTermination(1)
 
 

@@ -12,6 +12,10 @@ from smart_shelf_platform.settings import Settings
 from smart_shelf_platform.stack.setup import spark_jars
 
 
+LOCAL_CHECKPOINT_MANAGER = (
+    "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager")
+
+
 def build_spark(settings: Settings, app_name: str, master: str | None = None,
                 extra_conf: dict[str, str] | None = None):
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -34,6 +38,13 @@ def build_spark(settings: Settings, app_name: str, master: str | None = None,
         .config("spark.databricks.delta.snapshotPartitions", "2")
         .config("spark.ui.showConsoleProgress", "false")
     )
+    if "://" not in settings.delta_root or settings.delta_root.startswith("file:"):
+        # Checkpoints on a local disk: Spark's default (FileContext) manager has Hadoop fork
+        # `chmod`/`readlink` for every state and offset file it writes, from a JVM of a few
+        # GiB, several times per micro-batch and query. The FileSystem one renames in-process,
+        # which is atomic on a local disk.
+        builder = builder.config("spark.sql.streaming.checkpointFileManagerClass",
+                                 LOCAL_CHECKPOINT_MANAGER)
     for key, value in (extra_conf or {}).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

@@ -243,8 +243,9 @@ def append_reason(df: DataFrame, condition: Column, message: Column | str) -> Da
 
 
 def unknown_shelf_reason(df: DataFrame, known_shelves: DataFrame) -> DataFrame:
-    """Flag shelves not in `known_shelves` (store_id, shelf_id); the left join keeps every row."""
-    known = F.broadcast(known_shelves.select("store_id", "shelf_id").distinct()
+    """Flag shelves not in `known_shelves` (store_id, shelf_id, each once); the left join keeps
+    every row."""
+    known = F.broadcast(known_shelves.select("store_id", "shelf_id")
                         .withColumn("_known_shelf", F.lit(True)))
     columns = df.columns
     joined = df.join(known, on=["store_id", "shelf_id"], how="left")
@@ -262,8 +263,22 @@ def future_timestamp_reason(df: DataFrame, sim_now: datetime | None,
     """
     if sim_now is None or "timestamp" not in df.columns:  # state records carry no event time
         return df
-    return append_reason(df, F.col("timestamp") > F.lit(as_utc(sim_now) + tolerance),
+    return append_reason(df, later_than(F.col("timestamp"), as_utc(sim_now) + tolerance),
                          "timestamp in the future")
+
+
+# Spark writes a timestamp literal into the code it generates, so a bound that moves every
+# micro-batch would compile new classes every batch (a quarter of the JVM's CPU). A text literal
+# is passed by reference: compared as UTC text, the bound changes and the code stays the same.
+_TIME_TEXT, _PY_TIME_TEXT = "yyyy-MM-dd HH:mm:ss.SSSSSS", "%Y-%m-%d %H:%M:%S.%f"
+
+
+def later_than(column: Column, moment: datetime) -> Column:
+    return F.date_format(column, _TIME_TEXT) > F.lit(as_utc(moment).strftime(_PY_TIME_TEXT))
+
+
+def earlier_than(column: Column, moment: datetime) -> Column:
+    return F.date_format(column, _TIME_TEXT) < F.lit(as_utc(moment).strftime(_PY_TIME_TEXT))
 
 
 def read_sim_now(clock: RedisClock) -> datetime | None:
@@ -578,7 +593,7 @@ class MetricsLog:
         has_time = "timestamp" in batch.columns
         if has_time:
             columns.append(F.max(F.when(ok, F.col("timestamp"))).alias("newest_event"))
-            late = ok & (F.col("timestamp") < F.lit(self.newest_event)) \
+            late = ok & earlier_than(F.col("timestamp"), self.newest_event) \
                 if self.newest_event else F.lit(False)
             columns.append(F.count_if(late).alias("late"))
         started = datetime.now().timestamp()
