@@ -27,7 +27,7 @@ from smart_shelf_platform.refdata import load_into_postgres
 from smart_shelf_platform.stack.lifecycle import reference_files
 
 log = logging.getLogger(__name__)
-EFFECT_TOPICS = ("wh_events", "shelf_events", "daily_discounts", "alerts")
+EFFECT_TOPICS = ("wh_events", "restock_tasks", "daily_discounts", "alerts")
 
 
 @dataclass
@@ -49,9 +49,10 @@ class SimulateOptions:
 
 
 class EffectsFeed:
-    """The platform's physical decisions, read from Kafka (picks, refills, deliveries,
-    warehouse removals, discounts, and the expired-removal work orders among the alerts). The
-    simulation itself skips what is not an effect (`producers.simulator.is_effect`)."""
+    """The platform's physical decisions, read from Kafka (picks, refill returns, deliveries
+    and warehouse removals on `wh_events`, the restocker's refill tasks, discounts, and the
+    expired-removal work orders among the alerts). The simulation itself skips what is not an
+    effect (`producers.simulator.is_effect`)."""
 
     def __init__(self, settings: Settings, topic_prefix: str = ""):
         self.topic_prefix = topic_prefix

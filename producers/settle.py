@@ -6,7 +6,8 @@ platform's state end apart (the warehouse would have shipped units the shelf nev
 Settling repeats until nothing changes: forward every buffered event to Kafka, wait until every
 streaming query has read everything its topics hold (`smart_shelf_platform.progress`), then apply
 the platform's effects up to the end of their topics. Nothing new happens after the last tick
-except what the effects cause (e.g. the staff's removal events), so this ends in a few rounds.
+except what the effects cause (the staff's refill and removal reports, the refill returns those
+bring), so this ends in a few rounds.
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@
 Events are generated in simulated-time order with their scheduled timestamps, so the stream is a
 function of the seed and settings alone: pacing (following the shared clock, or as fast as
 possible) changes when events are written, never what they are. Platform effects (warehouse
-picks, refills, deliveries, removals, daily discounts, expired-removal work orders) read from
-Kafka move the world's real stock before the next customer action; the staff's removal reports
-they cause are stamped with the simulation's time when the order is carried out.
+picks, refill tasks and returns, deliveries, removals, daily discounts, expired-removal work
+orders) read from Kafka move the world's real stock before the next customer action; the
+staff's reports they cause (refills, removals) are stamped with the simulation's time when the
+work is carried out (a refill not before its task's due time).
 """
 
 from __future__ import annotations
@@ -170,14 +171,12 @@ class Simulation:
 
 
 def is_effect(topic: str, record: dict) -> bool:
-    """Whether a platform record moves the physical world. Customers' shelf events and the
-    staff's own removal reports come back on `shelf_events` too: the world made them already."""
-    if topic == "shelf_events":
-        return (record.get("actor"), record.get("event_type")) == ("restocker", "putback")
+    """Whether a platform record moves the physical world. Nothing on `shelf_events` does: the
+    customers' events and the staff's refill and removal reports there are the world's own."""
     if topic == "alerts":
         return (record.get("alert_type"), record.get("location"), record.get("status")) \
             == ("expired_removal", "store", "open")
-    return topic in ("wh_events", "daily_discounts")
+    return topic in ("wh_events", "restock_tasks", "daily_discounts")
 
 
 def run_simulation(simulation: Simulation, until: datetime, *, clock=None, follower=None,
@@ -201,7 +200,10 @@ def run_simulation(simulation: Simulation, until: datetime, *, clock=None, follo
     started, events_at_start = time.monotonic(), simulation.events_emitted
     while simulation.now < until and not should_stop():
         if effects is not None:
+            emitted = simulation.events_emitted
             simulation.apply_effects(effects())
+            if writer is not None and simulation.events_emitted > emitted:
+                writer.flush()  # the staff's reports go now, not after the next customers
         horizon = until
         if clock is not None:
             horizon = min(until, clock.now())

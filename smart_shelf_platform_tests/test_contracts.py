@@ -84,3 +84,20 @@ def test_topic_catalogue_keys_partition_events_by_store_and_shelf():
 def test_every_delta_and_postgres_table_name_is_unique():
     assert len({t.path for t in DELTA_TABLES}) == len(DELTA_TABLES)
     assert len({t.qualified_name for t in POSTGRES_TABLES}) == len(POSTGRES_TABLES)
+
+
+def test_restock_tasks_are_append_only_events_kept_in_order_per_shelf():
+    topic = catalogue.TOPICS_BY_NAME["restock_tasks"]
+    assert (topic.record, topic.cleanup_policy) == (events.RESTOCK_TASK, "delete")
+    task = {"event_id": "0f8fad5b-d9cb-469f-a165-70867728950e", "store_id": "S001",
+            "shelf_id": "BEVWAT0001", "plan_id": "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+            "pick_event_id": "1b4e28ba-2fa1-11d2-883f-0016d3cca427", "batch_code": "B-1",
+            "quantity": 7, "timestamp": "2026-01-01T07:08:00Z"}
+    assert topic.message_key(task) == "S001|BEVWAT0001"
+    validator = jsonschema.Draft202012Validator(events.RESTOCK_TASK.json_schema(),
+                                                format_checker=jsonschema.FormatChecker())
+    validator.validate(task)
+    assert not validator.is_valid({k: v for k, v in task.items() if k != "pick_event_id"})
+    # The store tells a return of picked units from a supplier's delivery by its reason.
+    reason = next(f for f in events.WH_EVENT.fields if f.name == "reason")
+    assert events.REFILL_RETURN in reason.description

@@ -1,5 +1,5 @@
 """The shelf restock manager and the refill bridge on the real stack, fed crafted plans,
-deliveries, refills and clock ticks."""
+deliveries, clock ticks and, playing the store's part, the restocker's refill reports."""
 
 from __future__ import annotations
 
@@ -41,6 +41,14 @@ def wh_lots(settings) -> dict[str, list[dict]]:
     return {shelf: sorted(rows, key=lambda r: (r["expiry_date"], r["received_date"],
                                                r["batch_code"]))
             for shelf, rows in lots.items()}
+
+
+def restocker_putback(shelf_id: str, pick: dict, placed: int, minute: float) -> dict:
+    """The store's report of a refill task: `placed` of the pick's units fitted on the shelf."""
+    return {"event_id": str(uuid.uuid4()), "event_type": "putback", "store_id": STORE,
+            "shelf_id": shelf_id, "actor": "restocker", "customer_id": None,
+            "batch_code": pick["batch_code"], "quantity": placed, "unit_weight": 1.0,
+            "delta_weight": None, "plan_id": pick["plan_id"], "timestamp": at(minute)}
 
 
 def test_restock_manager_defers_picks_fefo_never_twice_and_completes_plans(
@@ -97,31 +105,54 @@ def test_restock_manager_defers_picks_fefo_never_twice_and_completes_plans(
     assert [(e["batch_code"], e["quantity"], e["timestamp"]) for e in p4_picks] == [
         ("SUP-TEST-1", 5, at(8))], "deferred, then picked at the delivery's tick"
 
-    # The restocker's putbacks of P1's two lots complete it.
-    putbacks = [{"event_id": str(uuid.uuid4()), "event_type": "putback", "store_id": STORE,
-                 "shelf_id": a, "actor": "restocker", "customer_id": None,
-                 "batch_code": e["batch_code"], "quantity": e["quantity"], "unit_weight": 1.0,
-                 "delta_weight": None, "plan_id": p1["plan_id"], "timestamp": at(5)}
-                for e in picks]
-    produce(ctx, "shelf_events", putbacks)
+    # The restocker reports P1's first lot all on the shelf: the plan waits for the second.
+    def p1_statuses() -> list[str]:
+        return [p["status"] for p in values(ctx, "shelf_restock_plan")
+                if p["plan_id"] == p1["plan_id"]]
+
+    produce(ctx, "shelf_events", [restocker_putback(a, picks[0], picks[0]["quantity"], 5)])
     run_to_end(spark, ctx, manager)
+    assert p1_statuses() == ["pending", "issued"]
+    wh_before = len(values(ctx, "wh_events"))
+    # The second lot's unit did not fit (the shelf was full): it goes back to the warehouse
+    # lot it left, at the report's time, and the plan is complete.
+    produce(ctx, "shelf_events", [restocker_putback(a, picks[1], 0, 6)])
+    run_to_end(spark, ctx, manager)
+    assert p1_statuses() == ["pending", "issued", "completed"]
+    returns = values(ctx, "wh_events")[wh_before:]
+    assert [(e["event_type"], e["reason"], e["batch_code"], e["quantity"], e["plan_id"],
+             e["received_date"], e["expiry_date"], e["timestamp"]) for e in returns] == [
+        ("wh_in", "refill_return", second["batch_code"], 1, p1["plan_id"],
+         second["received_date"].isoformat(), second["expiry_date"].isoformat(), at(6))]
     statuses = [(p["plan_id"], p["status"]) for p in values(ctx, "shelf_restock_plan")]
-    assert [s for pid, s in statuses if pid == p1["plan_id"]] == ["pending", "issued", "completed"]
     assert [s for pid, s in statuses if pid == p4["plan_id"]] == ["pending", "issued"]
     rows = {r["plan_id"]: r for r in delta_rows(ctx, "ops/shelf_restock_plan")}
     assert {rows[p["plan_id"]]["status"] for p in (p2, p3, p4)} == {"issued"}
     assert (rows[p1["plan_id"]]["status"], rows[p1["plan_id"]]["updated_at"]) == (
-        "completed", T0 + timedelta(minutes=5))
+        "completed", T0 + timedelta(minutes=6))
 
     # A crash before the checkpoint commit replays the last batch: same records, same table.
-    sent = values(ctx, "shelf_restock_plan")
+    sent, sent_wh = values(ctx, "shelf_restock_plan"), values(ctx, "wh_events")
     table = sorted(delta_rows(ctx, "ops/shelf_restock_plan"), key=lambda r: r["plan_id"])
     replay_last_decision(ctx, shelf_restock_manager.NAME)
-    assert run_to_end(spark, ctx, manager) >= len(putbacks), "the putbacks' batch ran again"
+    assert run_to_end(spark, ctx, manager) >= 1, "the report's batch ran again"
     again = values(ctx, "shelf_restock_plan")
     assert again[len(sent):] == sent[len(sent) - 1:], "the completion, sent again identically"
+    assert values(ctx, "wh_events")[len(sent_wh):] == returns, "the return, sent again"
     assert sorted(delta_rows(ctx, "ops/shelf_restock_plan"),
                   key=lambda r: r["plan_id"]) == table
+
+    # A report repeated under another id changes nothing; its own return (read back from
+    # wh_events) is not counted twice: the returned unit is all A's warehouse has now.
+    produce(ctx, "shelf_events", [restocker_putback(a, picks[1], 0, 7)])
+    p5 = plan(a, 5, 10)
+    produce(ctx, "shelf_restock_plan", [p5])
+    produce(ctx, "clock_ticks", ticks(10, 11))
+    run_to_end(spark, ctx, manager)
+    wh_events = values(ctx, "wh_events")
+    assert len({e["event_id"] for e in wh_events if e["reason"] == "refill_return"}) == 1
+    assert [(e["event_type"], e["batch_code"], e["quantity"]) for e in wh_events
+            if e["plan_id"] == p5["plan_id"]] == [("wh_out", second["batch_code"], 1)]
 
 
 def test_restock_manager_removes_expired_warehouse_lots_on_the_day_after_expiry(
@@ -146,7 +177,7 @@ def test_restock_manager_removes_expired_warehouse_lots_on_the_day_after_expiry(
         s: sum(r["batch_quantity"] for r in rows) for s, rows in expiring.items()}
 
 
-def test_refill_bridge_releases_putbacks_at_the_first_tick_after_the_delay(
+def test_refill_bridge_releases_tasks_at_the_first_tick_after_the_delay(
         settings, spark, query_ctx):
     ctx = query_ctx
     shelf = store_reference(settings, "store_inventory")[0]
@@ -158,26 +189,26 @@ def test_refill_bridge_releases_putbacks_at_the_first_tick_after_the_delay(
     produce(ctx, "wh_events", [pick])
     produce(ctx, "clock_ticks", ticks(5, 6, 7))
     run_to_end(spark, ctx, shelf_refill_bridge.QUERY)
-    assert values(ctx, "shelf_events") == [], "3 simulated minutes have not passed"
+    assert values(ctx, "restock_tasks") == [], "3 simulated minutes have not passed"
     produce(ctx, "clock_ticks", ticks(8, 9))
     run_to_end(spark, ctx, shelf_refill_bridge.QUERY)
-    refill = values(ctx, "shelf_events")
-    assert [(e["event_type"], e["actor"], e["batch_code"], e["quantity"], e["plan_id"],
-             e["timestamp"]) for e in refill] == [
-        ("putback", "restocker", "B-1", 7, pick["plan_id"], at(8)),
-        ("weight_change", "restocker", "B-1", None, pick["plan_id"], at(8))]
-    assert refill[1]["delta_weight"] == pytest.approx(7 * shelf["item_weight"])
+    tasks = values(ctx, "restock_tasks")
+    assert tasks == [{"event_id": shelf_refill_bridge.task_id(pick["event_id"]),
+                      "store_id": STORE, "shelf_id": shelf["shelf_id"],
+                      "plan_id": pick["plan_id"], "pick_event_id": pick["event_id"],
+                      "batch_code": "B-1", "quantity": 7, "timestamp": at(8)}]
+    assert values(ctx, "shelf_events") == [], "the store reports what it put on the shelf"
 
-    # Replayed: the same two events (same ids) again, nothing else; later ticks add nothing.
+    # Replayed: the same task (same id) again, nothing else; later ticks add nothing.
     replay_last_decision(ctx, shelf_refill_bridge.NAME)
     assert run_to_end(spark, ctx, shelf_refill_bridge.QUERY) == 2
     produce(ctx, "clock_ticks", ticks(10))
     run_to_end(spark, ctx, shelf_refill_bridge.QUERY)
-    assert {e["event_id"] for e in values(ctx, "shelf_events")} == {e["event_id"] for e in refill}
+    assert {e["event_id"] for e in values(ctx, "restock_tasks")} == {tasks[0]["event_id"]}
 
     # A pick that arrives after the clock passed its due time (its query lagged) goes at once.
     late = pick | {"event_id": str(uuid.uuid4()), "timestamp": at(6)}
     produce(ctx, "wh_events", [late])
     run_to_end(spark, ctx, shelf_refill_bridge.QUERY)
-    assert [(e["event_type"], e["quantity"]) for e in values(ctx, "shelf_events")
-            if e["timestamp"] == at(9)] == [("putback", 7), ("weight_change", None)]
+    assert [(e["pick_event_id"], e["quantity"]) for e in values(ctx, "restock_tasks")
+            if e["timestamp"] == at(9)] == [(late["event_id"], 7)]

@@ -12,14 +12,18 @@ import pytest
 
 from producers.bad_events import DEFECTS
 from producers.simulator import HashSink, Simulation, SimulationSettings
+from producers.world.catalogue import BootLot, Product, StoreCatalogue
 from producers.world.lots import Lots
-from producers.world.store import DailyWaste
-from producers.world.traffic import TrafficSettings, allocate_to_slots, daily_total, visits_for_day
+from producers.world.store import DailyWaste, StoreWorld
+from producers.world.traffic import (
+    TrafficSettings, Visit, allocate_to_slots, daily_total, visits_for_day,
+)
 from smart_shelf_platform.contracts import events
 from smart_shelf_platform.refdata import generate
 from smart_shelf_platform.rules.pricing import combined_discount, line_total
 
 START = datetime(2026, 1, 1, 7, 0, tzinfo=timezone.utc)
+PLAN = "3b8d6f0e-1c2a-4e5f-9a7b-0c1d2e3f4a5b"
 
 
 @pytest.fixture(scope="module")
@@ -118,31 +122,43 @@ def test_receipts_price_with_the_combined_discount_and_carry_batches(files):
             assert line["batch_code"] in world.lot_dates
 
 
+def _task(task_id: str, shelf_id: str, batch: str, qty: int,
+          due: str = "2026-01-01T08:00:00Z", plan_id: str = PLAN) -> dict:
+    """A refill task of the refill bridge (`restock_tasks`)."""
+    return {"event_id": task_id, "store_id": "S001", "shelf_id": shelf_id, "plan_id": plan_id,
+            "pick_event_id": f"pick-of-{task_id}", "batch_code": batch, "quantity": qty,
+            "timestamp": due}
+
+
 def test_platform_effects_move_real_units_once(files):
     sim = Simulation(files, ["S001"], HashSink(), SimulationSettings(start=START))
     world = sim.worlds[0]
-    shelf_id = next(s for s in world.shelf_order if world.warehouse[s].total > 0)
+    shelf_id = next(s for s in world.shelf_order
+                    if world.warehouse[s].total > 0 and world.room(s) >= 2)
     lot = next(iter(world.warehouse[shelf_id].by_code.values()))
     wh_before, shelf_before = world.warehouse[shelf_id].total, world.shelves[shelf_id].total
     wh_out = {"event_id": "e-1", "event_type": "wh_out", "store_id": "S001",
               "shelf_id": shelf_id, "batch_code": lot.batch_code, "quantity": 2}
-    putback = {"event_id": "e-2", "event_type": "putback", "actor": "restocker",
-               "store_id": "S001", "shelf_id": shelf_id, "batch_code": lot.batch_code,
-               "quantity": 2}
-    customer_event = dict(putback, event_id="e-3", actor="customer")
+    task = _task("t-2", shelf_id, lot.batch_code, 2)
+    # Shelf events are the world's own (customers', and the staff's reports): never effects.
+    shelf_event = {"event_id": "e-3", "event_type": "putback", "actor": "restocker",
+                   "store_id": "S001", "shelf_id": shelf_id, "batch_code": lot.batch_code,
+                   "quantity": 2}
     applied = sim.apply_effects([("wh_events", wh_out), ("wh_events", wh_out),
-                                 ("shelf_events", customer_event)])
+                                 ("shelf_events", shelf_event),
+                                 ("shelf_events", dict(shelf_event, actor="customer"))])
     assert applied == 2 and world.warehouse[shelf_id].total == wh_before - 2
     assert world.shelves[shelf_id].total == shelf_before  # still in transit
-    sim.apply_effects([("shelf_events", putback), ("shelf_events", putback)])
+    sim.apply_effects([("restock_tasks", task), ("restock_tasks", task)])
     assert world.shelves[shelf_id].total == shelf_before + 2
-    # A refill with nothing in transit cannot conjure stock: it waits for its pick, and is
+    assert world.in_transit[(shelf_id, lot.batch_code)] == 0
+    # A task with nothing in transit cannot conjure stock: it waits for its pick, and is
     # flagged only if that never comes before the run ends.
-    sim.apply_effects([("shelf_events", dict(putback, event_id="e-4"))])
+    sim.apply_effects([("restock_tasks", _task("t-4", shelf_id, lot.batch_code, 2))])
     assert world.shelves[shelf_id].total == shelf_before + 2
     assert len(world.waiting) == 1 and not world.anomalies
     sim.give_up_waiting()
-    assert not world.waiting and "e-4" in world.anomalies[0]
+    assert not world.waiting and "t-4" in world.anomalies[0]
 
 
 def test_lots_are_taken_earliest_expiry_first():
@@ -206,13 +222,12 @@ def _removal_order(shelf_id: str, opened: str) -> dict:
 def test_effects_that_cannot_apply_yet_wait_for_their_cause(files):
     sim = Simulation(files, ["S001"], HashSink(), SimulationSettings(start=START))
     world = sim.worlds[0]
-    shelf_id = world.shelf_order[0]
+    shelf_id = next(s for s in world.shelf_order if world.room(s) >= 4)
     wh_before, shelf_before = world.warehouse[shelf_id].total, world.shelves[shelf_id].total
-    putback = {"event_id": "p-1", "event_type": "putback", "actor": "restocker",
-               "store_id": "S001", "shelf_id": shelf_id, "batch_code": "NEW1", "quantity": 4}
+    task = _task("p-1", shelf_id, "NEW1", 4)
     wh_out = _wh_event("wh_out", "o-1", shelf_id, "NEW1", 4)
     # The refill and its pick arrive before the delivery of the lot they move.
-    assert sim.apply_effects([("shelf_events", putback), ("wh_events", wh_out)]) == 0
+    assert sim.apply_effects([("restock_tasks", task), ("wh_events", wh_out)]) == 0
     assert len(world.waiting) == 2
     assert world.shelves[shelf_id].total == shelf_before
     # Later polls: the delivery comes, and each waiting effect applies once its cause has.
@@ -236,9 +251,7 @@ def test_customers_draw_the_same_randomness_whenever_effects_arrive(files):
         effects = [("wh_events", _wh_event("wh_in", "i-9", shelf_id, "NEW9", 10)),
                    ("alerts", _removal_order(shelf_id, "2026-01-01T00:00:00Z")),
                    ("wh_events", _wh_event("wh_out", "o-9", shelf_id, "NEW9", 5)),
-                   ("shelf_events", {"event_id": "p-9", "event_type": "putback",
-                                     "actor": "restocker", "store_id": "S001",
-                                     "shelf_id": shelf_id, "batch_code": "NEW9", "quantity": 5})]
+                   ("restock_tasks", _task("p-9", shelf_id, "NEW9", 5))]
         while poll_every is not None and sim.now < end:
             sim.apply_effects(effects[:1])
             effects = effects[1:]
@@ -304,3 +317,121 @@ def test_warehouse_removals_count_as_waste_of_their_day(files):
     assert world.warehouse[shelf_id].by_code["NEW5"].quantity == 0
     assert world.waste == {(shelf_id, date(2026, 1, 4)): DailyWaste(0, 6)}
     assert (shelf_id, date(2026, 1, 4)) in world.dirty_waste
+
+
+# ---- refill tasks: the restocker puts what fits, the platform returns the rest ---------------
+
+def _small_store(shelf_units: int, capacity: int = 20) -> tuple[StoreWorld, list[dict]]:
+    """One shelf SH1 of `capacity` units holding `shelf_units` of lot B1, and 30 units of lot W1
+    in the warehouse; returns the world and the shelf events it emits."""
+    product = Product("SH1", "dairy", "milk", Decimal("1.00"), 1000.0, 0.1, capacity, 100, 10,
+                      True)
+    catalogue = StoreCatalogue(
+        "S001", [product], [BootLot("SH1", "B1", date(2025, 12, 28), date(2026, 1, 20),
+                                    shelf_units)],
+        [BootLot("SH1", "W1", date(2025, 12, 30), date(2026, 2, 1), 30)], {})
+    emitted: list[dict] = []
+    world = StoreWorld(catalogue, seed=1,
+                       emit=lambda topic, record: emitted.append(record)
+                       if topic == "shelf_events" else None)
+    return world, emitted
+
+
+def _pick(world: StoreWorld, units: int, event_id: str = "o-1") -> None:
+    assert world.apply_effects([("wh_events", _wh_event("wh_out", event_id, "SH1", "W1", units))],
+                               START) == 1
+
+
+def _refill_return(units: int, event_id: str = "r-1") -> dict:
+    return _wh_event("wh_in", event_id, "SH1", "W1", units, reason="refill_return",
+                     plan_id=PLAN, received_date="2025-12-30", expiry_date="2026-02-01")
+
+
+def test_a_refill_puts_what_fits_and_the_platform_returns_the_rest(files):
+    world, emitted = _small_store(shelf_units=14)  # room for 6
+    _pick(world, 10)
+    assert world.warehouse["SH1"].total == 20 and world.in_transit[("SH1", "W1")] == 10
+    due = "2026-01-01T07:03:00Z"
+    now = START + timedelta(minutes=5)  # the task reaches the store after its due time
+    assert world.apply_effects([("restock_tasks", _task("t-1", "SH1", "W1", 10, due=due))],
+                               now) == 1
+    assert world.shelves["SH1"].total == 20 == world.products["SH1"].max_stock
+    assert world.shelves["SH1"].by_code["W1"].quantity == 6
+    assert world.in_transit[("SH1", "W1")] == 4, "what did not fit waits for its return"
+    assert world.refill_overflow == 4
+    putback, weight = emitted
+    assert (putback["event_type"], putback["actor"], putback["quantity"], putback["batch_code"],
+            putback["plan_id"], putback["timestamp"]) == (
+        "putback", "restocker", 6, "W1", PLAN, "2026-01-01T07:05:00Z")
+    assert (weight["event_type"], weight["delta_weight"], weight["plan_id"]) == (
+        "weight_change", 6000.0, PLAN)
+    validator = jsonschema.Draft202012Validator(events.SHELF_EVENT.json_schema(),
+                                                format_checker=jsonschema.FormatChecker())
+    for event in emitted:
+        validator.validate(event)
+    # The platform books the 4 units back into the warehouse lot they left.
+    assert world.apply_effects([("wh_events", _refill_return(4))], now) == 1
+    assert world.in_transit[("SH1", "W1")] == 0
+    assert world.warehouse["SH1"].by_code["W1"].quantity == 24
+    assert ("SH1", "W1") in world.dirty_wh
+    # Not a delivery: a return of units that are not in transit waits (and is flagged).
+    assert world.apply_effects([("wh_events", _refill_return(4, "r-2"))], now) == 0
+    world.give_up_waiting()
+    assert world.warehouse["SH1"].total == 24 and "r-2" in world.anomalies[0]
+
+
+def test_a_refill_on_a_full_shelf_places_nothing_and_still_reports(files):
+    world, emitted = _small_store(shelf_units=20)
+    _pick(world, 3)
+    # Due after the world's time: the restocker acts at the due time.
+    assert world.apply_effects([("restock_tasks", _task("t-1", "SH1", "W1", 3,
+                                                        due="2026-01-01T07:10:00Z"))],
+                               START) == 1
+    assert world.shelves["SH1"].total == 20 and "W1" not in world.shelves["SH1"].by_code
+    assert world.in_transit[("SH1", "W1")] == 3
+    assert [(e["event_type"], e["quantity"], e["delta_weight"], e["timestamp"])
+            for e in emitted] == [("putback", 0, None, "2026-01-01T07:10:00Z"),
+                                  ("weight_change", None, 0.0, "2026-01-01T07:10:00Z")]
+    assert world.apply_effects([("wh_events", _refill_return(3))], START) == 1
+    assert world.warehouse["SH1"].total == 30 and world.in_transit[("SH1", "W1")] == 0
+
+
+def test_a_repeated_refill_task_is_carried_out_and_reported_once(files):
+    world, emitted = _small_store(shelf_units=5)
+    _pick(world, 4)
+    task = _task("t-1", "SH1", "W1", 4)
+    assert world.apply_effects([("restock_tasks", task), ("restock_tasks", task)], START) == 2
+    assert world.apply_effects([("restock_tasks", task)], START) == 1  # done: dropped
+    assert world.shelves["SH1"].total == 9 and world.in_transit[("SH1", "W1")] == 0
+    assert [e["event_type"] for e in emitted] == ["putback", "weight_change"]
+    # The report's ids come from the task's: the same in any run, whenever the task arrives.
+    again, emitted_again = _small_store(shelf_units=5)
+    _pick(again, 4)
+    again.apply_effects([("restock_tasks", task)], START + timedelta(hours=1))
+    assert [e["event_id"] for e in emitted_again] == [e["event_id"] for e in emitted]
+    assert len({e["event_id"] for e in emitted}) == 2
+
+
+def test_a_full_shelf_takes_no_units_back_they_stay_in_the_cart_and_are_paid(files):
+    world, emitted = _small_store(shelf_units=20)
+    visit = Visit(START, START + timedelta(minutes=20), "07:00-08:59")
+    customer_id = world.enter(visit)
+    customer = world.customers[customer_id]
+    world._pickup(customer, START, 0.0, 0.99)  # 3 units
+    assert world.shelves["SH1"].total == 17 and world.units_in_carts() == 3
+    world.shelves["SH1"].add("B2", date(2025, 12, 29), date(2026, 1, 25), 2)  # refilled
+    world.lot_dates["B2"] = (date(2025, 12, 29), date(2026, 1, 25))
+    emitted.clear()
+    world._putback(customer, START, 0.0, 0.99)  # wants to put all 3 back, 1 fits
+    assert world.shelves["SH1"].total == 20 and world.units_in_carts() == 2
+    assert [(e["event_type"], e["quantity"]) for e in emitted] == [("putback", 1),
+                                                                    ("weight_change", None)]
+    emitted.clear()
+    world._putback(customer, START, 0.0, 0.99)  # full: nothing goes back, no event
+    assert world.shelves["SH1"].total == 20 and world.units_in_carts() == 2 and not emitted
+    assert world.kept_in_carts == 2 + 2
+    world.leave(customer_id, START + timedelta(minutes=20))
+    assert world.daily[("SH1", START.date())].sold == 2
+    # Every unit is on the shelf or sold: 20 + 2 B2 added by hand = 20 on the shelf + 2 sold.
+    assert world.shelves["SH1"].total + world.daily[("SH1", START.date())].sold == 22
+    assert world.shelves["SH1"].total <= world.products["SH1"].max_stock

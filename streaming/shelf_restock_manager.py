@@ -6,24 +6,33 @@ SECONDS`) and is picked at the first clock tick after it (at once if it arrives 
 tick), from the lots the warehouse still has after earlier picks: a plan is never dropped (an
 empty warehouse defers it to a later tick, when a delivery has arrived) and a lot is never
 picked twice. Each picked lot becomes one `wh_out` (stamped with the clock's time) and the plan
-moves pending -> issued; it is completed when the restocker's putbacks of all its lots reach the
-shelf (the refill bridge emits them).
+moves pending -> issued.
+
+The refill bridge turns each pick into a task for the store's restocker, who puts on the shelf
+what fits there and reports it as a `putback` (actor restocker, the plan and lot, the units
+placed, 0 when the shelf was full) on `shelf_events`. The manager matches each report to its
+pick by plan and lot: units picked but not placed go back to the warehouse as a `wh_in` of the
+same lot and dates, reason `refill_return`, stamped with the report's time (the warehouse
+queries apply it; the store moves the units from transit back to its warehouse). The plan is
+completed, at the time of its last report, once every pick has its report.
 
 The manager keeps its own view of the warehouse lots: the reference snapshot, the deliveries
-(`wh_in`) it reads, and the picks and removals it makes itself. Being the only query that takes
-units out of the warehouse, it can decide exactly, without waiting for the state queries; for
+(`wh_in`) it reads, and the picks, returns and removals it makes itself. Being the only query
+that takes units out of the warehouse, it can decide exactly, without waiting for the state
+queries; for
 the same reason it also removes the lots that expired (on the first tick of a day), with one
 `expired_removal` alert per product carrying the units. REFERENCE 6.4 with items 7, 14 fixed.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import date, timedelta
 
 from pyspark.sql import SparkSession
 
-from smart_shelf_platform.contracts.events import SHELF_EVENT, WH_EVENT
+from smart_shelf_platform.contracts.events import REFILL_RETURN, SHELF_EVENT, WH_EVENT
 from smart_shelf_platform.contracts.state import SHELF_RESTOCK_PLAN
 from smart_shelf_platform.rules.alerts import alert_id
 from smart_shelf_platform.rules.allocation import LotStock
@@ -31,6 +40,8 @@ from smart_shelf_platform.rules.expiry import expired_lots
 from smart_shelf_platform.rules.restock import pick_for_plan, plan_due
 from streaming import reference, shell
 from streaming.driver_query import DriverQuery, Outputs, Rows, blank, rows_of, tick_source, utc
+
+log = logging.getLogger(__name__)
 
 NAME = "shelf_restock_manager"
 PLAN_TABLE, PLAN_TOPIC = "ops/shelf_restock_plan", "shelf_restock_plan"
@@ -95,13 +106,14 @@ class ShelfRestockManager(DriverQuery):
     def _plan(self, state: dict, row: dict, out: Outputs) -> None:
         if row["plan_id"] in state["plans"]:
             return
-        state["plans"][row["plan_id"]] = {**row, "picks": {}, "arrived": {}}
+        # picks and dates: units and lot dates per picked lot; arrived: units placed per lot.
+        state["plans"][row["plan_id"]] = {**row, "picks": {}, "dates": {}, "arrived": {}}
         state["waiting"].append(row["plan_id"])
         out.write(PLAN_TABLE, row)
 
     def _delivery(self, state: dict, row: dict, out: Outputs) -> None:
-        if row["event_id"] in state["deliveries"]:
-            return
+        if row["reason"] == REFILL_RETURN or row["event_id"] in state["deliveries"]:
+            return  # a return is the manager's own, applied when it was made
         state["deliveries"][row["event_id"]] = row["timestamp"][:10]
         lots = state["lots"].setdefault(f"{row['store_id']}|{row['shelf_id']}", {})
         lot = lots.setdefault(row["batch_code"], {"received": row["received_date"],
@@ -109,11 +121,17 @@ class ShelfRestockManager(DriverQuery):
         lot["qty"] += row["quantity"]
 
     def _refill(self, state: dict, row: dict, out: Outputs) -> None:
+        """The restocker's report of one pick: what did not fit goes back to the warehouse."""
         plan = state["plans"].get(row["plan_id"])
-        if plan is None or plan["status"] != "issued" or row["event_id"] in plan["arrived"]:
-            return
-        plan["arrived"][row["event_id"]] = row["quantity"]
-        if sum(plan["arrived"].values()) >= sum(plan["picks"].values()):
+        batch_code = row["batch_code"]
+        if plan is None or plan["status"] != "issued" or batch_code not in plan["picks"] \
+                or batch_code in plan["arrived"]:
+            return  # not a pick of an open plan, or its report came already (a repeat)
+        plan["arrived"][batch_code] = row["quantity"]
+        returned = plan["picks"][batch_code] - row["quantity"]
+        if returned > 0:
+            self._return(state, plan, batch_code, returned, row["timestamp"], out)
+        if set(plan["arrived"]) >= set(plan["picks"]):
             self._move(plan, "completed", row["timestamp"], out)
             del state["plans"][row["plan_id"]]
 
@@ -148,12 +166,31 @@ class ShelfRestockManager(DriverQuery):
                 if lot["qty"] == 0:
                     del lots[batch_code]
                 plan["picks"][batch_code] = units
+                plan.setdefault("dates", {})[batch_code] = [lot["received"], lot["expiry"]]
                 out.send("wh_events", self._wh_event(
                     "wh_out", plan, batch_code, lot, units, now,
                     event_id("wh_out", plan_id, batch_code), plan_id=plan_id,
                     reason="shelf_restock"))
             self._move(plan, "issued", now, out)
         state["waiting"] = waiting
+
+    def _return(self, state: dict, plan: dict, batch_code: str, units: int, now: str,
+                out: Outputs) -> None:
+        """Picked units the shelf had no room for, back into the warehouse lot they left."""
+        lots = state["lots"].setdefault(f"{plan['store_id']}|{plan['shelf_id']}", {})
+        dates = plan.get("dates", {}).get(batch_code)
+        if dates is None:  # a plan picked before the lot dates were kept with it
+            if batch_code not in lots:
+                log.warning("%s: cannot return %d units of %s for plan %s: lot dates unknown",
+                            NAME, units, batch_code, plan["plan_id"])
+                return
+            dates = [lots[batch_code]["received"], lots[batch_code]["expiry"]]
+        lot = lots.setdefault(batch_code, {"received": dates[0], "expiry": dates[1], "qty": 0})
+        lot["qty"] += units
+        out.send("wh_events", self._wh_event(
+            "wh_in", plan, batch_code, lot, units, now,
+            event_id(REFILL_RETURN, plan["plan_id"], batch_code), plan_id=plan["plan_id"],
+            reason=REFILL_RETURN))
 
     def _remove_expired(self, state: dict, now: str, out: Outputs) -> None:
         today = date.fromisoformat(state["today"])
@@ -210,8 +247,8 @@ def _lot_stock(lots: dict) -> list[LotStock]:
 
 
 
-QUERY = ShelfRestockManager.spec("restock plans, deliveries, ticks -> wh_out, "
-                                 "removals, plan statuses")
+QUERY = ShelfRestockManager.spec("restock plans, deliveries, refill reports, ticks -> wh_out, "
+                                 "refill returns, removals, plan statuses")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,20 @@
 """One store's physical world: shelves, warehouse, customers' carts, and the ground-truth ledger.
 
-Customers act on real stock (an empty shelf is a lost sale, never negative stock); the platform's
-decisions come back as effects (warehouse picks, restocker putbacks, deliveries, warehouse
+Customers act on real stock (an empty shelf is a lost sale, never negative stock; a full shelf
+takes no units back, they stay in the cart and are paid at checkout); the platform's decisions
+come back as effects (warehouse picks, refill tasks, refill returns, deliveries, warehouse
 removals, daily discounts, expired-removal work orders) and move real units. Every random draw
 comes from the store's own `random.Random`, and each customer action consumes the same number of
 draws whatever the stock, so a seed gives the same customers and choices however fast the
-platform reacts. The staff's reports (expired lots removed from a shelf) take their ids from a
-sequence of their own, so customers' event ids do not depend on when work orders arrive either.
+platform reacts. The staff's reports take their ids from a sequence of their own (removals) or
+from the task they carry out (refills), so customers' event ids do not depend on when work
+orders arrive either.
+
+Refills: a task of the refill bridge (`restock_tasks`) sends the restocker to a shelf with the
+units of one pick. They put on the shelf what fits (never past its capacity), from the task's
+due time, and report it through the store's own shelf stream: a `putback` of the units placed,
+0 when the shelf is full, with its weight change. What did not fit stays in transit until the
+platform books it back into the warehouse (a `wh_in` with reason `refill_return`).
 """
 
 from __future__ import annotations
@@ -24,11 +32,15 @@ from producers.world.lots import Lots
 from producers.world.traffic import (
     WEEKDAY_NAMES, TrafficSettings, Visit, draw_tiered, visits_for_day,
 )
+from smart_shelf_platform.contracts.events import REFILL_RETURN
 from smart_shelf_platform.rules.pricing import combined_discount, line_total
 
 Emit = Callable[[str, dict], None]  # (topic, event record)
 
 ID_NAMESPACE = uuid.UUID("6f1c1f43-5c55-5b0e-9a55-5b3ad1c0d0a1")
+# The restocker's reports of a refill task: ids derived from the task's, so a task delivered
+# twice is carried out and reported once, with the same ids whenever it arrives.
+RESTOCKER_NAMESPACE = uuid.uuid5(ID_NAMESPACE, "restocker")
 
 
 @dataclass(frozen=True)
@@ -130,6 +142,10 @@ class StoreWorld:
         self.applied_effects: set[str] = set()  # event ids, and alert ids of work orders
         self.waiting: list[tuple[str, dict]] = []  # effects that cannot apply yet
         self.anomalies: list[str] = []
+        # For reports: units shoppers kept because their shelf was full, units of refills that
+        # did not fit (in transit until the platform returns them to the warehouse).
+        self.kept_in_carts = 0
+        self.refill_overflow = 0
         # Keys changed since the ledger was last saved.
         self.dirty_shelf: set[tuple[str, str]] = set()
         self.dirty_wh: set[tuple[str, str]] = set()
@@ -228,7 +244,12 @@ class StoreWorld:
         shelf_id = shelves[int(u_item * len(shelves))]
         held = customer.cart[shelf_id]
         in_hand = sum(q for _, q in held)
-        units = 1 + int(u_qty * in_hand)
+        # A full shelf takes nothing back: what does not fit stays in the cart, paid at checkout.
+        wanted = 1 + int(u_qty * in_hand)
+        units = min(wanted, self.room(shelf_id))
+        self.kept_in_carts += wanted - units
+        if units == 0:
+            return
         left = units
         # Put back the units picked last first: what is on top of the basket.
         while left:
@@ -245,6 +266,10 @@ class StoreWorld:
         if not held:
             del customer.cart[shelf_id]
         self._emit_shelf_pair("putback", shelf_id, units, at, customer_id=customer.customer_id)
+
+    def room(self, shelf_id: str) -> int:
+        """Units the shelf can still take before it is at its capacity."""
+        return max(0, self.products[shelf_id].max_stock - self.shelves[shelf_id].total)
 
     def leave(self, customer_id: str, at: datetime) -> None:
         customer = self.customers.pop(customer_id)
@@ -293,9 +318,9 @@ class StoreWorld:
     def apply_effects(self, effects: list[tuple[str, dict]], now: datetime) -> int:
         """Apply the platform's effects (topic, record) that can apply now; the others wait.
 
-        Effects of different topics arrive in no common order: a restocker's putback may come
-        before the `wh_out` that put its units in transit, a pick or removal before the `wh_in`
-        of its lot. Such an effect waits and is tried again after each one that applies, here
+        Effects of different topics arrive in no common order: a refill task may come before
+        the `wh_out` that put its units in transit, a pick or removal before the `wh_in` of its
+        lot. Such an effect waits and is tried again after each one that applies, here
         and on later calls; `give_up_waiting` flags what never could. Returns the effects done
         (applied, or dropped as a repeat).
         """
@@ -321,8 +346,8 @@ class StoreWorld:
     def _apply(self, topic: str, record: dict, now: datetime) -> bool:
         if topic == "wh_events":
             return self._warehouse_move(record)
-        if topic == "shelf_events":
-            return self._refill(record)
+        if topic == "restock_tasks":
+            return self._refill(record, now)
         if topic == "daily_discounts":
             self.set_daily_discount(date.fromisoformat(record["discount_date"]),
                                     record["shelf_id"], float(record["discount"]))
@@ -337,6 +362,15 @@ class StoreWorld:
         kind = event["event_type"]
         if shelf_id not in self.warehouse:
             self.anomalies.append(f"{kind} for unknown shelf {shelf_id}")
+        elif kind == "wh_in" and event.get("reason") == REFILL_RETURN:
+            # Units a restocker could not fit on the shelf, back from transit: not a delivery.
+            key = (shelf_id, batch)
+            if self.in_transit.get(key, 0) < qty:
+                return False  # the refill that left them over is still to come
+            self.in_transit[key] -= qty
+            received, expiry = self.lot_dates[batch]
+            self.warehouse[shelf_id].add(batch, received, expiry, qty)
+            self.dirty_wh.add(key)
         elif kind == "wh_in":
             received = date.fromisoformat(event["received_date"])
             expiry = date.fromisoformat(event["expiry_date"])
@@ -358,19 +392,35 @@ class StoreWorld:
         self.applied_effects.add(event["event_id"])
         return True
 
-    def _refill(self, event: dict) -> bool:
-        """A restocker's putback: units in transit since their `wh_out` reach the shelf."""
-        if event["event_id"] in self.applied_effects:
+    def _refill(self, task: dict, now: datetime) -> bool:
+        """A refill task: the restocker puts the units in transit since their `wh_out` on the
+        shelf, as many as fit, from the task's due time, and reports the units placed (0 on a
+        full shelf) as a putback with its weight change. The rest stays in transit until the
+        platform returns it to the warehouse."""
+        task_id = task["event_id"]
+        if task_id in self.applied_effects:
             return True
-        shelf_id, batch, qty = event["shelf_id"], event["batch_code"], event["quantity"]
+        shelf_id, batch, qty = task["shelf_id"], task["batch_code"], task["quantity"]
+        if shelf_id not in self.shelves:
+            self.anomalies.append(f"refill task {task_id} for unknown shelf {shelf_id}")
+            self.applied_effects.add(task_id)
+            return True
         key = (shelf_id, batch)
-        if shelf_id not in self.shelves or self.in_transit.get(key, 0) < qty:
+        if self.in_transit.get(key, 0) < qty:
             return False  # the pick that sent them is still to come
-        self.in_transit[key] -= qty
-        received, expiry = self.lot_dates[batch]
-        self.shelves[shelf_id].add(batch, received, expiry, qty)
-        self.dirty_shelf.add(key)
-        self.applied_effects.add(event["event_id"])
+        at = max(now, datetime.fromisoformat(task["timestamp"]))
+        placed = min(qty, self.room(shelf_id))
+        self.refill_overflow += qty - placed
+        if placed:
+            self.in_transit[key] -= placed
+            received, expiry = self.lot_dates[batch]
+            self.shelves[shelf_id].add(batch, received, expiry, placed)
+            self.dirty_shelf.add(key)
+        self.applied_effects.add(task_id)
+        self._emit_shelf_pair("putback", shelf_id, placed, at, batch_code=batch,
+                              plan_id=task["plan_id"], event_ids=(
+                                  str(uuid.uuid5(RESTOCKER_NAMESPACE, f"putback:{task_id}")),
+                                  str(uuid.uuid5(RESTOCKER_NAMESPACE, f"weight:{task_id}"))))
         return True
 
     def _remove_expired(self, order: dict, now: datetime) -> None:
@@ -412,19 +462,23 @@ class StoreWorld:
         })
 
     def _emit_shelf_pair(self, kind: str, shelf_id: str, units: int, at: datetime, *,
-                         customer_id: str | None = None, batch_code: str | None = None) -> None:
+                         customer_id: str | None = None, batch_code: str | None = None,
+                         plan_id: str | None = None,
+                         event_ids: tuple[str, str] | None = None) -> None:
         """A shelf movement and its weight change: a customer's, or (without `customer_id`)
-        the staff's removal of a lot, with ids from the staff's own sequence."""
+        the staff's: a lot removed (ids from the staff's own sequence) or a refill (the ids
+        `event_ids` its task gives)."""
         weight = self.products[shelf_id].unit_weight
         actor, ids = ("customer", self.ids) if customer_id else ("restocker", self.staff_ids)
+        movement_id, weight_id = event_ids or (ids.next(), ids.next())
         base = {"store_id": self.store_id, "shelf_id": shelf_id, "actor": actor,
-                "customer_id": customer_id, "batch_code": batch_code, "plan_id": None,
+                "customer_id": customer_id, "batch_code": batch_code, "plan_id": plan_id,
                 "timestamp": iso(at)}
-        self.emit("shelf_events", {"event_id": ids.next(), "event_type": kind, **base,
+        self.emit("shelf_events", {"event_id": movement_id, "event_type": kind, **base,
                                    "quantity": units, "unit_weight": weight,
                                    "delta_weight": None})
         sign = 1 if kind == "putback" else -1
-        self.emit("shelf_events", {"event_id": ids.next(), "event_type": "weight_change",
+        self.emit("shelf_events", {"event_id": weight_id, "event_type": "weight_change",
                                    **base, "quantity": None, "unit_weight": weight,
                                    "delta_weight": sign * weight * units})
 

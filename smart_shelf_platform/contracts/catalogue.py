@@ -54,8 +54,8 @@ TOPICS: tuple[Topic, ...] = (
     Topic("foot_traffic", events.FOOT_TRAFFIC, False, ("store_id", "customer_id"),
           "bridge", "customer entries and exits"),
     Topic("shelf_events", events.SHELF_EVENT, False, ("store_id", "shelf_id"),
-          "bridge, shelf refill bridge",
-          "pickups, putbacks, weight changes and removals, ordered per shelf"),
+          "bridge", "pickups, putbacks (customers' and the restocker's refills), weight changes "
+          "and removals, ordered per shelf as the store lived them"),
     Topic("pos_transactions", events.POS_TRANSACTION, False, ("store_id", "customer_id"),
           "bridge", "checkout receipts"),
     Topic("pos_transaction_items", POS_TRANSACTION_ITEM, False, ("store_id", "transaction_id"),
@@ -63,6 +63,13 @@ TOPICS: tuple[Topic, ...] = (
     Topic("wh_events", events.WH_EVENT, False, ("store_id", "shelf_id"),
           "shelf restock manager, supplier manager",
           "warehouse lot movements, ordered per shelf"),
+    # Append-only, not compacted: a task is an instruction given once (an event, not a state
+    # with versions), applied once by its id; retention bounds the topic, whereas compaction
+    # would keep every task forever (each id is a key of its own). Keyed per shelf like the
+    # other movements, so a shelf's tasks stay in order on one partition.
+    Topic("restock_tasks", events.RESTOCK_TASK, False, ("store_id", "shelf_id"),
+          "shelf refill bridge",
+          "refill tasks for the restocker: picked units to put on their shelf when due"),
     Topic("alerts", events.ALERT, False, ("store_id", "shelf_id"),
           "alert engines, restock manager, discount manager, removal scheduler",
           "alerts and their lifecycle steps"),

@@ -81,6 +81,10 @@ POS_TRANSACTION = Record(
     description="A checkout receipt (one per customer with a non-empty cart).",
 )
 
+# `wh_in` of units a restocker brought back because they did not fit on the shelf: they were
+# picked (`wh_out`) and are in transit, not a supplier's delivery.
+REFILL_RETURN = "refill_return"
+
 WH_EVENT = Record(
     "wh_event",
     (
@@ -90,15 +94,38 @@ WH_EVENT = Record(
         F("shelf_id", STRING),
         F("batch_code", STRING),
         F("quantity", INT),
-        F("plan_id", UUID, nullable=True, description="restock plan of a wh_out"),
+        F("plan_id", UUID, nullable=True,
+          description="restock plan of a wh_out, or of a refill_return wh_in"),
         F("supplier_order_id", UUID, nullable=True, description="order delivered by a wh_in"),
         F("received_date", DATE),
         F("expiry_date", DATE),
-        F("reason", STRING, description="shelf_restock, supplier_delivery, expired, ..."),
+        F("reason", STRING, description="shelf_restock (wh_out), supplier_delivery (wh_in), "
+                                         "refill_return (wh_in: picked units that did not fit "
+                                         "on the shelf), expired (wh_removal)"),
         TIMESTAMP_F,
     ),
     key=("store_id", "event_id"),
-    description="A warehouse movement of one lot: in from a supplier, out to a shelf, or removed.",
+    description="A warehouse movement of one lot: in from a supplier (or back from a shelf it "
+                "did not fit on), out to a shelf, or removed.",
+)
+
+RESTOCK_TASK = Record(
+    "restock_task",
+    (
+        F("event_id", UUID, description="the task's id, uuid5 of its pick's event id; the "
+                                        "deduplication key"),
+        STORE_ID,
+        F("shelf_id", STRING),
+        F("plan_id", UUID, nullable=True, description="restock plan of the pick"),
+        F("pick_event_id", UUID, description="the wh_out that sent the units on their way"),
+        F("batch_code", STRING, description="lot picked"),
+        F("quantity", INT, description="units picked, in transit to the shelf"),
+        F("timestamp", TIMESTAMP, description="simulated time the task is due: the pick's time "
+                                              "plus the refill delay"),
+    ),
+    key=("store_id", "event_id"),
+    description="A refill task for the store's restocker: put the units of one warehouse pick "
+                "on their shelf when due. The restocker reports what fitted as a putback.",
 )
 
 ALERT = Record(
@@ -156,4 +183,5 @@ DEAD_LETTER = Record(
     description="A record that broke its contract, kept with the reason instead of being dropped.",
 )
 
-ALL_EVENTS = (FOOT_TRAFFIC, SHELF_EVENT, POS_TRANSACTION, WH_EVENT, ALERT, CLOCK_TICK, DEAD_LETTER)
+ALL_EVENTS = (FOOT_TRAFFIC, SHELF_EVENT, POS_TRANSACTION, WH_EVENT, RESTOCK_TASK, ALERT, CLOCK_TICK,
+              DEAD_LETTER)
