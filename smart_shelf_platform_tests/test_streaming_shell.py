@@ -143,6 +143,24 @@ def test_deduplicate_drops_repeated_event_ids_but_never_merges_bad_rows(spark):
     assert len(offsets) == 4 and offsets[0] in (0, 1) and offsets[1:] == [2, 3, 4]
 
 
+def test_records_of_two_topics_with_the_same_key_are_not_repeats(spark):
+    """The decisions host reads shelf_state and wh_state in one stream: a warehouse row must not
+    be dropped as a repeat of the shelf row with the same store, shelf and version."""
+    from smart_shelf_platform.contracts.state import SHELF_STATE, WH_STATE
+
+    shelf = {"store_id": "S001", "shelf_id": "TSTSHL0001", "current_stock": 5, "max_stock": 9,
+             "unit_weight": 1.0, "shelf_weight": 5.0, "version": 3,
+             "last_update_ts": "2026-01-01T07:00:00Z"}
+    warehouse = {"store_id": "S001", "shelf_id": "TSTSHL0001", "wh_current_stock": 0,
+                 "wh_max_stock": 90, "version": 3, "last_update_ts": "2026-01-01T07:00:00Z"}
+    frames = [shell.parse_events(kafka_frame(spark, topic, [as_bytes(r), as_bytes(r)]), record)
+              for topic, r, record in (("shelf_state", shelf, SHELF_STATE),
+                                       ("wh_state", warehouse, WH_STATE))]
+    both = frames[0].unionByName(frames[1], allowMissingColumns=True)
+    kept = shell.deduplicate(both, ("store_id", "shelf_id", "version")).collect()
+    assert sorted(r["_source"] for r in kept) == ["shelf_state", "wh_state"]
+
+
 def test_dead_letter_rows_follow_the_contract_with_deterministic_ids(spark):
     broken = corrupt("broken_json", "foot_traffic", foot_traffic_event())
     missing = corrupt("missing_field", "foot_traffic", foot_traffic_event())

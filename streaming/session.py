@@ -37,6 +37,9 @@ def build_spark(settings: Settings, app_name: str, master: str | None = None,
         .config("spark.driver.memory", settings.spark_driver_memory)
         .config("spark.databricks.delta.snapshotPartitions", "2")
         .config("spark.ui.showConsoleProgress", "false")
+        # A batch only when there is data: the dedupe state a watermark lets go of is dropped
+        # at the next batch instead of in a batch of its own (each costs jobs and commits).
+        .config("spark.sql.streaming.noDataMicroBatches.enabled", "false")
     )
     if "://" not in settings.delta_root or settings.delta_root.startswith("file:"):
         # Checkpoints on a local disk: Spark's default (FileContext) manager has Hadoop fork

@@ -307,13 +307,15 @@ def valid_rows(df: DataFrame, record: Record) -> DataFrame:
 
 
 def with_dedup_key(df: DataFrame, key_fields: Sequence[str]) -> DataFrame:
-    """Add `_dedup_key`: the values of `key_fields` for valid rows, the Kafka position for rows
-    with a reason, so two different malformed records are never merged (and a bad copy cannot
-    hide the good event of the same id)."""
+    """Add `_dedup_key`: the topic and the values of `key_fields` for valid rows (records of
+    different topics are never repeats of each other, though `shelf_state` and `wh_state` share
+    key fields), the Kafka position for rows with a reason, so two different malformed records
+    are never merged (and a bad copy cannot hide the good event of the same id)."""
     position = F.concat_ws("|", F.lit("at"), "_source", "_partition", "_offset")
     complete = reduce(lambda a, b: a & b, (F.col(f).isNotNull() for f in key_fields))
     key = F.when(F.col(REASON).isNull() & complete,
-                 F.concat_ws("|", F.lit("id"), *(F.col(f).cast("string") for f in key_fields)))
+                 F.concat_ws("|", F.lit("id"), "_source",
+                             *(F.col(f).cast("string") for f in key_fields)))
     return df.withColumn("_dedup_key", key.otherwise(position))
 
 
@@ -546,7 +548,7 @@ def event_query(spark: SparkSession, ctx: QueryContext, name: str,
                                    ctx)
                 log.warning("%s batch %d: %d record(s) sent to the dead letters", name,
                             batch_id, stats["dead"])
-            # Empty batches also run (the watermark moves state eviction): no commit for those.
+            # A batch whose rows were all filtered out or repeated still comes here: no commit.
             valid = {s.topic: valid_rows(batch.where(F.col("_source") == ctx.topic(s.topic)),
                                          s.record)
                      for s in sources if stats[f"valid:{s.topic}"]}
