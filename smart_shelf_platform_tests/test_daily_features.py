@@ -213,16 +213,18 @@ def test_discount_combines_the_weekly_promotion_with_the_daily_discount():
 
 def test_movements_of_the_day():
     shelf = frame(SHELF_EVENTS,
-                  shelf_event("a", "SH1", "putback", 6, at(0, 8), "restocker", "B1"),
+                  shelf_event("a", "SH1", "putback", 4, at(0, 8), "restocker", "B1"),
                   shelf_event("b", "SH1", "expired_removal", 2, at(0, 6), "system", "B0"),
                   shelf_event("c", "SH2", "putback", 1, at(0, 8)),           # a customer
                   shelf_event("d", "SH2", "putback", 5, at(1, 8), "restocker", "B2"))
     wh = frame(WH_EVENTS, ("w1", "S001", "SH1", "wh_out", 6, at(0, 7, 57)),
                ("w2", "S001", "SH1", "wh_in", 48, at(0, 7)),
                ("w3", "S001", "SH2", "wh_removal", 3, at(0, 6)),
-               ("w4", "S001", "SH2", "wh_out", 5, at(1, 7)))
+               ("w4", "S001", "SH2", "wh_out", 5, at(1, 7)),
+               ("w5", "S001", "SH1", "wh_in", 2, at(0, 8)))  # the 2 that did not fit, back
+    # SH1: 6 picked, 4 put up (the shelf had room for 4), 2 returned.
     result = features.daily_movement_features(shelf, wh, D, index(SH1, SH2))
-    assert result.loc[SH1].tolist() == [True, 2, 6, 0]
+    assert result.loc[SH1].tolist() == [True, 2, 4, 0]
     assert result.loc[SH2].tolist() == [False, 0, 0, 3]
     assert list(result.columns) == ["refill_day", "expired_qty_shelf", "moved_wh_to_shelf",
                                     "expired_qty_wh"]

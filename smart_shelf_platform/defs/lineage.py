@@ -89,6 +89,8 @@ EXPLICIT_UPSTREAMS: dict[str, tuple[str, ...]] = {
     "delta/ops/wh_supplier_orders": ("kafka/wh_supplier_plan", "kafka/clock_ticks"),
     "delta/ops/wh_supplier_receipts": ("delta/ops/wh_supplier_orders", "kafka/clock_ticks"),
     "delta/analytics/daily_discounts": ("kafka/shelf_batch_state", "kafka/clock_ticks"),
+    # The refill bridge: each pick becomes the restocker's task, released by ticks.
+    "kafka/restock_tasks": ("kafka/wh_events", "kafka/clock_ticks"),
     # Receipt headers are sunk from the receipts; their lines, flattened by the batch state
     # updater, from a topic of their own.
     "postgres/ops/pos_transactions": ("kafka/pos_transactions",),
@@ -111,10 +113,12 @@ EXPLICIT_UPSTREAMS: dict[str, tuple[str, ...]] = {
     "kafka/wh_supplier_plan": ("delta/analytics/predictions",),  # the forecaster's pending plans
     # The simulator's ledger: its world from the reference files, then the platform's physical
     # decisions it carries out (producers/run.py EffectsFeed) and the prices shoppers pay.
-    "postgres/sim/ledger_shelf_lots": ("files/reference", "kafka/shelf_events"),
+    "postgres/sim/ledger_shelf_lots": (
+        "files/reference", "kafka/shelf_events", "kafka/restock_tasks"),
     "postgres/sim/ledger_wh_lots": ("files/reference", "kafka/wh_events"),
     # Carts hold units picked from the shelf lots, so they follow what refills the shelves.
-    "postgres/sim/ledger_cart_lots": ("files/reference", "kafka/shelf_events"),
+    "postgres/sim/ledger_cart_lots": (
+        "files/reference", "kafka/shelf_events", "kafka/restock_tasks"),
     "postgres/sim/ledger_daily_sales": (
         "files/reference", "kafka/shelf_events", "kafka/daily_discounts"),
     "postgres/sim/ledger_daily_waste": ("files/reference", "kafka/wh_events", "kafka/alerts"),
@@ -127,10 +131,10 @@ EFFECT_EDGES: tuple[tuple[str, str], ...] = (
     ("kafka/shelf_restock_plan", "kafka/wh_events"),      # restock manager: FEFO wh_out
     ("kafka/wh_batch_state", "kafka/wh_events"),          # FEFO lot choice, expired warehouse lots
     ("delta/ops/wh_supplier_orders", "kafka/wh_events"),  # supplier manager: wh_in deliveries
-    ("kafka/wh_events", "kafka/shelf_events"),            # refill bridge: putbacks after the delay
+    ("kafka/restock_tasks", "kafka/shelf_events"),        # the restocker reports what it put up
+    ("kafka/shelf_events", "kafka/wh_events"),            # restock manager: returns what did not fit
     ("kafka/shelf_batch_state", "kafka/shelf_events"),    # removal scheduler: expired shelf lots
     ("kafka/clock_ticks", "kafka/wh_events"),             # deliveries and removals fire on ticks
-    ("kafka/clock_ticks", "kafka/shelf_events"),          # refills are released by ticks
     ("kafka/daily_discounts", "kafka/pos_transactions"),  # shoppers pay the discounted price
 )
 

@@ -40,7 +40,8 @@ What each feature is (REFERENCE 7.1's names; the reference filled most of them w
   `rules.replenishment.default_reorder_point(warehouse_capacity)`.
 - pending_supplier_qty: suggested units of the supplier plans in flight at the end of D (created
   before it; still pending or issued, or closed only after it).
-- moved_wh_to_shelf: units picked from the warehouse for the shelf (`wh_out`) during D.
+- moved_wh_to_shelf: units the restocker put on the shelf from the warehouse during D (a pick's
+  units that did not fit went back to the warehouse and are not counted).
 - min_expiration_days: days from D to the earliest expiry of a shelf lot holding units at the
   end of D (negative: an expired lot not removed yet); avg_expiration_days: days to expiry
   averaged over those units (unit-weighted, 2 decimals); both null with no units on the shelf.
@@ -318,7 +319,8 @@ def daily_movement_features(shelf_events: pd.DataFrame, wh_events: pd.DataFrame,
         "refill_day": _total(refills, "quantity", index) > 0,
         "expired_qty_shelf": _total(shelf.loc[shelf["event_type"] == "expired_removal"],
                                     "quantity", index),
-        "moved_wh_to_shelf": _total(wh.loc[wh["event_type"] == "wh_out"], "quantity", index),
+        # What reached the shelf: a pick's units that did not fit went back (a refill_return).
+        "moved_wh_to_shelf": _total(refills, "quantity", index),
         "expired_qty_wh": _total(wh.loc[wh["event_type"] == "wh_removal"], "quantity", index),
     }, index=index)
 
