@@ -126,7 +126,9 @@ def _watch(queries, stopping: list[bool], reporter: ProgressReporter) -> None:
     while not stopping and any(q.isActive for q in queries):
         _raise_failure(queries)
         reporter.report(queries)
-        queries[0].awaitTermination(1)
+        # On one that still runs: a finished query returns at once (a busy loop of py4j calls).
+        if active := [q for q in queries if q.isActive]:
+            active[0].awaitTermination(1)
 
 
 def _raise_failure(queries) -> None:
