@@ -90,8 +90,8 @@ def loop(settings, tmp_path_factory):
         for arg in ("--stream", f"{stream_name(t, stream_prefix)}={ctx.topic(t)}")))
     try:
         # Holds and settling wait for the queries that report progress: all of them, first.
-        wait_until_read(client, clock_prefix, own.kafka_bootstrap, queries=runner.spark_query_names(),
-                        timeout=300)
+        wait_until_read(client, clock_prefix, own.kafka_bootstrap,
+                        queries=runner.spark_query_names(), timeout=300)
         sim = simulate(own, SimulateOptions(
             until=own.sim_start + SIMULATED, speed=SPEED, stream_prefix=stream_prefix,
             clock_key_prefix=clock_prefix, clock_topic=ctx.topic("clock_ticks"),

@@ -19,9 +19,8 @@ completed, at the time of its last report, once every pick has its report.
 The manager keeps its own view of the warehouse lots: the reference snapshot, the deliveries
 (`wh_in`) it reads, and the picks, returns and removals it makes itself. Being the only query
 that takes units out of the warehouse, it can decide exactly, without waiting for the state
-queries; for
-the same reason it also removes the lots that expired (on the first tick of a day), with one
-`expired_removal` alert per product carrying the units. REFERENCE 6.4 with items 7, 14 fixed.
+queries; for the same reason it also removes the lots that expired (on the first tick of a
+day), with one `expired_removal` alert per product carrying the units. REFERENCE 6.4 with items 7, 14 fixed.
 """
 
 from __future__ import annotations

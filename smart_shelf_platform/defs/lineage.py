@@ -132,7 +132,7 @@ EFFECT_EDGES: tuple[tuple[str, str], ...] = (
     ("kafka/wh_batch_state", "kafka/wh_events"),          # FEFO lot choice, expired warehouse lots
     ("delta/ops/wh_supplier_orders", "kafka/wh_events"),  # supplier manager: wh_in deliveries
     ("kafka/restock_tasks", "kafka/shelf_events"),        # the restocker reports what it put up
-    ("kafka/shelf_events", "kafka/wh_events"),            # restock manager: returns what did not fit
+    ("kafka/shelf_events", "kafka/wh_events"),            # restock manager: unfitted units back
     ("kafka/shelf_batch_state", "kafka/shelf_events"),    # removal scheduler: expired shelf lots
     ("kafka/clock_ticks", "kafka/wh_events"),             # deliveries and removals fire on ticks
     ("kafka/daily_discounts", "kafka/pos_transactions"),  # shoppers pay the discounted price
