@@ -117,6 +117,11 @@ def test_a_simulated_morning_with_bad_events_agrees_exactly_with_the_ledger(pipe
 
     dead = delta_rows(ctx, "raw/dead_letter")
     assert len(dead) == bad and all(r["reason"] for r in dead)
+    # Found in the one Spark query of the platform, named after the query that reads the topic.
+    reporter = {"shelf_events": "shelf_aggregator", "foot_traffic": "foot_traffic_raw_sink",
+                "pos_transactions": "batch_state_updater", "wh_events": "wh_aggregator"}
+    assert all(r["detected_by"] == reporter[r["source"].removeprefix(ctx.topic_prefix)]
+               for r in dead)
     raw = delta_rows(ctx, "raw/shelf_events") + delta_rows(ctx, "raw/pos_transactions") \
         + delta_rows(ctx, "raw/foot_traffic")
     assert len(raw) == len({r["event_id"] for r in raw}) == sim.events_emitted

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 
 import pytest
 from deltalake import DeltaTable
+from pyspark.sql import functions as F
 
 from producers.bad_events import corrupt
 from smart_shelf_platform.clock import ClockKeys
@@ -300,30 +301,42 @@ def test_batch_metrics_count_late_events_and_measure_latency_from_kafka_arrival(
     # The frames "arrived" in Kafka at RECEIVED, long before now.
     assert lines[0]["latency_ms"]["p95"] >= lines[0]["latency_ms"]["p50"] > 0
     assert first["valid:foot_traffic"] == 3
+    # Per input topic too (a host reads many): one topic here, so the same figures.
+    assert lines[0]["valid_by_topic"] == {"foot_traffic": 3}
+    assert lines[0]["latency_ms_by_topic"]["foot_traffic"]["p50"] == \
+        lines[0]["latency_ms"]["p50"]
 
 
 def test_a_prefilter_keeps_in_spark_what_it_accepts_on_a_parsed_record(spark):
-    """Spark filters raw values with `sql()`; a hosted query filters parsed records with
-    `accepts`: both must keep the same records (the tick filter looks at "HH:MM" only)."""
+    """Spark filters raw values with `sql()` and parsed frames with `column()` (a host, before
+    it collects); a hosted query filters parsed records with `accepts`: all three must keep the
+    same records (the tick filter looks at "HH:MM" only, of ISO text or of a timestamp)."""
     ticks = [{"sim_time": f"2026-01-0{d}T{t}:00Z"} for d in (1, 2) for t in ("00:00", "12:00",
                                                                            "12:01")]
     events = [{"event_type": t, "actor": a} for t in ("wh_in", "wh_out") for a in ("x", None)]
     cases = [
-        (shell.FieldIn("sim_time", ("00:00", "12:00"), chars=(11, 16)), ticks),
-        (shell.json_field_in("event_type", ("wh_out",)), events),
+        (shell.FieldIn("sim_time", ("00:00", "12:00"), chars=(11, 16)), ticks,
+         "sim_time timestamp"),
+        (shell.json_field_in("event_type", ("wh_out",)), events, "event_type string, actor string"),
         (shell.AnyOf((shell.json_field_in("event_type", ("wh_in",)),
-                      shell.json_field_in("actor", ("x",)))), events),
+                      shell.json_field_in("actor", ("x",)))), events,
+         "event_type string, actor string"),
     ]
-    for prefilter, records in cases:
+    for prefilter, records, schema in cases:
         frame = kafka_frame(spark, "t", [as_bytes(r) for r in records])
         kept = [json.loads(r.value) for r in frame.where(prefilter.sql()).orderBy("offset")
                 .collect()]
         assert kept == [r for r in records if prefilter.accepts(r)]
         assert 0 < len(kept) < len(records)
+        parsed = frame.select(F.monotonically_increasing_id().alias("i"), F.from_json(
+            F.col("value").cast("string"), schema).alias("r")).select("i", "r.*")
+        in_spark = [r.i for r in parsed.where(prefilter.column()).orderBy("i").collect()]
+        everything = [r.i for r in parsed.orderBy("i").collect()]
+        assert in_spark == [i for i, r in zip(everything, records) if prefilter.accepts(r)]
 
 
 def test_hosted_queries_share_one_read_per_topic():
-    from streaming.driver_query import shared_sources
+    from streaming.host import shared_sources
 
     ticks_at = lambda *t: dataclasses.replace(  # noqa: E731
         shell.EventSource("clock_ticks", SHELF_EVENT, dead_letters=False),

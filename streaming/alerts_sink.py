@@ -9,13 +9,13 @@ that arrive twice or out of order never move an alert backwards (REFERENCE 6.9, 
 from __future__ import annotations
 
 from delta.tables import DeltaTable
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.streaming import DataStreamWriter
 
 from smart_shelf_platform.contracts.events import ALERT
 from smart_shelf_platform.rules.alerts import TRANSITIONS
 from streaming import shell
+from streaming.host import Member
 
 NAME = "alerts_sink"
 SOURCE = shell.EventSource("alerts", ALERT, dedupe_on=("alert_id", "status"))
@@ -51,8 +51,10 @@ def latest_steps(alerts: DataFrame) -> DataFrame:
             .where("_rank = 1").drop("_rank"))
 
 
-def build(spark: SparkSession, ctx: shell.QueryContext) -> DataStreamWriter:
-    def handle(valid: shell.ValidRows, batch_id: int) -> None:
+class AlertsSink(Member):
+    name, sources = NAME, [SOURCE]
+
+    def handle(self, valid: shell.ValidRows, batch_id: int) -> None:
         steps = latest_steps(valid[SOURCE.topic])
         session = steps.sparkSession
         t, s = (lambda c: F.col(f"t.{c}")), (lambda c: F.col(f"s.{c}"))
@@ -60,16 +62,14 @@ def build(spark: SparkSession, ctx: shell.QueryContext) -> DataStreamWriter:
             (s("status") == t("status")) & (s("updated_at") > t("updated_at")))
         update = {f: s(f) for f in ALERT.field_names} | {
             "created_at": F.least(t("created_at"), s("created_at"))}
-        merge = (DeltaTable.forPath(session, ctx.table(TABLE)).alias("t")
+        merge = (DeltaTable.forPath(session, self.ctx.table(TABLE)).alias("t")
                  .merge(steps.alias("s"), "t.store_id = s.store_id AND t.alert_id = s.alert_id")
                  .whenMatchedUpdate(condition=later, set=update)
                  .whenNotMatchedInsertAll())
-        shell.merge_idempotent(session, merge, NAME, batch_id)
-
-    return shell.event_query(spark, ctx, NAME, [SOURCE], handle)
+        shell.merge_idempotent(session, merge, self.app_id, batch_id)
 
 
-QUERY = shell.StreamingQuerySpec(NAME, build, "alert steps -> ops/alerts", pace=5)
+QUERY = AlertsSink.spec("alert steps -> ops/alerts", pace=5)
 
 
 if __name__ == "__main__":

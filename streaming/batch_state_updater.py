@@ -17,17 +17,17 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.streaming import DataStreamWriter
 
 from smart_shelf_platform.contracts.catalogue import POS_TRANSACTION_ITEM, TOPICS_BY_NAME
 from smart_shelf_platform.contracts.events import POS_TRANSACTION, SHELF_EVENT
 from streaming import reference, shell
+from streaming.host import Member
 from streaming.state_fold import StateFold, net_units
 
 NAME = "batch_state_updater"
-POS = shell.EventSource("pos_transactions", POS_TRANSACTION)
+POS = shell.EventSource("pos_transactions", POS_TRANSACTION, checks_shelves=True)
 # Customers' events (nearly all of the topic) name no lot: only refills and removals are read.
-SHELF = shell.EventSource("shelf_events", SHELF_EVENT, dead_letters=False,
+SHELF = shell.EventSource("shelf_events", SHELF_EVENT, dead_letters=False, checks_shelves=True,
                           prefilter=shell.json_field_in("actor", ("restocker", "system")))
 LOT_KEY = ("store_id", "shelf_id", "batch_code")
 RECEIPT_LINES = TOPICS_BY_NAME["pos_transaction_items"]
@@ -69,14 +69,19 @@ def lot_deltas(movements: DataFrame, wh_lots: DataFrame) -> DataFrame:
             .join(dates, list(LOT_KEY), "left"))
 
 
-def build(spark: SparkSession, ctx: shell.QueryContext) -> DataStreamWriter:
-    FOLD.bootstrap(spark, ctx, reference.shelf_batch_rows(ctx.settings), NAME)
+class BatchStateUpdater(Member):
+    name, sources = NAME, [POS, SHELF]
+    pinned = True
 
-    def handle(valid: shell.ValidRows, batch_id: int) -> None:
-        movements = []
+    def __init__(self, spark: SparkSession, ctx: shell.QueryContext):
+        super().__init__(spark, ctx)
+        FOLD.bootstrap(spark, ctx, reference.shelf_batch_rows(ctx.settings), self.app_id)
+
+    def handle(self, valid: shell.ValidRows, batch_id: int) -> None:
+        ctx, movements = self.ctx, []
         if POS.topic in valid:
-            shell.append_idempotent(valid[POS.topic], ctx.table("raw/pos_transactions"), NAME,
-                                    batch_id)
+            shell.append_idempotent(valid[POS.topic], ctx.table("raw/pos_transactions"),
+                                    self.app_id, batch_id)
             # A replayed batch publishes the same lines again; the sink upserts them by key.
             shell.publish_json(receipt_lines(valid[POS.topic]), ctx.settings,
                                ctx.topic(RECEIPT_LINES.name), key=shell.message_key(RECEIPT_LINES))
@@ -88,14 +93,10 @@ def build(spark: SparkSession, ctx: shell.QueryContext) -> DataStreamWriter:
         deltas = lot_deltas(movements[0] if len(movements) == 1
                             else movements[0].unionByName(movements[1]), wh_lots)
         if not deltas.isEmpty():
-            FOLD.apply(session, ctx, deltas, NAME, batch_id)
-
-    return shell.event_query(spark, ctx, NAME, [POS, SHELF], handle,
-                             known_shelves=reference.known_shelves(spark, ctx.settings))
+            FOLD.apply(session, ctx, deltas, self.app_id, batch_id)
 
 
-QUERY = shell.StreamingQuerySpec(NAME, build,
-                                 "receipts, refills, removals -> shelf_batch_state")
+QUERY = BatchStateUpdater.spec("receipts, refills, removals -> shelf_batch_state")
 
 
 if __name__ == "__main__":

@@ -13,16 +13,14 @@ decisions, with the same deterministic ids and timestamps. Per batch:
 A crash between 2 and 4 replays the batch: the same messages again (consumers dedupe by id or
 key + status) and a MERGE that Delta skips.
 
-Several driver queries run as one Spark query (`DriverHost`): their topics are read once and
-each micro-batch is collected to the driver once, then handed to every member in turn. On two
-cores the fixed cost of a micro-batch (offsets, dedupe state, Spark jobs, commits), not the
-decisions, is what limits the platform, so the runner hosts them together.
+Started together, the driver queries run as one Spark query, `decisions` (`host.QueryHost`):
+their topics are read once and each micro-batch is collected to the driver once for all.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from functools import reduce
@@ -33,13 +31,13 @@ from confluent_kafka import Producer
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.streaming import DataStreamWriter
 
 from smart_shelf_platform.contracts.catalogue import DELTA_TABLES_BY_PATH, TOPICS_BY_NAME
 from smart_shelf_platform.contracts.events import CLOCK_TICK
 from smart_shelf_platform.contracts.types import Record
 from streaming import shell
 from streaming.driver_state import DriverState
+from streaming.host import Member
 
 log = logging.getLogger(__name__)
 
@@ -141,32 +139,21 @@ class Outputs:
         return bool(self.messages or self.rows)
 
 
-class DriverQuery:
+class DriverQuery(Member):
     """A query whose `step` decides on the driver; subclasses set `name` and `sources`."""
 
-    name: str
+    collects = True
+    collect = staticmethod(collect_batch)
 
     def __init__(self, spark: SparkSession, ctx: shell.QueryContext):
-        self.ctx = ctx
         self._kafka: Producer | None = None
-        self.hosted_by(None)
-
-    @classmethod
-    def spec(cls, description: str, pace: float = 1.0) -> shell.StreamingQuerySpec:
-        """The query's runner entry; run alone, it is a host of one."""
-        return shell.StreamingQuerySpec(
-            cls.name, lambda spark, ctx: DriverHost(cls.name, [cls(spark, ctx)]).build(spark),
-            description, pace=pace, driver=cls)
+        super().__init__(spark, ctx)
 
     def hosted_by(self, host: str | None) -> None:
-        """Alone, the query keeps its state in its own checkpoint and names its Delta
-        transactions after itself; hosted, in the host's (whose batch ids it then shares)."""
-        if host is None:
-            self.app_id = self.name
-            directory = Path(self.ctx.checkpoint(self.name)) / "driver_state"
-        else:
-            self.app_id = f"{host}/{self.name}"
-            directory = Path(self.ctx.checkpoint(host)) / "driver_state" / self.name
+        """Alone, the query keeps its state in its own checkpoint; hosted, in the host's."""
+        super().hosted_by(host)
+        directory = (Path(self.ctx.checkpoint(self.name)) / "driver_state" if host is None
+                     else Path(self.ctx.checkpoint(host)) / "driver_state" / self.name)
         self.state = DriverState(directory, self.initial_state)
 
     # ---- hooks -----------------------------------------------------------------------
@@ -230,56 +217,3 @@ class DriverQuery:
                  .merge(rows.alias("s"), condition)
                  .whenMatchedUpdateAll().whenNotMatchedInsertAll())
         shell.merge_idempotent(spark, merge, f"{self.app_id}:{table}", batch_id)
-
-
-def shared_sources(sources: list[shell.EventSource]) -> list[shell.EventSource]:
-    """One source per topic for queries hosted together: it reports dead letters if any reader
-    does, and prefilters only if every reader does (each reader filters again, `accepts`)."""
-    by_topic: dict[str, list[shell.EventSource]] = {}
-    for source in sources:
-        by_topic.setdefault(source.topic, []).append(source)
-    shared = []
-    for topic, readers in by_topic.items():
-        if len({(r.record.name, r.dedupe_fields) for r in readers}) > 1:
-            raise ValueError(f"queries read {topic} with different contracts or dedupe keys; "
-                             "they cannot share one read of it")
-        filters = [r.prefilter for r in readers]
-        dead_letters = any(r.dead_letters for r in readers)
-        prefilter = None
-        if not dead_letters and None not in filters:
-            unique = tuple(dict.fromkeys(f for f in filters))
-            prefilter = unique[0] if len(unique) == 1 else shell.AnyOf(unique)
-        shared.append(replace(readers[0], dead_letters=dead_letters, prefilter=prefilter,
-                              dedupe_on=readers[0].dedupe_fields))
-    return shared
-
-
-class DriverHost:
-    """Driver queries in one Spark query `name`, handed each micro-batch in the given order
-    (engines before the managers that act on their plans)."""
-
-    def __init__(self, name: str, members: list[DriverQuery]):
-        self.name = name
-        self.members = members
-        if len(members) > 1:
-            for member in members:
-                member.hosted_by(name)
-        for member in members:
-            topics = [s.topic for s in member.sources]
-            if len(set(topics)) < len(topics):
-                raise ValueError(f"{member.name} reads a topic twice")
-        self.sources = shared_sources([s for m in members for s in m.sources])
-
-    def build(self, spark: SparkSession) -> DataStreamWriter:
-        return shell.event_query(spark, self.members[0].ctx, self.name, self.sources,
-                                 self.handle)
-
-    def handle(self, valid: shell.ValidRows, batch_id: int) -> None:
-        rows = collect_batch(valid, self.sources)
-        session = next(iter(valid.values())).sparkSession
-        for member in self.members:
-            own = {s.topic: [r for r in rows[s.topic]
-                             if s.prefilter is None or s.prefilter.accepts(r)]
-                   for s in member.sources if s.topic in rows}
-            if any(own.values()):
-                member.run_batch(session, own, batch_id)

@@ -10,28 +10,23 @@ with the others through `smart-shelf stream`.
 
 from __future__ import annotations
 
-from pyspark.sql import SparkSession
-from pyspark.sql.streaming import DataStreamWriter
-
 from smart_shelf_platform.contracts.events import FOOT_TRAFFIC
 from streaming import shell
+from streaming.host import Member
 
 NAME = "foot_traffic_raw_sink"
 SOURCE = shell.EventSource("foot_traffic", FOOT_TRAFFIC)
 
 
-def build(spark: SparkSession, ctx: shell.QueryContext) -> DataStreamWriter:
-    """The query's writer; `StreamingQuerySpec.start` adds name, checkpoint and trigger."""
+class FootTrafficRawSink(Member):
+    name, sources, pinned = NAME, [SOURCE], True
 
-    def handle(valid: shell.ValidRows, batch_id: int) -> None:
-        shell.append_idempotent(valid[SOURCE.topic], ctx.table("raw/foot_traffic"), NAME,
-                                batch_id)
-
-    return shell.event_query(spark, ctx, NAME, [SOURCE], handle)
+    def handle(self, valid: shell.ValidRows, batch_id: int) -> None:
+        shell.append_idempotent(valid[SOURCE.topic], self.ctx.table("raw/foot_traffic"),
+                                self.app_id, batch_id)
 
 
-QUERY = shell.StreamingQuerySpec(NAME, build, "customer entries and exits -> raw/foot_traffic",
-                                 pace=5)
+QUERY = FootTrafficRawSink.spec("customer entries and exits -> raw/foot_traffic", pace=5)
 
 
 if __name__ == "__main__":

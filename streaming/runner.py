@@ -1,10 +1,8 @@
 """`smart-shelf stream`: host streaming queries in one Spark application.
 
-Locally every query runs in one application, each with its own checkpoint and query name; on a
-cluster, any subset can be `spark-submit`ted on its own (`python -m streaming.runner --query X`).
-The driver queries started together (alert engines, managers, refill bridge) run as one Spark
-query, `decisions` (`driver_query.DriverHost`), with one checkpoint; one started alone keeps its
-own name and checkpoint. Moving a driver query between the two starts it afresh from its topics.
+Locally the queries started together run as ONE Spark query, `platform` (`host.QueryHost`),
+with one checkpoint; on a cluster, any subset can be `spark-submit`ted on its own
+(`python -m streaming.runner --query X`): one query alone keeps its own name and checkpoint.
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ from streaming import (
     shelf_restock_manager, supplier_manager, wh_aggregator, wh_alert_engine,
     wh_batch_state_updater,
 )
-from streaming.driver_query import DriverHost
+from streaming.host import QueryHost
 from streaming.progress import ProgressReporter
 from streaming.session import build_spark
 
@@ -42,7 +40,7 @@ STAGES: tuple[tuple[shell.StreamingQuerySpec, ...], ...] = (
     (alerts_sink.QUERY,),
 )
 QUERIES: dict[str, shell.StreamingQuerySpec] = {q.name: q for stage in STAGES for q in stage}
-HOST = "decisions"
+HOST = "platform"
 
 
 def unknown_queries(names: list[str]) -> list[str]:
@@ -50,28 +48,28 @@ def unknown_queries(names: list[str]) -> list[str]:
 
 
 def arranged(names: list[str] | None = None) -> list[list[shell.StreamingQuerySpec]]:
-    """The stages of the selected queries, with two or more driver queries replaced by their
+    """The stages of the selected queries, with two or more hostable queries replaced by their
     host in each stage that had one of them (a drain runs the host once per such stage)."""
     stages = [[q for q in stage if names is None or q.name in names] for stage in STAGES]
-    drivers = [q for stage in stages for q in stage if q.driver is not None]
-    if len(drivers) > 1:
-        host = host_spec(drivers)
-        stages = [([host] if any(q.driver for q in stage) else [])
-                  + [q for q in stage if q.driver is None] for stage in stages]
+    members = [q for stage in stages for q in stage if q.member is not None]
+    if len(members) > 1:
+        host = host_spec(members)
+        stages = [([host] if any(q.member for q in stage) else [])
+                  + [q for q in stage if q.member is None] for stage in stages]
     return [stage for stage in stages if stage]
 
 
-def host_spec(drivers: list[shell.StreamingQuerySpec]) -> shell.StreamingQuerySpec:
-    every = [q.name for q in QUERIES.values() if q.driver is not None]
-    names = tuple(q.name for q in drivers)
+def host_spec(members: list[shell.StreamingQuerySpec]) -> shell.StreamingQuerySpec:
+    every = [q.name for q in QUERIES.values() if q.member is not None]
+    names = tuple(q.name for q in members)
     # A subset gets a name of its own: another set of queries cannot share its checkpoint.
     name = HOST if list(names) == every else "-".join((HOST, *names))
 
     def build(spark, ctx: shell.QueryContext):
-        return DriverHost(name, [q.driver(spark, ctx) for q in drivers]).build(spark)
+        return QueryHost(name, [q.member(spark, ctx) for q in members]).build(spark)
 
-    return shell.StreamingQuerySpec(name, build, "driver queries " + ", ".join(names),
-                                    pace=min(q.pace for q in drivers), hosts=names)
+    return shell.StreamingQuerySpec(name, build, "queries " + ", ".join(names),
+                                    pace=min(q.pace for q in members), hosts=names)
 
 
 def spark_query_names(names: list[str] | None = None) -> list[str]:

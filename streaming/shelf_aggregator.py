@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.streaming import DataStreamWriter
 
 from smart_shelf_platform.contracts.events import SHELF_EVENT
 from streaming import reference, shell
+from streaming.host import Member
 from streaming.state_fold import StateFold, net_units
 
 NAME = "shelf_aggregator"
-SOURCE = shell.EventSource("shelf_events", SHELF_EVENT)
+SOURCE = shell.EventSource("shelf_events", SHELF_EVENT, checks_shelves=True)
 FOLD = StateFold("cleansed/shelf_state", "shelf_state", "current_stock", capacity="max_stock",
                  derived={"shelf_weight": lambda units: F.col("t.unit_weight") * units})
 
@@ -36,22 +36,24 @@ def shelf_deltas(events: DataFrame) -> DataFrame:
             .agg(*net_units(sign * F.col("quantity"))))
 
 
-def build(spark: SparkSession, ctx: shell.QueryContext) -> DataStreamWriter:
-    """The query's writer; `StreamingQuerySpec.start` adds name, checkpoint and trigger."""
-    FOLD.bootstrap(spark, ctx, reference.shelf_state_rows(ctx.settings), NAME)
+class ShelfAggregator(Member):
+    name, sources = NAME, [SOURCE]
+    pinned = True
 
-    def handle(valid: shell.ValidRows, batch_id: int) -> None:
+    def __init__(self, spark: SparkSession, ctx: shell.QueryContext):
+        super().__init__(spark, ctx)
+        FOLD.bootstrap(spark, ctx, reference.shelf_state_rows(ctx.settings), self.app_id)
+
+    def handle(self, valid: shell.ValidRows, batch_id: int) -> None:
         events = valid[SOURCE.topic]
-        shell.append_idempotent(events, ctx.table("raw/shelf_events"), NAME, batch_id)
+        shell.append_idempotent(events, self.ctx.table("raw/shelf_events"), self.app_id,
+                                batch_id)
         deltas = shelf_deltas(events)
         if not deltas.isEmpty():
-            FOLD.apply(events.sparkSession, ctx, deltas, NAME, batch_id)
-
-    return shell.event_query(spark, ctx, NAME, [SOURCE], handle,
-                             known_shelves=reference.known_shelves(spark, ctx.settings))
+            FOLD.apply(events.sparkSession, self.ctx, deltas, self.app_id, batch_id)
 
 
-QUERY = shell.StreamingQuerySpec(NAME, build, "shelf events -> raw/shelf_events, shelf_state")
+QUERY = ShelfAggregator.spec("shelf events -> raw/shelf_events, shelf_state")
 
 
 if __name__ == "__main__":

@@ -242,16 +242,18 @@ def append_reason(df: DataFrame, condition: Column, message: Column | str) -> Da
                          .otherwise(current))
 
 
-def unknown_shelf_reason(df: DataFrame, known_shelves: DataFrame) -> DataFrame:
-    """Flag shelves not in `known_shelves` (store_id, shelf_id, each once); the left join keeps
-    every row."""
+def unknown_shelf_reason(df: DataFrame, known_shelves: DataFrame,
+                         topics: Sequence[str] | None = None) -> DataFrame:
+    """Flag shelves not in `known_shelves` (store_id, shelf_id, each once), in rows of `topics`
+    (default: all); the left join keeps every row."""
     known = F.broadcast(known_shelves.select("store_id", "shelf_id")
                         .withColumn("_known_shelf", F.lit(True)))
     columns = df.columns
     joined = df.join(known, on=["store_id", "shelf_id"], how="left")
-    flagged = append_reason(
-        joined, F.col("shelf_id").isNotNull() & F.col("_known_shelf").isNull(),
-        F.concat(F.lit("unknown shelf "), F.col("shelf_id")))
+    unknown = F.col("shelf_id").isNotNull() & F.col("_known_shelf").isNull()
+    if topics is not None:
+        unknown = unknown & F.col("_source").isin(list(topics))
+    flagged = append_reason(joined, unknown, F.concat(F.lit("unknown shelf "), F.col("shelf_id")))
     return flagged.select(*columns)
 
 
@@ -369,8 +371,8 @@ def merge_idempotent(spark: SparkSession, merge, app_id: str, batch_id: int) -> 
         spark.conf.unset(TXN_VERSION_CONF)
 
 
-def dead_letter_rows(df: DataFrame, query_name: str) -> DataFrame:
-    """Rows with a reason, as DEAD_LETTER records (pure)."""
+def dead_letter_rows(df: DataFrame, detected_by: str | Column) -> DataFrame:
+    """Rows with a reason, as DEAD_LETTER records (pure); `detected_by` names the query."""
     name = F.concat_ws("|", "_source", "_partition", "_offset")
     return df.where(F.col(REASON).isNotNull()).select(
         uuid5(DEAD_LETTER_NAMESPACE, name).alias("event_id"),
@@ -378,7 +380,8 @@ def dead_letter_rows(df: DataFrame, query_name: str) -> DataFrame:
         F.col("_source").alias("source"),
         F.col("_partition").cast("int").alias("source_partition"),
         F.col("_offset").cast("long").alias("source_offset"),
-        F.lit(query_name).alias("detected_by"),
+        (F.lit(detected_by) if isinstance(detected_by, str) else detected_by)
+        .alias("detected_by"),
         F.col(REASON).alias("reason"),
         F.col("_payload").alias("payload"),
         F.col("_kafka_ts").alias("received_at"),
@@ -397,14 +400,14 @@ def uuid5(namespace: uuid.UUID, name: Column) -> Column:
 
 
 def write_dead_letters(batch_df: DataFrame, batch_id: int, query_name: str,
-                       ctx: QueryContext) -> None:
+                       ctx: QueryContext, detected_by: Column | None = None) -> None:
     """Send the batch's rows with a reason to the dead-letter topic and table.
 
     Kafka first, Delta second: a crash in between replays the batch, which publishes the same
     deterministic ids again (the topic is at-least-once, consumers dedupe by event_id) while the
     Delta append, keyed by (f"{query_name}/dead_letter", batch_id), happens exactly once.
     """
-    dead = dead_letter_rows(batch_df, query_name)
+    dead = dead_letter_rows(batch_df, query_name if detected_by is None else detected_by)
     publish_json(dead, ctx.settings, ctx.topic(DEAD_LETTER_TOPIC), key=F.col("source"))
     append_idempotent(dead, ctx.table(DEAD_LETTER_TABLE.path), f"{query_name}/dead_letter",
                       batch_id)
@@ -454,6 +457,14 @@ class FieldIn:
         text = str(value)
         return (text[slice(*self.chars)] if self.chars else text) in self.values
 
+    def column(self) -> Column:
+        """The same on a parsed frame (times as UTC text: "HH:MM" sits where it does in ISO)."""
+        text = F.col(self.name).cast("string")
+        if self.chars is not None:
+            start, end = self.chars
+            text = F.substring(text, start + 1, end - start)
+        return text.isin(*self.values)
+
 
 @dataclass(frozen=True)
 class AnyOf:
@@ -466,6 +477,9 @@ class AnyOf:
 
     def accepts(self, record: dict) -> bool:
         return any(f.accepts(record) for f in self.filters)
+
+    def column(self) -> Column:
+        return reduce(lambda a, b: a | b, (f.column() for f in self.filters))
 
 
 def json_field_in(name: str, values: Sequence[str]) -> FieldIn:
@@ -489,6 +503,8 @@ class EventSource:
     # checks (`json_field_in`). Readers that report dead letters must see everything, so only
     # the others may filter.
     prefilter: FieldIn | AnyOf | None = None
+    # Events of shelves the store does not have (the reference data) go to the dead letters.
+    checks_shelves: bool = False
 
     @property
     def dedupe_fields(self) -> tuple[str, ...]:
@@ -524,28 +540,33 @@ def checked_events(spark: SparkSession, ctx: QueryContext,
 
 def event_query(spark: SparkSession, ctx: QueryContext, name: str,
                 sources: Sequence[EventSource], handle: BatchHandler, *,
-                known_shelves: DataFrame | None = None) -> DataStreamWriter:
+                known_shelves: DataFrame | None = None,
+                reporters: dict[str, str] | None = None) -> DataStreamWriter:
     """read -> check -> dedupe -> per micro-batch: dead letters, then `handle(valid rows, id)`.
 
-    In the batch, events stamped in the future of the simulated clock and (with `known_shelves`)
-    events of shelves the store does not have join the dead letters. `handle` is called only
-    when the batch holds valid rows; it must write idempotently per batch id (a batch replays
-    after a crash). Every batch leaves a line of metrics (`BatchMetrics`).
+    In the batch, events stamped in the future of the simulated clock and (with `known_shelves`,
+    in the sources that check shelves) events of shelves the store does not have join the dead
+    letters, named as found by `reporters[topic]` (a hosted query) or else by `name`. `handle`
+    is called only when the batch holds valid rows; it must write idempotently per batch id (a
+    batch replays after a crash). Every batch leaves a line of metrics (`BatchMetrics`).
     """
     events = checked_events(spark, ctx, sources)
     metrics = MetricsLog(ctx, name)
+    shelf_checked = [ctx.topic(s.topic) for s in sources if s.checks_shelves]
+    detected_by = F.coalesce(*(F.when(F.col("_source") == ctx.topic(t), F.lit(q))
+                               for t, q in (reporters or {}).items()), F.lit(name))
 
     def write_batch(batch_df: DataFrame, batch_id: int) -> None:
         batch = future_timestamp_reason(batch_df, read_sim_now(ctx.clock))
-        if known_shelves is not None:
-            batch = unknown_shelf_reason(batch, known_shelves)
-        batch = batch.persist()
+        if known_shelves is not None and shelf_checked:
+            batch = unknown_shelf_reason(batch, known_shelves, shelf_checked)
+        batch = materialized(batch)
         try:
             stats = metrics.batch_stats(batch, sources)
             if stats["dead"]:
                 reported = [ctx.topic(s.topic) for s in sources if s.dead_letters]
                 write_dead_letters(batch.where(F.col("_source").isin(reported)), batch_id, name,
-                                   ctx)
+                                   ctx, detected_by)
                 log.warning("%s batch %d: %d record(s) sent to the dead letters", name,
                             batch_id, stats["dead"])
             # A batch whose rows were all filtered out or repeated still comes here: no commit.
@@ -556,9 +577,25 @@ def event_query(spark: SparkSession, ctx: QueryContext, name: str,
                 handle(valid, batch_id)
             metrics.record(batch_id, stats)
         finally:
-            batch.unpersist()
+            release(batch)
 
     return events.writeStream.foreachBatch(write_batch)
+
+
+def materialized(df: DataFrame) -> DataFrame:
+    """`df` computed once and kept, as a frame whose plan is a single leaf.
+
+    A micro-batch's plan (every topic's read, contract checks, dedupe) is large, and every
+    frame derived from a persisted copy of it still carries it: each later Spark job analysed,
+    optimised and matched that whole tree against the cache again. From a local checkpoint,
+    later jobs plan a leaf.
+    """
+    return df.localCheckpoint(eager=True)
+
+
+def release(df: DataFrame) -> None:
+    """Drop a `materialized` frame's blocks now rather than whenever the JVM collects it."""
+    df._jdf.queryExecution().analyzed().rdd().unpersist(False)
 
 
 ARRIVAL_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -569,16 +606,16 @@ class MetricsLog:
     record's arrival in Kafka to the end of the batch (its outputs visible), as JSON lines in
     `<metrics_dir>/<query>.jsonl` and a log line.
 
-    Late = a valid event stamped earlier than the newest event time the query saw in an earlier
-    batch (it arrived after a newer one); tracked per process, so the first batch after a
-    restart counts none.
+    Late = a valid event stamped earlier than the newest event time the query saw of its topic in
+    an earlier batch (it arrived after a newer one); tracked per process, so the first batch
+    after a restart counts none.
     """
 
     def __init__(self, ctx: QueryContext, name: str):
         self.name = name
         self.ctx = ctx
         self.path = Path(ctx.metrics_dir) / f"{name}.jsonl" if ctx.metrics_dir else None
-        self.newest_event: datetime | None = None
+        self.newest_event: dict[str, datetime] = {}  # per topic
 
     def batch_stats(self, batch: DataFrame, sources: Sequence[EventSource]) -> dict:
         """One pass over the batch for every count the batch needs."""
@@ -590,33 +627,39 @@ class MetricsLog:
             F.min(F.when(ok, F.col("_kafka_ts"))).alias("oldest_arrival"),
             F.percentile_approx(F.when(ok, F.unix_millis("_kafka_ts")),
                                 list(ARRIVAL_QUANTILES)).alias("arrivals")]
-        columns += [F.count_if(ok & (F.col("_source") == self.ctx.topic(s.topic)))
-                    .alias(f"valid:{s.topic}") for s in sources]
-        has_time = "timestamp" in batch.columns
-        if has_time:
-            columns.append(F.max(F.when(ok, F.col("timestamp"))).alias("newest_event"))
-            late = ok & earlier_than(F.col("timestamp"), self.newest_event) \
-                if self.newest_event else F.lit(False)
-            columns.append(F.count_if(late).alias("late"))
+        timed = [s.topic for s in sources if "timestamp" in s.record.field_names]
+        for source in sources:
+            topic = source.topic
+            mine = ok & (F.col("_source") == self.ctx.topic(topic))
+            columns += [F.count_if(mine).alias(f"valid:{topic}"),
+                        F.percentile_approx(F.when(mine, F.unix_millis("_kafka_ts")),
+                                            list(ARRIVAL_QUANTILES)).alias(f"arrivals:{topic}")]
+            if topic in timed:  # late within its own topic: topics are read at their own pace
+                columns.append(F.max(F.when(mine, F.col("timestamp"))).alias(f"newest:{topic}"))
+                late = mine & earlier_than(F.col("timestamp"), self.newest_event[topic]) \
+                    if topic in self.newest_event else F.lit(False)
+                columns.append(F.count_if(late).alias(f"late:{topic}"))
         started = datetime.now().timestamp()
         stats = batch.agg(*columns).first().asDict() | {"started_at": started}
-        if has_time and stats["newest_event"] is not None:
-            newest = as_utc(stats["newest_event"])
-            self.newest_event = max(filter(None, (self.newest_event, newest)))
+        stats["late"] = sum(stats[f"late:{t}"] for t in timed)
+        for topic in timed:
+            if stats[f"newest:{topic}"] is not None:
+                newest = as_utc(stats[f"newest:{topic}"])
+                self.newest_event[topic] = max(newest, self.newest_event.get(topic, newest))
         return stats
 
     def record(self, batch_id: int, stats: dict) -> None:
         done_ms = datetime.now().timestamp() * 1000
-        arrivals = stats.get("arrivals") or []
-        # The latest arrivals have the shortest latency: quantile q of arrival time is
-        # quantile 1 - q of latency.
-        latency = {f"p{round(100 * (1 - q))}": round(done_ms - t)
-                   for q, t in zip(ARRIVAL_QUANTILES, arrivals) if t is not None}
+        latency = _latency(stats.get("arrivals"), done_ms)
         if stats["oldest_arrival"] is not None:
             latency["max"] = round(done_ms - stats["oldest_arrival"].timestamp() * 1000)
+        topics = [k.removeprefix("valid:") for k in stats if k.startswith("valid:")]
         line = {"query": self.name, "batch": batch_id, "started_at": stats["started_at"],
                 "finished_at": done_ms / 1000, "valid": stats["valid"], "dead": stats["dead"],
-                "late": stats.get("late", 0), "latency_ms": latency}
+                "late": stats.get("late", 0), "latency_ms": latency,
+                "valid_by_topic": {t: stats[f"valid:{t}"] for t in topics},
+                "latency_ms_by_topic": {t: _latency(stats[f"arrivals:{t}"], done_ms)
+                                        for t in topics if stats[f"valid:{t}"]}}
         if stats["valid"]:
             log.info("%s batch %d: %d valid, %d dead, %d late, latency p50 %s ms p95 %s ms",
                      self.name, batch_id, line["valid"], line["dead"], line["late"],
@@ -625,6 +668,13 @@ class MetricsLog:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a") as out:
                 out.write(json.dumps(line) + "\n")
+
+
+def _latency(arrivals: list | None, done_ms: float) -> dict[str, int]:
+    """Latency quantiles from arrival-time quantiles: the latest arrivals have the shortest
+    latency, so quantile q of arrival time is quantile 1 - q of latency."""
+    return {f"p{round(100 * (1 - q))}": round(done_ms - t)
+            for q, t in zip(ARRIVAL_QUANTILES, arrivals or []) if t is not None}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -645,10 +695,10 @@ class StreamingQuerySpec:
     # and Delta commits whatever its size, so queries nobody waits on run less often and leave
     # the cores to the state queries.
     pace: float = 1.0
-    # A query that decides on the driver (a `DriverQuery` class): the runner hosts those it
-    # starts together in one Spark query (`driver_query.DriverHost`).
-    driver: Callable | None = field(default=None, compare=False)
-    hosts: tuple[str, ...] = ()  # the driver queries a host runs (their names)
+    # A query a host can run (a `host.Member` class): the runner starts those it starts
+    # together as one Spark query (`host.QueryHost`).
+    member: Callable | None = field(default=None, compare=False)
+    hosts: tuple[str, ...] = ()  # the queries a host runs (their names)
 
     def start(self, spark: SparkSession, ctx: QueryContext, *, trigger_seconds: float = 2,
               available_now: bool = False) -> StreamingQuery:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.streaming import DataStreamWriter
 
 from smart_shelf_platform.contracts.events import WH_EVENT
 from streaming import reference, shell
+from streaming.host import Member
 from streaming.state_fold import StateFold, net_units
 
 NAME = "wh_aggregator"
-SOURCE = shell.EventSource("wh_events", WH_EVENT)
+SOURCE = shell.EventSource("wh_events", WH_EVENT, checks_shelves=True)
 FOLD = StateFold("cleansed/wh_state", "wh_state", "wh_current_stock", capacity="wh_max_stock")
 
 UNIT_SIGN = {"wh_in": 1, "wh_out": -1, "wh_removal": -1}
@@ -34,20 +34,21 @@ def wh_deltas(events: DataFrame) -> DataFrame:
     return signed_units(events).groupBy("store_id", "shelf_id").agg(*net_units(F.col("units")))
 
 
-def build(spark: SparkSession, ctx: shell.QueryContext) -> DataStreamWriter:
-    FOLD.bootstrap(spark, ctx, reference.wh_state_rows(ctx.settings), NAME)
+class WarehouseAggregator(Member):
+    name, sources = NAME, [SOURCE]
+    pinned = True
 
-    def handle(valid: shell.ValidRows, batch_id: int) -> None:
+    def __init__(self, spark: SparkSession, ctx: shell.QueryContext):
+        super().__init__(spark, ctx)
+        FOLD.bootstrap(spark, ctx, reference.wh_state_rows(ctx.settings), self.app_id)
+
+    def handle(self, valid: shell.ValidRows, batch_id: int) -> None:
         events = valid[SOURCE.topic]
-        shell.append_idempotent(events, ctx.table("raw/wh_events"), NAME, batch_id)
-        FOLD.apply(events.sparkSession, ctx, wh_deltas(events), NAME, batch_id)
-
-    return shell.event_query(spark, ctx, NAME, [SOURCE], handle,
-                             known_shelves=reference.known_shelves(spark, ctx.settings))
+        shell.append_idempotent(events, self.ctx.table("raw/wh_events"), self.app_id, batch_id)
+        FOLD.apply(events.sparkSession, self.ctx, wh_deltas(events), self.app_id, batch_id)
 
 
-QUERY = shell.StreamingQuerySpec(NAME, build, "warehouse events -> raw/wh_events, wh_state",
-                                 pace=2.5)
+QUERY = WarehouseAggregator.spec("warehouse events -> raw/wh_events, wh_state", pace=2.5)
 
 
 if __name__ == "__main__":

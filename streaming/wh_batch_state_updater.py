@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.streaming import DataStreamWriter
 
 from smart_shelf_platform.contracts.events import WH_EVENT
 from streaming import reference, shell
+from streaming.host import Member
 from streaming.state_fold import StateFold, net_units
 from streaming.wh_aggregator import signed_units
 
 NAME = "wh_batch_state_updater"
-SOURCE = shell.EventSource("wh_events", WH_EVENT, dead_letters=False)
+SOURCE = shell.EventSource("wh_events", WH_EVENT, dead_letters=False,
+                            checks_shelves=True)
 FOLD = StateFold("cleansed/wh_batch_state", "wh_batch_state", "batch_quantity_warehouse",
                  insert_columns=("received_date", "expiry_date"))
 
@@ -31,18 +32,20 @@ def wh_lot_deltas(events: DataFrame) -> DataFrame:
                  F.first("expiry_date", ignorenulls=True).alias("expiry_date")))
 
 
-def build(spark: SparkSession, ctx: shell.QueryContext) -> DataStreamWriter:
-    FOLD.bootstrap(spark, ctx, reference.wh_batch_rows(ctx.settings), NAME)
+class WarehouseBatchStateUpdater(Member):
+    name, sources = NAME, [SOURCE]
+    pinned = True
 
-    def handle(valid: shell.ValidRows, batch_id: int) -> None:
+    def __init__(self, spark: SparkSession, ctx: shell.QueryContext):
+        super().__init__(spark, ctx)
+        FOLD.bootstrap(spark, ctx, reference.wh_batch_rows(ctx.settings), self.app_id)
+
+    def handle(self, valid: shell.ValidRows, batch_id: int) -> None:
         events = valid[SOURCE.topic]
-        FOLD.apply(events.sparkSession, ctx, wh_lot_deltas(events), NAME, batch_id)
-
-    return shell.event_query(spark, ctx, NAME, [SOURCE], handle,
-                             known_shelves=reference.known_shelves(spark, ctx.settings))
+        FOLD.apply(events.sparkSession, self.ctx, wh_lot_deltas(events), self.app_id, batch_id)
 
 
-QUERY = shell.StreamingQuerySpec(NAME, build, "warehouse events -> wh_batch_state", pace=2.5)
+QUERY = WarehouseBatchStateUpdater.spec("warehouse events -> wh_batch_state", pace=2.5)
 
 
 if __name__ == "__main__":

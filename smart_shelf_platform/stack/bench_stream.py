@@ -6,13 +6,14 @@ the benchmark's own (removed afterwards), so the stack's data is left alone:
 1. Throughput: a chain of `stores` simulated for `hours` at full speed is bridged into Kafka
    first; then the streaming application (`python -m streaming.runner --until-drained`, its own
    process, as in production) applies the backlog. Events/s = backlog / time from the first
-   micro-batch of the state queries to the last (every event applied to state in Delta and
+   micro-batch that applied events to the last (every event applied to state in Delta and
    published). The application's start-up is reported apart.
 2. Latency: the application runs continuously (2 s trigger) while one store is simulated live at
    the clock's default speed (SMART_SHELF_SIM_SPEED) through the bridge. Latency is taken from
    each record's arrival in Kafka to the end of the micro-batch that applied it (state
-   committed and published), from the queries' per-batch metrics (`streaming.shell.MetricsLog`);
-   "state to alert" is the same for the alert engines, whose inputs are the published states.
+   committed and published), from the per-batch metrics per topic (`streaming.shell.MetricsLog`):
+   "event to state" for the event topics, "state to alert" for the state topics, which the
+   alert engines read.
 
 CPU seconds and peak resident memory cover the whole application: the Python driver, the
 Spark JVM and its Python workers.
@@ -45,13 +46,15 @@ from smart_shelf_platform.stack.delta_tables import ensure_delta_tables
 from smart_shelf_platform.stack.lifecycle import reference_files
 from smart_shelf_platform.stack.process import TreeSampler
 from smart_shelf_platform.stack.topics import create_topic_copies, delete_topic_copies
+from streaming.runner import QUERIES
 
 SIMULATED_TOPICS = ("foot_traffic", "shelf_events", "pos_transactions")
-STATE_QUERIES = ("foot_traffic_raw_sink", "shelf_aggregator", "batch_state_updater",
-                 "wh_aggregator", "wh_batch_state_updater")
-ENGINES = ("shelf_alert_engine", "wh_alert_engine")
+# Started together, the queries run as one Spark query (`streaming.host`), whose metrics tell
+# its batches' latency per topic: events become state, state becomes alerts and plans.
+HOST = "platform"
+EVENT_TOPICS = (*SIMULATED_TOPICS, "wh_events")
+STATE_TOPICS = ("shelf_state", "shelf_batch_state", "wh_state", "wh_batch_state")
 WARM_UP_S = 60
-QUERY_NAMES = (*STATE_QUERIES, *ENGINES, "alerts_sink")
 AIMS = {"events_per_s": 10_000, "event_to_state_p95_ms": 5_000, "peak_rss_gib": 3.0}
 
 
@@ -77,6 +80,12 @@ def weighted_percentiles(batches: list[dict], wanted=(50, 95)) -> dict[str, int 
                 out[f"p{p}"] = round(value)
                 break
     return out
+
+
+def of_topics(batches: list[dict], topics: tuple[str, ...]) -> list[dict]:
+    """Each batch's records of `topics`, as batches of their own (count and latency)."""
+    return [{"valid": b["valid_by_topic"][t], "latency_ms": b["latency_ms_by_topic"][t]}
+            for b in batches for t in topics if t in b["latency_ms_by_topic"]]
 
 
 def read_metrics(metrics_dir: Path) -> dict[str, list[dict]]:
@@ -171,18 +180,18 @@ class Bench:
             raise RuntimeError(f"the streaming application failed ({code}), see "
                                f"{self.work / 'throughput.log'}")
         metrics = read_metrics(self.metrics_dir)
-        state = [b for q in STATE_QUERIES for b in metrics.get(q, [])]
+        # The batches that applied events (a drain runs the host again for each later stage).
+        state = [b for b in metrics[HOST]
+                 if any(b["valid_by_topic"].get(t) for t in SIMULATED_TOPICS)]
         first = min(b["started_at"] for b in state)
         last = max(b["finished_at"] for b in state)
-        applied = sum(b["valid"] for q in ("foot_traffic_raw_sink", "shelf_aggregator")
-                      for b in metrics.get(q, [])) + sum(
-            b["valid"] for b in metrics.get("batch_state_updater", []))
+        applied = sum(b["valid_by_topic"].get(t, 0) for b in state for t in SIMULATED_TOPICS)
         seconds = last - first
         return {
             "events": events, "events_applied": applied, "seconds": round(seconds, 1),
             "events_per_s": round(events / seconds),
             "startup_s": round(first - began, 1),
-            "batches": {q: len(metrics.get(q, [])) for q in STATE_QUERIES},
+            "batches": len(state),
             "cpu_seconds": round(sampler.cpu_seconds, 1),
             "avg_cores": round(sampler.cpu_seconds / (time.time() - began), 2),
             "peak_rss_gib": round(sampler.peak_rss / 2**30, 2),
@@ -203,7 +212,7 @@ class Bench:
             self.progress("waiting for the streaming application to start its queries")
             deadline = time.monotonic() + 240
             log = self.work / "latency.log"
-            while log.read_text().count("started (checkpoint") < len(QUERY_NAMES):
+            while log.read_text().count("started (checkpoint") < len(QUERIES):
                 if app.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"the streaming application did not start, see "
                                        f"{self.work / 'latency.log'}")
@@ -230,13 +239,10 @@ class Bench:
         metrics = read_metrics(self.metrics_dir)
         live_batches = {q: [b for b in bs if b["finished_at"] >= measured_from]
                         for q, bs in metrics.items()}
-        to_state = weighted_percentiles(
-            [b for q in ("shelf_aggregator", "batch_state_updater")
-             for b in live_batches.get(q, [])])
-        # Started with the other driver queries, the engines run in their host, `decisions`.
-        to_alert = weighted_percentiles([b for q in (*ENGINES, "decisions")
-                                         for b in live_batches.get(q, [])])
-        events = sum(b["valid"] for b in live_batches.get("shelf_aggregator", []))
+        batches = live_batches.get(HOST, [])
+        to_state = weighted_percentiles(of_topics(batches, EVENT_TOPICS))
+        to_alert = weighted_percentiles(of_topics(batches, STATE_TOPICS))
+        events = sum(b["valid_by_topic"].get("shelf_events", 0) for b in batches)
         return {
             "store_speed": f"1 store at {self.settings.sim_speed:g}x",
             "measured_s": round(time.time() - measured_from),
