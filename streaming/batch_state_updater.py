@@ -15,14 +15,13 @@ the shelf aggregator). Run alone with `python -m streaming.batch_state_updater`.
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from smart_shelf_platform.contracts.catalogue import POS_TRANSACTION_ITEM, TOPICS_BY_NAME
 from smart_shelf_platform.contracts.events import POS_TRANSACTION, SHELF_EVENT
 from streaming import reference, shell
-from streaming.host import Member
-from streaming.state_fold import StateFold, net_units
+from streaming.state_fold import FoldingMember, StateFold, net_units
 
 NAME = "batch_state_updater"
 POS = shell.EventSource("pos_transactions", POS_TRANSACTION, checks_shelves=True)
@@ -69,13 +68,9 @@ def lot_deltas(movements: DataFrame, wh_lots: DataFrame) -> DataFrame:
             .join(dates, list(LOT_KEY), "left"))
 
 
-class BatchStateUpdater(Member):
-    name, sources = NAME, [POS, SHELF]
-    pinned = True
-
-    def __init__(self, spark: SparkSession, ctx: shell.QueryContext):
-        super().__init__(spark, ctx)
-        FOLD.bootstrap(spark, ctx, reference.shelf_batch_rows(ctx.settings), self.app_id)
+class BatchStateUpdater(FoldingMember):
+    name, sources, fold = NAME, [POS, SHELF], FOLD
+    snapshot = reference.shelf_batch_rows
 
     def handle(self, valid: shell.ValidRows, batch_id: int) -> None:
         ctx, movements = self.ctx, []

@@ -11,13 +11,12 @@ Run it alone with `python -m streaming.shelf_aggregator`, or with the others thr
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from smart_shelf_platform.contracts.events import SHELF_EVENT
 from streaming import reference, shell
-from streaming.host import Member
-from streaming.state_fold import StateFold, net_units
+from streaming.state_fold import FoldingMember, StateFold, net_units
 
 NAME = "shelf_aggregator"
 SOURCE = shell.EventSource("shelf_events", SHELF_EVENT, checks_shelves=True)
@@ -36,13 +35,9 @@ def shelf_deltas(events: DataFrame) -> DataFrame:
             .agg(*net_units(sign * F.col("quantity"))))
 
 
-class ShelfAggregator(Member):
-    name, sources = NAME, [SOURCE]
-    pinned = True
-
-    def __init__(self, spark: SparkSession, ctx: shell.QueryContext):
-        super().__init__(spark, ctx)
-        FOLD.bootstrap(spark, ctx, reference.shelf_state_rows(ctx.settings), self.app_id)
+class ShelfAggregator(FoldingMember):
+    name, sources, fold = NAME, [SOURCE], FOLD
+    snapshot = reference.shelf_state_rows
 
     def handle(self, valid: shell.ValidRows, batch_id: int) -> None:
         events = valid[SOURCE.topic]

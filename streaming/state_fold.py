@@ -25,7 +25,9 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from smart_shelf_platform.contracts.catalogue import DELTA_TABLES_BY_PATH, TOPICS_BY_NAME
+from smart_shelf_platform.settings import Settings
 from streaming import shell
+from streaming.host import Member
 
 log = logging.getLogger(__name__)
 
@@ -123,3 +125,16 @@ class StateFold:
         shell.append_idempotent(frame, path, f"{app_id}/bootstrap", 0)
         log.info("%s: bootstrapped %s with %d rows", app_id, self.table, rows.num_rows)
         return rows.num_rows
+
+
+class FoldingMember(Member):
+    """A state query: its table is filled from the reference snapshot (`snapshot(settings)`)
+    when it first starts, and it stays with the checkpoint it folds under (`Member.pinned`)."""
+
+    fold: StateFold
+    snapshot: Callable[[Settings], pa.Table]
+    pinned = True
+
+    def __init__(self, spark: SparkSession, ctx: shell.QueryContext):
+        super().__init__(spark, ctx)
+        self.fold.bootstrap(spark, ctx, type(self).snapshot(ctx.settings), self.app_id)

@@ -8,13 +8,12 @@ Units of a product in the warehouse: a supplier delivery (`wh_in`) adds them, a 
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from smart_shelf_platform.contracts.events import WH_EVENT
 from streaming import reference, shell
-from streaming.host import Member
-from streaming.state_fold import StateFold, net_units
+from streaming.state_fold import FoldingMember, StateFold, net_units
 
 NAME = "wh_aggregator"
 SOURCE = shell.EventSource("wh_events", WH_EVENT, checks_shelves=True)
@@ -34,13 +33,9 @@ def wh_deltas(events: DataFrame) -> DataFrame:
     return signed_units(events).groupBy("store_id", "shelf_id").agg(*net_units(F.col("units")))
 
 
-class WarehouseAggregator(Member):
-    name, sources = NAME, [SOURCE]
-    pinned = True
-
-    def __init__(self, spark: SparkSession, ctx: shell.QueryContext):
-        super().__init__(spark, ctx)
-        FOLD.bootstrap(spark, ctx, reference.wh_state_rows(ctx.settings), self.app_id)
+class WarehouseAggregator(FoldingMember):
+    name, sources, fold = NAME, [SOURCE], FOLD
+    snapshot = reference.wh_state_rows
 
     def handle(self, valid: shell.ValidRows, batch_id: int) -> None:
         events = valid[SOURCE.topic]

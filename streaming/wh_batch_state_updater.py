@@ -8,13 +8,12 @@ by the warehouse aggregator. Run alone with `python -m streaming.wh_batch_state_
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from smart_shelf_platform.contracts.events import WH_EVENT
 from streaming import reference, shell
-from streaming.host import Member
-from streaming.state_fold import StateFold, net_units
+from streaming.state_fold import FoldingMember, StateFold, net_units
 from streaming.wh_aggregator import signed_units
 
 NAME = "wh_batch_state_updater"
@@ -32,13 +31,9 @@ def wh_lot_deltas(events: DataFrame) -> DataFrame:
                  F.first("expiry_date", ignorenulls=True).alias("expiry_date")))
 
 
-class WarehouseBatchStateUpdater(Member):
-    name, sources = NAME, [SOURCE]
-    pinned = True
-
-    def __init__(self, spark: SparkSession, ctx: shell.QueryContext):
-        super().__init__(spark, ctx)
-        FOLD.bootstrap(spark, ctx, reference.wh_batch_rows(ctx.settings), self.app_id)
+class WarehouseBatchStateUpdater(FoldingMember):
+    name, sources, fold = NAME, [SOURCE], FOLD
+    snapshot = reference.wh_batch_rows
 
     def handle(self, valid: shell.ValidRows, batch_id: int) -> None:
         events = valid[SOURCE.topic]
