@@ -13,8 +13,8 @@ decisions, with the same deterministic ids and timestamps. Per batch:
 A crash between 2 and 4 replays the batch: the same messages again (consumers dedupe by id or
 key + status) and a MERGE that Delta skips.
 
-Started together, the driver queries run as one Spark query, `decisions` (`host.QueryHost`):
-their topics are read once and each micro-batch is collected to the driver once for all.
+Started with the other queries, they run in the platform's one Spark query (`host.QueryHost`),
+which collects each micro-batch's records to the driver once for all of them.
 """
 
 from __future__ import annotations

@@ -548,7 +548,7 @@ def event_query(spark: SparkSession, ctx: QueryContext, name: str,
     in the sources that check shelves) events of shelves the store does not have join the dead
     letters, named as found by `reporters[topic]` (a hosted query) or else by `name`. `handle`
     is called only when the batch holds valid rows; it must write idempotently per batch id (a
-    batch replays after a crash). Every batch leaves a line of metrics (`BatchMetrics`).
+    batch replays after a crash). Every batch leaves a line of metrics (`MetricsLog`).
     """
     events = checked_events(spark, ctx, sources)
     metrics = MetricsLog(ctx, name)
