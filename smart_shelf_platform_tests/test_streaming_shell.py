@@ -356,6 +356,24 @@ def test_hosted_queries_share_one_read_per_topic():
         shared_sources([midnight, dataclasses.replace(noon, dedupe_on=("event_id", "actor"))])
 
 
+def test_queries_started_together_run_as_a_state_host_and_a_decisions_host():
+    from streaming import runner
+
+    assert runner.spark_query_names() == ["state", "decisions"]
+    state, decisions = (runner.host_spec(h, stages, [q for s in stages for q in s])
+                        for h, stages in runner.HOSTS)
+    # Every query is hosted once; the state folds and sinks never share a batch with decisions.
+    assert sorted(state.hosts + decisions.hosts) == sorted(runner.QUERIES)
+    assert "shelf_aggregator" in state.hosts and "shelf_alert_engine" in decisions.hosts
+    # A drain: the state stage first, then `decisions` once per later stage.
+    assert [[q.name for q in stage] for stage in runner.arranged()] == [
+        ["state"], *[["decisions"]] * (len(runner.STAGES) - 1)]
+    # A subset of one host gets a name of its own; a query alone keeps its name.
+    assert runner.spark_query_names(["shelf_aggregator", "shelf_alert_engine",
+                                     "wh_alert_engine"]) == [
+        "shelf_aggregator", "decisions-shelf_alert_engine-wh_alert_engine"]
+
+
 def test_a_hosted_batch_is_collected_once_as_plain_records_of_each_contract(spark):
     from streaming.driver_query import collect_batch
 

@@ -13,7 +13,7 @@ decisions, with the same deterministic ids and timestamps. Per batch:
 A crash between 2 and 4 replays the batch: the same messages again (consumers dedupe by id or
 key + status) and a MERGE that Delta skips.
 
-Started with the other queries, they run in the platform's one Spark query (`host.QueryHost`),
+Started with the other queries, they run in the `decisions` Spark query (`host.QueryHost`),
 which collects each micro-batch's records to the driver once for all of them.
 """
 

@@ -3,9 +3,10 @@
 On two cores the fixed cost of a micro-batch (offsets, dedupe state, Spark jobs, commits) and
 queries competing for the cores, not the work in a batch, is what limits the platform: six
 sink and state queries and one for the driver queries kept both cores busy for two events a
-second. So the runner starts the queries it runs together as one Spark query (`platform`). Each
-member keeps what is its own: its handler, its Delta transaction ids (`<host>/<member>`) and
-its driver state. A query started alone is a host of one, under its own name and checkpoint.
+second. So the runner starts the queries it runs together as two Spark queries, `state` and
+`decisions` (`runner.HOSTS`). Each member keeps what is its own: its handler, its Delta
+transaction ids (`<host>/<member>`) and its driver state. A query started alone is a host of
+one, under its own name and checkpoint.
 
 Per micro-batch the host checks contracts and dedupes once, reports the dead letters once, then
 hands every member, in stage order (state before the engines that read it, engines before the

@@ -46,12 +46,13 @@ from smart_shelf_platform.stack.delta_tables import ensure_delta_tables
 from smart_shelf_platform.stack.lifecycle import reference_files
 from smart_shelf_platform.stack.process import TreeSampler
 from smart_shelf_platform.stack.topics import create_topic_copies, delete_topic_copies
-from streaming.runner import QUERIES
+from streaming.runner import HOSTS, QUERIES
 
 SIMULATED_TOPICS = ("foot_traffic", "shelf_events", "pos_transactions")
-# Started together, the queries run as one Spark query (`streaming.host`), whose metrics tell
-# its batches' latency per topic: events become state, state becomes alerts and plans.
-HOST = "platform"
+# Started together, the queries run as two Spark queries (`streaming.runner.HOSTS`), whose
+# metrics tell their batches' latency per topic: events become state in one, state becomes
+# alerts and plans in the other.
+STATE_HOST, DECISIONS_HOST = (host for host, _ in HOSTS)
 EVENT_TOPICS = (*SIMULATED_TOPICS, "wh_events")
 STATE_TOPICS = ("shelf_state", "shelf_batch_state", "wh_state", "wh_batch_state")
 WARM_UP_S = 60
@@ -180,8 +181,8 @@ class Bench:
             raise RuntimeError(f"the streaming application failed ({code}), see "
                                f"{self.work / 'throughput.log'}")
         metrics = read_metrics(self.metrics_dir)
-        # The batches that applied events (a drain runs the host again for each later stage).
-        state = [b for b in metrics[HOST]
+        # The batches that applied events.
+        state = [b for b in metrics[STATE_HOST]
                  if any(b["valid_by_topic"].get(t) for t in SIMULATED_TOPICS)]
         first = min(b["started_at"] for b in state)
         last = max(b["finished_at"] for b in state)
@@ -239,9 +240,10 @@ class Bench:
         metrics = read_metrics(self.metrics_dir)
         live_batches = {q: [b for b in bs if b["finished_at"] >= measured_from]
                         for q, bs in metrics.items()}
-        batches = live_batches.get(HOST, [])
+        batches = live_batches.get(STATE_HOST, [])
         to_state = weighted_percentiles(of_topics(batches, EVENT_TOPICS))
-        to_alert = weighted_percentiles(of_topics(batches, STATE_TOPICS))
+        to_alert = weighted_percentiles(of_topics(live_batches.get(DECISIONS_HOST, []),
+                                                  STATE_TOPICS))
         events = sum(b["valid_by_topic"].get("shelf_events", 0) for b in batches)
         return {
             "store_speed": f"1 store at {self.settings.sim_speed:g}x",
@@ -254,6 +256,7 @@ class Bench:
                 to_state["p95"] + to_alert["p95"]
                 if to_state["p95"] is not None and to_alert["p95"] is not None else None,
             "peak_rss_gib": round(sampler.peak_rss / 2**30, 2),
+            "peak_rss_mib_by_process": sampler.peak_processes,
             "avg_cores": round(sampler.cpu_seconds / max(1.0, time.time() - measured_from), 2),
         }
 

@@ -163,6 +163,9 @@ class TreeSampler(threading.Thread):
         self.pid = pid
         self.interval = interval
         self.peak_rss = 0
+        # The processes at the peak and their RSS (MiB): a child forked for a moment shares
+        # its parent's pages, yet counts them again.
+        self.peak_processes: dict[str, float] = {}
         self.cpu: dict[int, float] = {}  # last seen CPU seconds per pid (dead ones keep theirs)
         self.done = threading.Event()
 
@@ -171,15 +174,18 @@ class TreeSampler(threading.Thread):
             self.sample()
 
     def sample(self) -> None:
-        rss = 0
+        rss, processes = 0, {}
         for process in process_tree(self.pid):
             try:
-                rss += process.memory_info().rss
+                own = process.memory_info().rss
                 times = process.cpu_times()
-                self.cpu[process.pid] = times.user + times.system
+                processes[f"{process.pid} {process.name()}"] = round(own / 2**20, 1)
             except psutil.NoSuchProcess:
                 continue
-        self.peak_rss = max(self.peak_rss, rss)
+            rss += own
+            self.cpu[process.pid] = times.user + times.system
+        if rss > self.peak_rss:
+            self.peak_rss, self.peak_processes = rss, processes
 
     @property
     def cpu_seconds(self) -> float:
