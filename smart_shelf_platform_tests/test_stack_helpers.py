@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+
 import pytest
 
 from smart_shelf_platform.stack.components import _kafka_cluster_id
+from smart_shelf_platform.stack.process import TreeSampler
 from smart_shelf_platform.stack.setup import _artifact
 
 
@@ -203,3 +208,22 @@ def test_down_stops_a_streaming_application_even_once_disabled(tmp_path):
                 comp.pid_file)
     assert lifecycle.down(settings, progress=lambda _m: None) == ["streaming"]
     assert comp.pid() is None and not psutil.pid_exists(pid)
+
+
+def test_the_benchmark_sampler_counts_a_forked_copy_of_a_process_once():
+    """A fork shares its parent's pages until it runs a program of its own (the Spark JVM
+    spawning `chmod`): the peak is the parent's memory, not twice it."""
+    mib = 200
+    program = ("import os, time\n"
+               f"held = bytearray({mib} * 2**20)\n"
+               "for i in range(0, len(held), 4096): held[i] = 1\n"
+               "os.fork()\n"
+               "time.sleep(3)\n")
+    process = subprocess.Popen([sys.executable, "-c", program])
+    sampler = TreeSampler(process.pid, interval=0.2)
+    sampler.start()
+    time.sleep(2.5)
+    sampler.done.set()
+    process.wait()
+    assert mib < sampler.peak_rss / 2**20 < 1.5 * mib
+    assert len(sampler.peak_processes) == 1

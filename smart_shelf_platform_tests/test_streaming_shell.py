@@ -360,11 +360,12 @@ def test_queries_started_together_run_as_a_state_host_and_a_decisions_host():
     from streaming import runner
 
     assert runner.spark_query_names() == ["state", "decisions"]
-    state, decisions = (runner.host_spec(h, stages, [q for s in stages for q in s])
-                        for h, stages in runner.HOSTS)
+    state, decisions = (runner.host_spec(h, [q for s in h.stages for q in s])
+                        for h in runner.HOSTS)
     # Every query is hosted once; the state folds and sinks never share a batch with decisions.
     assert sorted(state.hosts + decisions.hosts) == sorted(runner.QUERIES)
     assert "shelf_aggregator" in state.hosts and "shelf_alert_engine" in decisions.hosts
+    assert decisions.pace > state.pace  # decisions leave the cores to the state folds
     # A drain: the state stage first, then `decisions` once per later stage.
     assert [[q.name for q in stage] for stage in runner.arranged()] == [
         ["state"], *[["decisions"]] * (len(runner.STAGES) - 1)]

@@ -12,6 +12,7 @@ import argparse
 import logging
 import signal
 import sys
+from typing import NamedTuple
 
 from smart_shelf_platform.clock import DEFAULT_KEY_PREFIX, RedisClock
 from smart_shelf_platform.progress import forget_progress
@@ -41,12 +42,24 @@ STAGES: tuple[tuple[shell.StreamingQuerySpec, ...], ...] = (
     (alerts_sink.QUERY,),
 )
 QUERIES: dict[str, shell.StreamingQuerySpec] = {q.name: q for stage in STAGES for q in stage}
-# Queries started together run as two Spark queries: events become state in `state`, while
-# `decisions` (engines, managers, the alerts sink) acts on that state in batches of its own.
-# In one host for all, every state change waited for the plans and alerts decided in the same
-# batch, and a drain read all 14 topics in every stage (`bench stream`: 7,100 -> 9,500 events/s).
-HOSTS: tuple[tuple[str, tuple[tuple[shell.StreamingQuerySpec, ...], ...]], ...] = (
-    ("state", STAGES[:1]), ("decisions", STAGES[1:]))
+
+
+class Host(NamedTuple):
+    """Queries started together that run as one Spark query (`host.QueryHost`)."""
+
+    name: str
+    stages: tuple[tuple[shell.StreamingQuerySpec, ...], ...]
+    # Its micro-batches come at least this many trigger intervals apart (`pace` of a query).
+    pace: float = 1.0
+
+
+# Two hosts: events become state in `state`, while `decisions` (engines, managers, the alerts
+# sink) acts on that state in batches of its own, every 2.5 intervals (5 s). In one host for
+# all, every state change waited for the plans and alerts decided in the same batch, and a
+# drain read all 14 topics in every stage. `bench stream`, one host -> these two: 7,100 ->
+# 8,700-9,700 events/s; live event -> state p95 about 12 s either way, state -> alert p95
+# 9.7 -> 7.4 s. Deciding every interval instead took CPU from `state` (its p95 13-16 s).
+HOSTS = (Host("state", STAGES[:1]), Host("decisions", STAGES[1:], pace=2.5))
 
 
 def unknown_queries(names: list[str]) -> list[str]:
@@ -57,29 +70,29 @@ def arranged(names: list[str] | None = None) -> list[list[shell.StreamingQuerySp
     """The stages of the selected queries, with two or more hostable queries of a host replaced
     by that host in each stage that had one of them (a drain runs a host once per such stage)."""
     arranged_stages = []
-    for host, stages in HOSTS:
-        chosen = [[q for q in stage if names is None or q.name in names] for stage in stages]
+    for host in HOSTS:
+        chosen = [[q for q in stage if names is None or q.name in names] for stage in host.stages]
         members = [q for stage in chosen for q in stage if q.member is not None]
         if len(members) > 1:
-            spec = host_spec(host, stages, members)
+            spec = host_spec(host, members)
             chosen = [([spec] if any(q.member for q in stage) else [])
                       + [q for q in stage if q.member is None] for stage in chosen]
         arranged_stages += chosen
     return [stage for stage in arranged_stages if stage]
 
 
-def host_spec(host: str, stages, members: list[shell.StreamingQuerySpec]
-              ) -> shell.StreamingQuerySpec:
-    every = [q.name for stage in stages for q in stage if q.member is not None]
+def host_spec(host: Host, members: list[shell.StreamingQuerySpec]) -> shell.StreamingQuerySpec:
+    every = [q.name for stage in host.stages for q in stage if q.member is not None]
     names = tuple(q.name for q in members)
     # A subset gets a name of its own: another set of queries cannot share its checkpoint.
-    name = host if list(names) == every else "-".join((host, *names))
+    name = host.name if list(names) == every else "-".join((host.name, *names))
 
     def build(spark, ctx: shell.QueryContext):
         return QueryHost(name, [q.member(spark, ctx) for q in members]).build(spark)
 
-    return shell.StreamingQuerySpec(name, build, "queries " + ", ".join(names),
-                                    pace=min(q.pace for q in members), hosts=names)
+    pace = max(host.pace, min(q.pace for q in members))
+    return shell.StreamingQuerySpec(name, build, "queries " + ", ".join(names), pace=pace,
+                                    hosts=names)
 
 
 def spark_query_names(names: list[str] | None = None) -> list[str]:

@@ -52,7 +52,7 @@ SIMULATED_TOPICS = ("foot_traffic", "shelf_events", "pos_transactions")
 # Started together, the queries run as two Spark queries (`streaming.runner.HOSTS`), whose
 # metrics tell their batches' latency per topic: events become state in one, state becomes
 # alerts and plans in the other.
-STATE_HOST, DECISIONS_HOST = (host for host, _ in HOSTS)
+STATE_HOST, DECISIONS_HOST = (host.name for host in HOSTS)
 EVENT_TOPICS = (*SIMULATED_TOPICS, "wh_events")
 STATE_TOPICS = ("shelf_state", "shelf_batch_state", "wh_state", "wh_batch_state")
 WARM_UP_S = 60

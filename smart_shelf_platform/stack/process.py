@@ -163,9 +163,7 @@ class TreeSampler(threading.Thread):
         self.pid = pid
         self.interval = interval
         self.peak_rss = 0
-        # The processes at the peak and their RSS (MiB): a child forked for a moment shares
-        # its parent's pages, yet counts them again.
-        self.peak_processes: dict[str, float] = {}
+        self.peak_processes: dict[str, float] = {}  # RSS in MiB at the peak, per process
         self.cpu: dict[int, float] = {}  # last seen CPU seconds per pid (dead ones keep theirs)
         self.done = threading.Event()
 
@@ -177,13 +175,18 @@ class TreeSampler(threading.Thread):
         rss, processes = 0, {}
         for process in process_tree(self.pid):
             try:
-                own = process.memory_info().rss
                 times = process.cpu_times()
+                self.cpu[process.pid] = times.user + times.system
+                # A fork still running its parent's program (the JVM spawning `chmod`, Spark's
+                # Python daemon its workers) shares the parent's pages, which its RSS counts a
+                # second time (a 1.7 GiB JVM was seen as 3.4 GiB).
+                if process.pid != self.pid and process.exe() == process.parent().exe():
+                    continue
+                own = process.memory_info().rss
                 processes[f"{process.pid} {process.name()}"] = round(own / 2**20, 1)
-            except psutil.NoSuchProcess:
-                continue
+            except (psutil.NoSuchProcess, psutil.AccessDenied, AttributeError):
+                continue  # gone, or its parent gone (`parent()` is None)
             rss += own
-            self.cpu[process.pid] = times.user + times.system
         if rss > self.peak_rss:
             self.peak_rss, self.peak_processes = rss, processes
 
