@@ -252,8 +252,8 @@ def stream(
 ) -> None:
     """Run the Spark Structured Streaming queries in one local Spark application, checkpoints
     under $SMART_SHELF_DELTA_ROOT/_checkpoints. Started together, the queries run as two Spark
-    queries (`state`, then `decisions`); one started alone keeps its own name and checkpoint. Ctrl-C stops them
-    cleanly.
+    queries (`state`, then `decisions`); one started alone keeps its own name and checkpoint.
+    Ctrl-C stops them cleanly.
     `smart-shelf up` runs this in the background unless SMART_SHELF_STREAMING_ENABLED=false."""
     from smart_shelf_platform.stack.components import Streaming
 
