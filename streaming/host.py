@@ -80,8 +80,7 @@ def shared_sources(sources: list[shell.EventSource]) -> list[shell.EventSource]:
         dead_letters = any(r.dead_letters for r in readers)
         prefilter = None
         if not dead_letters and None not in filters:
-            unique = tuple(dict.fromkeys(f for f in filters))
-            prefilter = unique[0] if len(unique) == 1 else shell.AnyOf(unique)
+            prefilter = shell.any_of(filters)
         shared.append(replace(readers[0], dead_letters=dead_letters, prefilter=prefilter,
                               dedupe_on=readers[0].dedupe_fields,
                               checks_shelves=any(r.checks_shelves for r in readers)))
@@ -164,6 +163,6 @@ class QueryHost:
             if topic in valid:
                 frame = valid[topic]
                 if None not in filters:
-                    frame = frame.where(shell.AnyOf(tuple(dict.fromkeys(filters))).column())
+                    frame = frame.where(shell.any_of(filters).column())
                 frames[topic] = frame
         return frames

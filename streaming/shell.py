@@ -407,14 +407,15 @@ def uuid5(namespace: uuid.UUID, name: Column) -> Column:
 
 
 def write_dead_letters(batch_df: DataFrame, batch_id: int, query_name: str,
-                       ctx: QueryContext, detected_by: Column | None = None) -> None:
-    """Send the batch's rows with a reason to the dead-letter topic and table.
+                       ctx: QueryContext, detected_by: Column) -> None:
+    """Send the batch's rows with a reason to the dead-letter topic and table, each named as
+    found by `detected_by`.
 
     Kafka first, Delta second: a crash in between replays the batch, which publishes the same
     deterministic ids again (the topic is at-least-once, consumers dedupe by event_id) while the
     Delta append, keyed by (f"{query_name}/dead_letter", batch_id), happens exactly once.
     """
-    dead = dead_letter_rows(batch_df, query_name if detected_by is None else detected_by)
+    dead = dead_letter_rows(batch_df, detected_by)
     publish_json(dead, ctx.settings, ctx.topic(DEAD_LETTER_TOPIC), key=F.col("source"))
     append_idempotent(dead, ctx.table(DEAD_LETTER_TABLE.path), f"{query_name}/dead_letter",
                       batch_id)
@@ -487,6 +488,12 @@ class AnyOf:
 
     def column(self) -> Column:
         return reduce(lambda a, b: a | b, (f.column() for f in self.filters))
+
+
+def any_of(filters: Sequence[FieldIn | AnyOf]) -> FieldIn | AnyOf:
+    """One prefilter for what any of `filters` wants (the filter itself when they agree)."""
+    unique = tuple(dict.fromkeys(filters))
+    return unique[0] if len(unique) == 1 else AnyOf(unique)
 
 
 def json_field_in(name: str, values: Sequence[str]) -> FieldIn:
