@@ -227,3 +227,21 @@ def test_the_benchmark_sampler_counts_a_forked_copy_of_a_process_once():
     process.wait()
     assert mib < sampler.peak_rss / 2**20 < 1.5 * mib
     assert len(sampler.peak_processes) == 1
+
+
+def test_the_benchmark_sampler_leaves_out_cpu_spent_before_the_measured_phase():
+    """`bench stream` measures its live phase after start-up and warm-up: a process that burns
+    a core for its first second and then sleeps used no CPU from then on."""
+    program = ("import time\n"
+               "end = time.time() + 1.0\n"
+               "while time.time() < end: pass\n"
+               "time.sleep(3)\n")
+    process = subprocess.Popen([sys.executable, "-c", program])
+    sampler = TreeSampler(process.pid, interval=0.1)
+    sampler.count_cpu_from(time.time() + 1.5)
+    sampler.start()
+    time.sleep(3)
+    sampler.done.set()
+    process.wait()
+    assert sum(sampler.cpu.values()) > 0.8  # the busy second was seen
+    assert sampler.cpu_seconds < 0.1

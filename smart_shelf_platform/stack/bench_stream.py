@@ -226,10 +226,12 @@ class Bench:
             self.progress(f"simulating store S001 live at {speed:g}x for {minutes:g} min "
                           f"(the first {WARM_UP_S} s warm the application up, not measured)")
             measured_from = time.time() + WARM_UP_S
+            sampler.count_cpu_from(measured_from)
             self._live(live, start, speed, minutes, stream_prefix)
             time.sleep(10)  # let the last events through
         finally:
             sampler.done.set()
+            measured_until = time.time()
             app.send_signal(signal.SIGTERM)  # the driver stops its queries, then Spark
             try:
                 app.wait(60)
@@ -245,11 +247,12 @@ class Bench:
         to_alert = weighted_percentiles(of_topics(live_batches.get(DECISIONS_HOST, []),
                                                   STATE_TOPICS))
         events = sum(b["valid_by_topic"].get("shelf_events", 0) for b in batches)
+        measured_s = max(1.0, measured_until - measured_from)
         return {
             "store_speed": f"1 store at {self.settings.sim_speed:g}x",
-            "measured_s": round(time.time() - measured_from),
+            "measured_s": round(measured_s),
             "shelf_events": events,
-            "shelf_events_per_s": round(events / max(1.0, time.time() - measured_from), 1),
+            "shelf_events_per_s": round(events / measured_s, 1),
             "event_to_state_ms": to_state,
             "state_to_alert_ms": to_alert,
             "event_to_alert_p95_ms_upper_bound":
@@ -257,7 +260,8 @@ class Bench:
                 if to_state["p95"] is not None and to_alert["p95"] is not None else None,
             "peak_rss_gib": round(sampler.peak_rss / 2**30, 2),
             "peak_rss_mib_by_process": sampler.peak_processes,
-            "avg_cores": round(sampler.cpu_seconds / max(1.0, time.time() - measured_from), 2),
+            # Of the measured minutes only: start-up and the warm-up left out.
+            "avg_cores": round(sampler.cpu_seconds / measured_s, 2),
         }
 
     def _live(self, settings: Settings, start, speed: float, minutes: float,

@@ -166,6 +166,13 @@ class TreeSampler(threading.Thread):
         self.peak_processes: dict[str, float] = {}  # RSS in MiB at the peak, per process
         self.cpu: dict[int, float] = {}  # last seen CPU seconds per pid (dead ones keep theirs)
         self.done = threading.Event()
+        self._cpu_from: float | None = None
+        self._cpu_before = 0.0  # CPU seconds at the first sample from `_cpu_from` on
+
+    def count_cpu_from(self, moment: float) -> None:
+        """Leave out of `cpu_seconds` what the tree spent before `moment` (a `time.time()`):
+        its start-up and warm-up, when only a later phase is measured."""
+        self._cpu_from = moment
 
     def run(self) -> None:
         while not self.done.wait(self.interval):
@@ -189,7 +196,9 @@ class TreeSampler(threading.Thread):
             rss += own
         if rss > self.peak_rss:
             self.peak_rss, self.peak_processes = rss, processes
+        if self._cpu_from is not None and time.time() >= self._cpu_from:
+            self._cpu_before, self._cpu_from = sum(self.cpu.values()), None
 
     @property
     def cpu_seconds(self) -> float:
-        return sum(self.cpu.values())
+        return sum(self.cpu.values()) - self._cpu_before
