@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 import uuid
 from datetime import datetime, timezone
 
@@ -290,14 +291,17 @@ def test_batch_metrics_count_late_events_and_measure_latency_from_kafka_arrival(
         payloads = [as_bytes(foot_traffic_event(m)) for m in minutes] + [b"{broken"] * bad
         return shell.parse_events(kafka_frame(spark, "foot_traffic", payloads), FOOT_TRAFFIC)
 
+    started = time.time()
     first = metrics.batch_stats(batch([10, 11, 12], bad=1), sources)
-    metrics.record(0, first)
+    metrics.record(0, first, started)
     second = metrics.batch_stats(batch([5, 20]), sources)  # 07:05 arrives after 07:12
-    metrics.record(1, second)
+    metrics.record(1, second, time.time())
 
     lines = [json.loads(line) for line in (tmp_path / "metrics" / "probe.jsonl").open()]
     assert [(m["batch"], m["valid"], m["dead"], m["late"]) for m in lines] == [
         (0, 3, 1, 0), (1, 2, 0, 1)]
+    # A batch's span starts when it reached the query, before it was read and counted.
+    assert lines[0]["started_at"] == started < lines[0]["finished_at"]
     # The frames "arrived" in Kafka at RECEIVED, long before now.
     assert lines[0]["latency_ms"]["p95"] >= lines[0]["latency_ms"]["p50"] > 0
     assert first["valid:foot_traffic"] == 3

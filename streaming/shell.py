@@ -571,6 +571,7 @@ def event_query(spark: SparkSession, ctx: QueryContext, name: str,
                                for t, q in (reporters or {}).items()), F.lit(name))
 
     def write_batch(batch_df: DataFrame, batch_id: int) -> None:
+        started = datetime.now().timestamp()  # before the batch is read from Kafka
         batch = future_timestamp_reason(batch_df, read_sim_now(ctx.clock))
         if known_shelves is not None and shelf_checked:
             batch = unknown_shelf_reason(batch, known_shelves, shelf_checked)
@@ -589,7 +590,7 @@ def event_query(spark: SparkSession, ctx: QueryContext, name: str,
                      for s in sources if stats[f"valid:{s.topic}"]}
             if valid:
                 handle(valid, batch_id)
-            metrics.record(batch_id, stats)
+            metrics.record(batch_id, stats, started)
         finally:
             release(batch)
 
@@ -653,8 +654,7 @@ class MetricsLog:
                 late = mine & earlier_than(F.col("timestamp"), self.newest_event[topic]) \
                     if topic in self.newest_event else F.lit(False)
                 columns.append(F.count_if(late).alias(f"late:{topic}"))
-        started = datetime.now().timestamp()
-        stats = batch.agg(*columns).first().asDict() | {"started_at": started}
+        stats = batch.agg(*columns).first().asDict()
         stats["late"] = sum(stats[f"late:{t}"] for t in timed)
         for topic in timed:
             if stats[f"newest:{topic}"] is not None:
@@ -662,13 +662,14 @@ class MetricsLog:
                 self.newest_event[topic] = max(newest, self.newest_event.get(topic, newest))
         return stats
 
-    def record(self, batch_id: int, stats: dict) -> None:
+    def record(self, batch_id: int, stats: dict, started_at: float) -> None:
+        """`started_at`: when the batch reached the query (a timestamp), before it was read."""
         done_ms = datetime.now().timestamp() * 1000
         latency = _latency(stats.get("arrivals"), done_ms)
         if stats["oldest_arrival"] is not None:
             latency["max"] = round(done_ms - stats["oldest_arrival"].timestamp() * 1000)
         topics = [k.removeprefix("valid:") for k in stats if k.startswith("valid:")]
-        line = {"query": self.name, "batch": batch_id, "started_at": stats["started_at"],
+        line = {"query": self.name, "batch": batch_id, "started_at": started_at,
                 "finished_at": done_ms / 1000, "valid": stats["valid"], "dead": stats["dead"],
                 "late": stats.get("late", 0), "latency_ms": latency,
                 "valid_by_topic": {t: stats[f"valid:{t}"] for t in topics},
