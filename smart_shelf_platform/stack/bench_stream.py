@@ -299,9 +299,10 @@ def bench_stream(settings: Settings, progress: Callable[[str], None], *, stores:
         events = bench.backlog(hours)
         progress(f"{events:,} events in Kafka; the streaming application applies them")
         throughput = bench.throughput(events, max_offsets)
-        progress(f"{throughput['events_per_s']:,} events/s ("
-                 f"{throughput['sustained_events_per_s'] or 0:,} after the first batch); "
-                 f"now the live latency phase")
+        sustained = throughput["sustained_events_per_s"]
+        progress(f"{throughput['events_per_s']:,} events/s"
+                 + (f" ({sustained:,} after the first batch)" if sustained else "")
+                 + "; now the live latency phase")
         latency = bench.latency(live_minutes, start_after_hours=hours)
     finally:
         bench.cleanup()
