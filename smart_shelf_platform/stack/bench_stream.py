@@ -183,17 +183,21 @@ class Bench:
             raise RuntimeError(f"the streaming application failed ({code}), see "
                                f"{self.work / 'throughput.log'}")
         metrics = read_metrics(self.metrics_dir)
-        # The batches that applied events.
-        state = [b for b in metrics[STATE_HOST]
-                 if any(b["valid_by_topic"].get(t) for t in SIMULATED_TOPICS)]
-        first = min(b["started_at"] for b in state)
+        # The batches that applied events, in the order they ran.
+        state = sorted((b for b in metrics[STATE_HOST]
+                        if any(b["valid_by_topic"].get(t) for t in SIMULATED_TOPICS)),
+                       key=lambda b: b["started_at"])
+
+        def applied_by(batches: list[dict]) -> int:
+            return sum(b["valid_by_topic"].get(t, 0) for b in batches for t in SIMULATED_TOPICS)
+
+        first = state[0]["started_at"]
         last = max(b["finished_at"] for b in state)
-        applied = sum(b["valid_by_topic"].get(t, 0) for b in state for t in SIMULATED_TOPICS)
+        applied = applied_by(state)
         seconds = last - first
         # Sustained: after the first batch, which also warms the JVM up (its code compiled).
-        warm = sorted(state, key=lambda b: b["started_at"])[1:]
-        sustained = (sum(b["valid_by_topic"].get(t, 0) for b in warm for t in SIMULATED_TOPICS)
-                     / (last - warm[0]["started_at"])) if warm else None
+        warm = state[1:]
+        sustained = applied_by(warm) / (last - warm[0]["started_at"]) if warm else None
         return {
             "events": events, "events_applied": applied, "seconds": round(seconds, 1),
             "events_per_s": round(events / seconds),
