@@ -17,6 +17,7 @@ from smart_shelf_platform.rules.replenishment import (
     PolicyScope, ShelfPolicy, default_reorder_point, most_specific, needs_refill, plan_refill,
     refill_quantity, supplier_order_quantity,
 )
+from smart_shelf_platform.rules.stock import folded_stock
 
 TODAY = date(2026, 1, 10)
 
@@ -24,6 +25,17 @@ TODAY = date(2026, 1, 10)
 def lot(code: str, expiry_in: int, qty: int, received_ago: int = 5) -> LotStock:
     return LotStock(code, TODAY - timedelta(days=received_ago), TODAY + timedelta(days=expiry_in),
                     qty)
+
+
+# ---- stock ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("current, delta, capacity, after", [
+    (10, -3, 20, 7), (10, 15, 20, 20), (2, -5, 20, 0), (5, 4, None, 9), (0, -1, None, 0),
+])
+def test_stock_moves_by_the_net_units_within_zero_and_the_capacity(current, delta, capacity,
+                                                                     after):
+    assert folded_stock(current, delta, capacity) == after
 
 
 # ---- FEFO ---------------------------------------------------------------------------------

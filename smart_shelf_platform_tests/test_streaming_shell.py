@@ -203,6 +203,42 @@ def test_append_and_merge_are_idempotent_per_batch_id(spark, tmp_path):
     assert spark.conf.get(shell.TXN_APP_ID_CONF, None) is None
 
 
+def test_driver_upserts_are_idempotent_per_batch_id_and_read_back_by_spark(
+        settings, spark, tmp_path):
+    """The state folds and driver queries write with delta-rs: once per batch id, into the
+    tables `up` creates (a copy, whatever it holds), and Spark reads what they wrote."""
+    import shutil
+
+    from smart_shelf_platform.stack.delta_tables import table_uri
+    from streaming import driver_writes
+
+    spec = DELTA_TABLES_BY_PATH["cleansed/shelf_state"]
+    path = str(tmp_path / spec.name)
+    shutil.copytree(table_uri(settings.delta_root, spec), path)
+    at = datetime(2026, 1, 1, 8, 30, 15, 250_000, tzinfo=timezone.utc)
+
+    def shelf(shelf_id: str, stock: int, version: int) -> dict:
+        return {"store_id": "S001", "shelf_id": shelf_id, "current_stock": stock,
+                "max_stock": 20, "unit_weight": 0.5, "shelf_weight": 0.5 * stock,
+                "version": version, "last_update_ts": at}
+
+    def upsert(rows: list[dict], batch_id: int) -> bool:
+        return driver_writes.upsert(DeltaTable(path), spec.record, rows, "probe", batch_id)
+
+    assert upsert([shelf("A", 5, 1), shelf("B", 7, 1)], 0)
+    assert not upsert([shelf("A", 4, 2)], 0), "a replayed batch writes nothing"
+    assert upsert([shelf("A", 4, 2), shelf("C", 1, 1)], 1)
+    stored = driver_writes.rows_by_key(DeltaTable(path), spec.record.key,
+                                       [("S001", "A"), ("S001", "B"), ("S001", "Z")])
+    assert {k[1]: r["current_stock"] for k, r in stored.items()} == {"A": 4, "B": 7}
+    from_spark = {r.shelf_id: r for r in spark.read.format("delta").load(path)
+                  .where(F.col("shelf_id").isin("A", "B", "C")).select(
+        "shelf_id", "version", F.unix_micros("last_update_ts").alias("micros")).collect()}
+    assert sorted(from_spark) == ["A", "B", "C"]
+    assert from_spark["A"].version == 2
+    assert from_spark["A"].micros == round(at.timestamp() * 1_000_000)
+
+
 def test_uuid5_expression_matches_python(spark):
     names = ["foot_traffic|0|0", "shelf_events|3|123456789", ""]
     df = spark.createDataFrame([(n,) for n in names], "name string")

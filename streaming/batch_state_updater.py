@@ -85,10 +85,8 @@ class BatchStateUpdater(FoldingMember):
             movements.append(lot_effects(valid[SHELF.topic]))
         session = next(iter(valid.values())).sparkSession
         wh_lots = session.read.format("delta").load(ctx.table("cleansed/wh_batch_state"))
-        deltas = lot_deltas(movements[0] if len(movements) == 1
-                            else movements[0].unionByName(movements[1]), wh_lots)
-        if not deltas.isEmpty():
-            FOLD.apply(session, ctx, deltas, self.app_id, batch_id)
+        self.apply(lot_deltas(movements[0] if len(movements) == 1
+                              else movements[0].unionByName(movements[1]), wh_lots), batch_id)
 
 
 QUERY = BatchStateUpdater.spec("receipts, refills, removals -> shelf_batch_state")

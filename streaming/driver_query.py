@@ -7,11 +7,11 @@ decisions, with the same deterministic ids and timestamps. Per batch:
 
 1. `step(state, rows, batch id)` folds the inputs and returns the batch's `Outputs`;
 2. the messages go to Kafka (idempotent producer, flushed) before anything is committed;
-3. table rows are MERGEd into Delta by key, once per batch id (txn);
+3. table rows are upserted into Delta by key, once per batch id (`driver_writes`, txn);
 4. the state is saved.
 
 A crash between 2 and 4 replays the batch: the same messages again (consumers dedupe by id or
-key + status) and a MERGE that Delta skips.
+key + status) and an upsert skipped because the table has the batch's transaction.
 
 Started with the other queries, they run in the `decisions` Spark query (`host.QueryHost`),
 which collects each micro-batch's records to the driver once for all of them.
@@ -27,15 +27,15 @@ from functools import reduce
 from pathlib import Path
 
 import orjson
-from confluent_kafka import Producer
-from delta.tables import DeltaTable
+from deltalake import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from smart_shelf_platform.contracts.catalogue import DELTA_TABLES_BY_PATH, TOPICS_BY_NAME
 from smart_shelf_platform.contracts.events import CLOCK_TICK
 from smart_shelf_platform.contracts.types import Record
-from streaming import shell
+from streaming import driver_writes, shell
+from streaming.driver_writes import iso
 from streaming.driver_state import DriverState
 from streaming.host import Member
 
@@ -54,10 +54,6 @@ def utc(text: str | None) -> datetime | None:
         return None
     value = datetime.fromisoformat(text)
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
-def iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def plain(value):
@@ -146,7 +142,7 @@ class DriverQuery(Member):
     collect = staticmethod(collect_batch)
 
     def __init__(self, spark: SparkSession, ctx: shell.QueryContext):
-        self._kafka: Producer | None = None
+        self.publisher = driver_writes.Publisher(ctx.settings, self.name)
         super().__init__(spark, ctx)
 
     def hosted_by(self, host: str | None) -> None:
@@ -175,7 +171,7 @@ class DriverQuery(Member):
         outputs = self.step(state, rows, batch_id)
         self.publish(outputs.messages)
         for table, records in sorted(outputs.rows.items()):
-            self.merge(spark, table, records, batch_id)
+            self.merge(table, records, batch_id)
         self.state.save(batch_id, state)
         if outputs:
             log.info("%s batch %d: %d messages, %s", self.name, batch_id,
@@ -186,34 +182,11 @@ class DriverQuery(Member):
     def publish(self, messages: list[tuple[str, dict]]) -> None:
         """To Kafka before anything is committed: a crash in between replays the batch, which
         sends the same records (same ids) again."""
-        if not messages:
-            return
-        producer = self._producer()
-        failures = []
-        for topic_name, record in messages:
-            topic = TOPICS_BY_NAME[topic_name]
-            producer.produce(self.ctx.topic(topic.name), key=topic.message_key(record),
-                             value=orjson.dumps(record),
-                             on_delivery=lambda err, _m: err and failures.append(err))
-        remaining = producer.flush(60)
-        if remaining or failures:
-            raise RuntimeError(f"{self.name}: {remaining} undelivered, errors {failures[:3]}")
+        self.publisher.send((name, self.ctx.topic(name), record) for name, record in messages)
 
-    def _producer(self) -> Producer:
-        """One idempotent producer for the query's life, made on first use (on the driver)."""
-        if self._kafka is None:
-            self._kafka = Producer({"bootstrap.servers": self.ctx.settings.kafka_bootstrap,
-                                    "enable.idempotence": True, "linger.ms": 5})
-        return self._kafka
-
-    def merge(self, spark: SparkSession, table: str, records: list[dict], batch_id: int) -> None:
+    def merge(self, table: str, records: list[dict], batch_id: int) -> None:
         """Upsert `records` (newest per key wins) into a Delta table, once per batch id."""
         record = DELTA_TABLES_BY_PATH[table].record
-        newest = {tuple(r[k] for k in record.key): r for r in records}
-        rows = spark.createDataFrame([typed(record, r) for r in newest.values()],
-                                     schema=record.spark_schema())
-        condition = " AND ".join(f"t.{k} = s.{k}" for k in record.key)
-        merge = (DeltaTable.forPath(spark, self.ctx.table(table)).alias("t")
-                 .merge(rows.alias("s"), condition)
-                 .whenMatchedUpdateAll().whenNotMatchedInsertAll())
-        shell.merge_idempotent(spark, merge, f"{self.app_id}:{table}", batch_id)
+        newest = {tuple(r[k] for k in record.key): typed(record, r) for r in records}
+        driver_writes.upsert(DeltaTable(self.ctx.table(table)), record, list(newest.values()),
+                             f"{self.app_id}:{table}", batch_id)

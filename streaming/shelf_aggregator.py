@@ -21,7 +21,7 @@ from streaming.state_fold import FoldingMember, StateFold, net_units
 NAME = "shelf_aggregator"
 SOURCE = shell.EventSource("shelf_events", SHELF_EVENT, checks_shelves=True)
 FOLD = StateFold("cleansed/shelf_state", "shelf_state", "current_stock", capacity="max_stock",
-                 derived={"shelf_weight": lambda units: F.col("t.unit_weight") * units})
+                 derived={"shelf_weight": lambda row: row["unit_weight"] * row["current_stock"]})
 
 # Signed effect of one unit of each event type on the shelf.
 UNIT_SIGN = {"pickup": -1, "putback": 1, "expired_removal": -1}
@@ -43,9 +43,7 @@ class ShelfAggregator(FoldingMember):
         events = valid[SOURCE.topic]
         shell.append_idempotent(events, self.ctx.table("raw/shelf_events"), self.app_id,
                                 batch_id)
-        deltas = shelf_deltas(events)
-        if not deltas.isEmpty():
-            FOLD.apply(events.sparkSession, self.ctx, deltas, self.app_id, batch_id)
+        self.apply(shelf_deltas(events), batch_id)
 
 
 QUERY = ShelfAggregator.spec("shelf events -> raw/shelf_events, shelf_state")

@@ -40,7 +40,7 @@ class WarehouseAggregator(FoldingMember):
     def handle(self, valid: shell.ValidRows, batch_id: int) -> None:
         events = valid[SOURCE.topic]
         shell.append_idempotent(events, self.ctx.table("raw/wh_events"), self.app_id, batch_id)
-        FOLD.apply(events.sparkSession, self.ctx, wh_deltas(events), self.app_id, batch_id)
+        self.apply(wh_deltas(events), batch_id)
 
 
 QUERY = WarehouseAggregator.spec("warehouse events -> raw/wh_events, wh_state", pace=2.5)

@@ -37,7 +37,7 @@ class WarehouseBatchStateUpdater(FoldingMember):
 
     def handle(self, valid: shell.ValidRows, batch_id: int) -> None:
         events = valid[SOURCE.topic]
-        FOLD.apply(events.sparkSession, self.ctx, wh_lot_deltas(events), self.app_id, batch_id)
+        self.apply(wh_lot_deltas(events), batch_id)
 
 
 QUERY = WarehouseBatchStateUpdater.spec("warehouse events -> wh_batch_state", pace=2.5)
