@@ -291,8 +291,8 @@ def stamp(minute: float) -> str:
 def test_the_alerts_mirror_keeps_each_alert_at_its_furthest_step(settings, applied):
     """Steps that arrive late or twice (a replay, engines of different speeds) never move an
     alert back in ops.alerts, and it keeps its earliest created_at: the Delta alerts sink's rule
-    (streaming/alerts_sink.py), applied by a trigger (sql/130_alerts_furthest_step.sql)."""
-    from streaming.alerts_sink import STAGE
+    (rules/alerts.furthest_step), applied by a trigger (sql/130_alerts_furthest_step.sql)."""
+    from smart_shelf_platform.rules.alerts import STAGE
 
     with psycopg.connect(settings.postgres_dsn()) as conn:
         stages = dict(conn.execute("SELECT s::text, ops.alert_stage(s) FROM "

@@ -7,7 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from smart_shelf_platform.rules.alerts import alert_id, alert_step, can_transition, should_open
+from smart_shelf_platform.rules.alerts import (
+    alert_id, alert_step, can_transition, furthest_step, should_open,
+)
 from smart_shelf_platform.rules.allocation import LotStock, allocate_fefo
 from smart_shelf_platform.rules.expiry import (
     daily_discount, expired_lots, near_expiry,
@@ -159,6 +161,22 @@ def test_alert_lifecycle_only_moves_forward():
     assert can_transition("open", "acknowledged") and can_transition("acknowledged", "resolved")
     assert not can_transition("resolved", "open")
     assert not can_transition("acknowledged", "open")
+
+
+def test_an_alert_keeps_its_furthest_step_and_earliest_creation_whatever_the_order():
+    t = datetime(2026, 1, 10, 8, tzinfo=timezone.utc)
+
+    def step(status: str, minutes: int, created: int = 0) -> dict:
+        return {"status": status, "updated_at": t + timedelta(minutes=minutes),
+                "created_at": t + timedelta(minutes=created)}
+
+    opened, resolved = step("open", 0), step("resolved", 30)
+    assert furthest_step(None, opened) == opened
+    assert furthest_step(opened, resolved) == resolved
+    assert furthest_step(resolved, opened) == resolved, "a late open never reopens it"
+    assert furthest_step(step("open", 5), step("open", 9)) == step("open", 9)
+    assert furthest_step(resolved, step("open", 0, created=-5))["created_at"] \
+        == t - timedelta(minutes=5)
 
 
 def test_cooldown_keeps_a_flapping_condition_from_reopening_at_once():

@@ -2,71 +2,52 @@
 
 Engines publish every lifecycle step of an alert under the alert's deterministic id; the sink
 keeps the furthest step (open -> acknowledged -> resolved | dismissed), the first `created_at`
-and the step's simulated `updated_at`. The MERGE runs once per micro-batch (txn), and steps
-that arrive twice or out of order never move an alert backwards (REFERENCE 6.9, 11 item 13).
+and the step's simulated `updated_at` (`rules.alerts.furthest_step`). The upsert runs once per
+micro-batch (txn), and steps that arrive twice or out of order never move an alert backwards
+(REFERENCE 6.9, 11 item 13).
 """
 
 from __future__ import annotations
 
-from delta.tables import DeltaTable
-from pyspark.sql import Column, DataFrame, Window
-from pyspark.sql import functions as F
+from deltalake import DeltaTable
 
+from smart_shelf_platform.contracts.catalogue import DELTA_TABLES_BY_PATH
 from smart_shelf_platform.contracts.events import ALERT
-from smart_shelf_platform.rules.alerts import TRANSITIONS
-from streaming import shell
+from smart_shelf_platform.rules.alerts import furthest_step
+from streaming import driver_writes, shell
+from streaming.driver_query import Rows, collect_batch, typed
 from streaming.host import Member
 
 NAME = "alerts_sink"
 SOURCE = shell.EventSource("alerts", ALERT, dedupe_on=("alert_id", "status"))
 TABLE = "ops/alerts"
+KEY = DELTA_TABLES_BY_PATH[TABLE].record.key
 
 
-def _stage_order() -> dict[str, int]:
-    """Lifecycle position of each status, from the rules' transition table."""
-    order: dict[str, int] = {}
-
-    def walk(status: str, depth: int) -> None:
-        order[status] = max(order.get(status, 0), depth)
-        for nxt in TRANSITIONS[status]:
-            walk(nxt, depth + 1)
-
-    walk("open", 0)
-    return order
-
-
-STAGE = _stage_order()
-
-
-def stage(status: Column) -> Column:
-    return F.coalesce(*(F.when(status == s, F.lit(n)) for s, n in STAGE.items()))
-
-
-def latest_steps(alerts: DataFrame) -> DataFrame:
+def latest_steps(steps: list[dict]) -> dict[tuple, dict]:
     """The furthest lifecycle step of each alert in a batch, with its earliest created_at."""
-    by_alert = Window.partitionBy("store_id", "alert_id")
-    ranked = by_alert.orderBy(stage(F.col("status")).desc(), F.col("updated_at").desc())
-    return (alerts.withColumn("created_at", F.min("created_at").over(by_alert))
-            .withColumn("_rank", F.row_number().over(ranked))
-            .where("_rank = 1").drop("_rank"))
+    latest: dict[tuple, dict] = {}
+    for step in steps:
+        key = tuple(step[k] for k in KEY)
+        latest[key] = furthest_step(latest.get(key), step)
+    return latest
 
 
 class AlertsSink(Member):
-    name, sources = NAME, [SOURCE]
+    """Folds each batch's steps into the touched alerts' rows on the driver (a batch holds a few
+    alerts) and upserts them once per batch id."""
 
-    def handle(self, valid: shell.ValidRows, batch_id: int) -> None:
-        steps = latest_steps(valid[SOURCE.topic])
-        session = steps.sparkSession
-        t, s = (lambda c: F.col(f"t.{c}")), (lambda c: F.col(f"s.{c}"))
-        later = (stage(s("status")) > stage(t("status"))) | (
-            (s("status") == t("status")) & (s("updated_at") > t("updated_at")))
-        update = {f: s(f) for f in ALERT.field_names} | {
-            "created_at": F.least(t("created_at"), s("created_at"))}
-        merge = (DeltaTable.forPath(session, self.ctx.table(TABLE)).alias("t")
-                 .merge(steps.alias("s"), "t.store_id = s.store_id AND t.alert_id = s.alert_id")
-                 .whenMatchedUpdate(condition=later, set=update)
-                 .whenNotMatchedInsertAll())
-        shell.merge_idempotent(session, merge, self.app_id, batch_id)
+    name, sources = NAME, [SOURCE]
+    collects = True
+    collect = staticmethod(collect_batch)
+
+    def run_batch(self, _spark, rows: Rows, batch_id: int) -> None:
+        steps = latest_steps([typed(ALERT, r) for r in rows.get(SOURCE.topic, [])])
+        table = DeltaTable(self.ctx.table(TABLE))
+        current = driver_writes.rows_by_key(table, KEY, steps)
+        changed = [row for key, step in steps.items()
+                   if (row := furthest_step(current.get(key), step)) != current.get(key)]
+        driver_writes.upsert(table, ALERT, changed, self.app_id, batch_id)
 
 
 QUERY = AlertsSink.spec("alert steps -> ops/alerts", pace=5)

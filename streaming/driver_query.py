@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from functools import reduce
 from pathlib import Path
 
@@ -87,12 +87,15 @@ def collect_batch(valid: shell.ValidRows, sources: list[shell.EventSource]) -> R
 
 
 def typed(record: Record, values: dict) -> dict:
-    """A JSON-shaped record (ISO text times and dates, float decimals) as Spark row values."""
-    convert = {"timestamp": utc, "date": date.fromisoformat, "decimal": lambda v: Decimal(str(v))}
+    """A JSON-shaped record (ISO text times and dates, float decimals) as typed row values;
+    decimals rounded half up to their column's scale, as a Spark cast does."""
+    convert = {"timestamp": lambda v, _: utc(v), "date": lambda v, _: date.fromisoformat(v),
+               "decimal": lambda v, t: Decimal(str(v)).quantize(Decimal(1).scaleb(-t.scale),
+                                                                ROUND_HALF_UP)}
     out = {}
     for f in record.fields:
         value = values.get(f.name)
-        out[f.name] = convert[f.type.kind](value) if value is not None and \
+        out[f.name] = convert[f.type.kind](value, f.type) if value is not None and \
             f.type.kind in convert else value
     return out
 

@@ -22,6 +22,36 @@ TRANSITIONS = {
 }
 
 
+def _stage_order() -> dict[str, int]:
+    """Lifecycle position of each status, from the transition table (`ops.alert_stage` in
+    sql/130_alerts_furthest_step.sql must agree; a test holds them together)."""
+    order: dict[str, int] = {}
+
+    def walk(status: str, depth: int) -> None:
+        order[status] = max(order.get(status, 0), depth)
+        for nxt in TRANSITIONS[status]:
+            walk(nxt, depth + 1)
+
+    walk("open", 0)
+    return order
+
+
+STAGE = _stage_order()
+
+
+def furthest_step(current: dict | None, step: dict) -> dict:
+    """An alert after one more lifecycle step: the step when it is further on (or the same
+    status, later), else the alert as it was; either way with the earliest `created_at`. So
+    steps that arrive twice or out of order never move an alert back (the Postgres mirror's
+    trigger, sql/130_alerts_furthest_step.sql, applies the same rule)."""
+    if current is None:
+        return step
+    later = STAGE[step["status"]] > STAGE[current["status"]] or (
+        step["status"] == current["status"] and step["updated_at"] > current["updated_at"])
+    return (step if later else current) | {
+        "created_at": min(current["created_at"], step["created_at"])}
+
+
 def alert_id(alert_type: str, store_id: str, shelf_id: str, location: str,
              opened_at: datetime) -> str:
     """The same alert episode always gets the same id."""
