@@ -56,10 +56,10 @@ class Host(NamedTuple):
 # Two hosts: events become state in `state`, while `decisions` (engines, managers, the alerts
 # sink) acts on that state in batches of its own, every 2.5 intervals (5 s). In one host for
 # all, every state change waited for the plans and alerts decided in the same batch, and a
-# drain read all 14 topics in every stage. `bench stream`, one host -> these two: 7,100 ->
-# 8,500-9,980 events/s (a drain's first Kafka read then uncounted); live event -> state p95
-# about 12 s either way, state -> alert p95 9.7 -> 6.6-7.5 s. Deciding every interval instead
-# took CPU from `state` (its p95 13-16 s).
+# drain read all 14 topics in every stage. Measured when both hosts still wrote with Spark
+# MERGEs (`bench stream`, one host -> these two): drain throughput +20-40 %, state -> alert
+# p95 9.7 -> 6.6-7.5 s, event -> state unchanged; deciding every interval instead took CPU
+# from `state`.
 HOSTS = (Host("state", STAGES[:1]), Host("decisions", STAGES[1:], pace=2.5))
 
 

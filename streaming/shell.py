@@ -1,11 +1,12 @@
 """The shell every streaming query shares: read Kafka, check contracts, dedupe, write idempotently.
 
 A query is `event_query`: `read_kafka` -> `parse_events` -> `deduplicate` -> `foreachBatch`
-(dead letters via `write_dead_letters`, valid rows to the query's handler, which writes with
-`append_idempotent` / `merge_idempotent`, metrics via `MetricsLog`), started by
-`StreamingQuerySpec.start`. Only this module knows about Kafka options, checkpoints and Delta write options
-(STYLE.md, "Streaming and producers"); the transforms are pure DataFrame -> DataFrame functions that
-work on a static frame with Kafka's columns, so tests call them on tiny frames.
+(dead letters via `write_dead_letters`, valid rows to the query's handler, which appends with
+`append_idempotent` or upserts from the driver with `driver_writes`, metrics via `MetricsLog`),
+started by `StreamingQuerySpec.start`. Only this module and `driver_writes` know about Kafka
+options, checkpoints and Delta write options (STYLE.md, "Streaming and producers"); the
+transforms are pure DataFrame -> DataFrame functions that work on a static frame with Kafka's
+columns, so tests call them on tiny frames.
 
 Every row keeps where it came from (`_source`, `_partition`, `_offset`, `_kafka_ts`), the original
 text (`_payload`) and `_reason`: null when the row honours its contract, otherwise a readable list
@@ -46,11 +47,6 @@ REASON = "_reason"
 DEAD_LETTER_NAMESPACE = uuid.UUID("6b0c4f0e-3f6a-5a8e-9c1d-7d2f1e0a9b44")
 DEAD_LETTER_TOPIC = TOPICS_BY_NAME["dead_letter"].name
 DEAD_LETTER_TABLE = DELTA_TABLES_BY_PATH["raw/dead_letter"]
-
-# Delta's idempotent-DML session confs (Delta PR #1555): MERGE/UPDATE/DELETE skip when the table
-# already recorded this (app id, version) or a later version.
-TXN_APP_ID_CONF = "spark.databricks.delta.write.txnAppId"
-TXN_VERSION_CONF = "spark.databricks.delta.write.txnVersion"
 
 # Counts that can never be negative. The contract language has no minimum, so the list lives here.
 NON_NEGATIVE_FIELDS = frozenset({"quantity", "total_items", "trip_duration_minutes"})
@@ -359,23 +355,6 @@ def append_idempotent(df: DataFrame, path: str, app_id: str, batch_id: int) -> N
     (df.write.format("delta").mode("append")
      .option("txnAppId", app_id).option("txnVersion", batch_id)
      .save(path))
-
-
-def merge_idempotent(spark: SparkSession, merge, app_id: str, batch_id: int) -> None:
-    """Execute a Delta MERGE (a `DeltaMergeBuilder`) once per (app_id, batch_id).
-
-    MERGE takes no writer options, so Delta reads the transaction id from session confs; they are
-    unset afterwards so no later write inherits them. Inside foreachBatch pass
-    `batch_df.sparkSession`: each streaming query runs in its own cloned session, so two queries
-    hosted in one driver do not see each other's confs.
-    """
-    spark.conf.set(TXN_APP_ID_CONF, app_id)
-    spark.conf.set(TXN_VERSION_CONF, str(batch_id))
-    try:
-        merge.execute()
-    finally:
-        spark.conf.unset(TXN_APP_ID_CONF)
-        spark.conf.unset(TXN_VERSION_CONF)
 
 
 def dead_letter_rows(df: DataFrame, detected_by: str | Column) -> DataFrame:

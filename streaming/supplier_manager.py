@@ -20,7 +20,7 @@ Sun/Tue/Thu 12:00, slots Mon/Wed/Fri 08:00):
   lots of its subcategory or category: days for fish, years for canned goods), and a receipt;
   the order moves to delivered and its plans to completed.
 
-REFERENCE 6.11 with items 10, 12, 14 and 16 fixed: one writer per table, MERGE by key instead
+REFERENCE 6.11 with items 10, 12, 14 and 16 fixed: one writer per table, upserts by key instead
 of read-all/overwrite, expiry per category, in-transit units count against the capacity.
 """
 
