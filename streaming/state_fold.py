@@ -75,24 +75,22 @@ class StateFold:
         return row | {c: fn(row) for c, fn in self.derived.items()}
 
     def apply(self, ctx: shell.QueryContext, publisher: driver_writes.Publisher,
-              deltas: DataFrame, app_id: str, batch_id: int) -> int:
-        """Fold one micro-batch of deltas into the table and publish the touched keys' rows.
-        Returns how many keys it touched."""
+              deltas: DataFrame, app_id: str, batch_id: int) -> None:
+        """Fold one micro-batch of deltas into the table and publish the touched keys' rows."""
         changes = deltas.toArrow().to_pylist()  # one Spark job; a few rows while live
         if not changes:
-            return 0
+            return
         key = self.record.key
         table = DeltaTable(ctx.table(self.table))
         current = driver_writes.rows_by_key(table, key, (tuple(c[k] for k in key)
                                                          for c in changes))
-        if driver_writes.applied(table, app_id, batch_id):
-            rows = list(current.values())  # replayed: the table has this batch already
-        else:
-            rows = [row for c in changes
-                    if (row := self.folded(current.get(tuple(c[k] for k in key)), c))]
-            driver_writes.upsert(table, self.record, rows, app_id, batch_id)
+        rows = [row for c in changes
+                if (row := self.folded(current.get(tuple(c[k] for k in key)), c))]
+        if not driver_writes.upsert(table, self.record, rows, app_id, batch_id):
+            # Nothing written: a replay, whose commit the table holds (or no key the table has
+            # or can take, and then `current` is empty too).
+            rows = list(current.values())
         self.publish(ctx, publisher, rows)
-        return len(rows)
 
     def publish(self, ctx: shell.QueryContext, publisher: driver_writes.Publisher,
                 rows: list[dict]) -> None:
@@ -128,5 +126,5 @@ class FoldingMember(Member):
         self.publisher = driver_writes.Publisher(ctx.settings, self.name)
         self.fold.bootstrap(ctx, self.publisher, type(self).snapshot(ctx.settings), self.app_id)
 
-    def apply(self, deltas: DataFrame, batch_id: int) -> int:
-        return self.fold.apply(self.ctx, self.publisher, deltas, self.app_id, batch_id)
+    def apply(self, deltas: DataFrame, batch_id: int) -> None:
+        self.fold.apply(self.ctx, self.publisher, deltas, self.app_id, batch_id)
