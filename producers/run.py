@@ -109,10 +109,11 @@ def simulate(settings: Settings, options: SimulateOptions,
     clock_thread = None
     effects = EffectsFeed(settings, options.topic_prefix) if options.effects else None
     hold_at, hold = frozenset(), None
-    if effects is not None and options.speed is not None:
+    if effects is not None:
         # The ticks that time-driven steps act on (day start: discounts and removals; cutoffs;
         # deliveries) wait until the platform has caught up with everything before them, so a
-        # plan never misses its cutoff because a query lagged (REFERENCE 11 item 23).
+        # plan never misses its cutoff because a query lagged (REFERENCE 11 item 23). At max
+        # rate too: the simulator then stops short of such a minute and waits.
         hold_at = frozenset({"00:00", settings.supplier_cutoff_time,
                              settings.supplier_delivery_time})
 

@@ -28,6 +28,7 @@ from producers.bad_events import BadEvent, BadEventInjector
 from producers.world.catalogue import load_store_catalogue
 from producers.world.store import StoreWorld
 from producers.world.traffic import TrafficSettings
+from smart_shelf_platform.clock import HOLD_MARGIN
 from smart_shelf_platform.contracts.catalogue import TOPICS_BY_NAME
 
 log = logging.getLogger(__name__)
@@ -188,7 +189,8 @@ def run_simulation(simulation: Simulation, until: datetime, *, clock=None, follo
     """Advance to `until`: as fast as possible, or following `clock` (a RedisClock) when given.
 
     `follower` (a started SimClock) is moved to the simulation's time after each batch of steps
-    instead, once the batch's events are flushed: the clock never gets ahead of the events.
+    instead, once the batch's events are flushed: the clock never gets ahead of the events. A
+    batch ends just short of the follower's next held minute, where it holds (`SimClock.follow`).
 
     `writer` (the Redis stream writer) provides back-pressure and flushing; `ledger` saves the
     ground truth every `save_every` of simulated time and at the end; `effects` is a callable
@@ -210,12 +212,15 @@ def run_simulation(simulation: Simulation, until: datetime, *, clock=None, follo
             if horizon <= simulation.now:
                 time.sleep(0.05)
                 continue
+        if follower is not None:
+            held = follower.next_hold(until)
+            horizon = min(until, held - HOLD_MARGIN) if held is not None else until
         simulation.run_until(horizon, max_events=batch_steps)
         if writer is not None:
             writer.flush()
             writer.wait_for_room()
-        if follower is not None and simulation.now > follower.state.now:
-            follower.step((simulation.now - follower.state.now).total_seconds())
+        if follower is not None:
+            follower.follow(simulation.now)
         if ledger is not None and simulation.now - last_save >= save_every:
             _save(simulation, ledger, finished=False)
             last_save = simulation.now

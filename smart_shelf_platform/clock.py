@@ -38,7 +38,7 @@ DELIVERY_TIMEOUT_S = 30.0
 # Behind schedule by more than this (a stall, a suspended laptop), the schedule is re-anchored
 # instead of bursting through the backlog as fast as possible.
 MAX_CATCH_UP_S = 1.0
-HOLD_MARGIN_S = 0.001  # a held step stops this short of its minute
+HOLD_MARGIN = timedelta(milliseconds=1)  # a held step stops this short of its minute
 
 
 class ClockError(RuntimeError):
@@ -342,9 +342,9 @@ class SimClock:
             seconds = self.step_seconds
             if until is not None:
                 seconds = min(seconds, (until - self.state.now).total_seconds())
-            held = self._next_hold(seconds)
+            held = self.next_hold(self.state.now + timedelta(seconds=seconds))
             if held is not None:  # stop just short of the minute, wait, then cross it
-                seconds = (held - self.state.now).total_seconds() - HOLD_MARGIN_S
+                seconds = (held - HOLD_MARGIN - self.state.now).total_seconds()
             if seconds > 0:
                 ticks += len(self.step(seconds))
             if held is not None:
@@ -369,14 +369,26 @@ class SimClock:
                  steps, ticks)
         return self.state
 
-    def _next_hold(self, seconds: float) -> datetime | None:
-        """The held minute this step would cross, if any (and not reached yet)."""
+    def next_hold(self, upto: datetime) -> datetime | None:
+        """The first held minute after the clock's time, up to `upto`, not held yet."""
         if not self.hold_at:
             return None
-        for minute in minutes_crossed(self.state.now, self.state.now + timedelta(seconds=seconds)):
+        for minute in minutes_crossed(self.state.now, upto):
             if minute.strftime("%H:%M") in self.hold_at and minute != self._held:
                 return minute
         return None
+
+    def follow(self, moment: datetime) -> None:
+        """Move to `moment` when the simulator drives time (max rate). The simulator stops
+        `HOLD_MARGIN` short of each held minute (`next_hold`); arriving there holds, then
+        crosses the minute, so its tick goes out before anything that happens after it."""
+        if moment > self.state.now:
+            self.step((moment - self.state.now).total_seconds())
+        held = self.next_hold(self.state.now + HOLD_MARGIN)
+        if held is not None:
+            self.hold(held)
+            self._held = held
+            self.step((held - self.state.now).total_seconds())
 
     def _bucket(self, t: datetime) -> int:
         return (t - self.start_at) // self.progress_every

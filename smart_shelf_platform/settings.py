@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -78,6 +79,9 @@ class Settings(BaseSettings):
                               "was made")
     refill_delay_minutes: int = Field(
         3, ge=0, description="picked units reach the shelf this long after the warehouse pick")
+    supplier_rule: Literal["platform", "reference"] = Field(
+        "platform", description="warehouse reorder rule: the platform's, or REFERENCE 6.8's "
+                                "(kept to compare lost sales against)")
     supplier_cutoff_days: str = Field(
         "Sun,Tue,Thu", pattern=_WEEKDAYS, description="pending supplier plans become orders")
     supplier_cutoff_time: str = Field("12:00", pattern=_HH_MM, description="UTC, simulated")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from datetime import date, datetime, timedelta, timezone
@@ -170,3 +171,31 @@ def test_warehouse_engine_orders_whole_batches_counting_plans_in_flight(
     run_to_end(spark, ctx, wh_alert_engine.QUERY)
     new_plans = [p for p in values(ctx, "wh_supplier_plan") if p["status"] == "pending"]
     assert len(new_plans) == 2 and new_plans[1]["supplier_plan_id"] != plan["supplier_plan_id"]
+
+
+def test_warehouse_engine_with_the_reference_rule_reorders_while_an_order_is_on_its_way(
+        settings, spark, query_ctx):
+    """`SMART_SHELF_SUPPLIER_RULE=reference` (the lost-sales comparison's baseline): the gap to
+    the reorder point in whole batches, one pending plan at a time, orders on their way ignored."""
+    ctx = dataclasses.replace(query_ctx, settings=query_ctx.settings.model_copy(
+        update={"supplier_rule": "reference"}))
+    profile = profiles(settings)[0]
+    shelf, batch = profile["shelf_id"], profile["standard_batch_size"]
+
+    def wh_state(stock: int, version: int, minute: float) -> dict:
+        return {"store_id": STORE, "shelf_id": shelf, "wh_current_stock": stock,
+                "wh_max_stock": 20 * batch, "version": version, "last_update_ts": ts(minute)}
+
+    reorder_point = max(1, int(0.05 * 20 * batch))
+    produce(ctx, "wh_state", [wh_state(reorder_point - 1, 2, 1)])
+    run_to_end(spark, ctx, wh_alert_engine.QUERY)
+    produce(ctx, "wh_state", [wh_state(reorder_point - 2, 3, 2)])
+    run_to_end(spark, ctx, wh_alert_engine.QUERY)
+    plans = values(ctx, "wh_supplier_plan")
+    assert [p["suggested_qty"] for p in plans] == [batch], "one batch, one pending plan"
+    # Ordered at a cutoff: on its way, it no longer holds a new plan back.
+    produce(ctx, "wh_supplier_plan", [plans[0] | {"status": "issued", "updated_at": ts(10)}])
+    produce(ctx, "wh_state", [wh_state(reorder_point - 3, 4, 20)])
+    run_to_end(spark, ctx, wh_alert_engine.QUERY)
+    pending = [p for p in values(ctx, "wh_supplier_plan") if p["status"] == "pending"]
+    assert len(pending) == 2 and pending[1]["suggested_qty"] == batch

@@ -372,3 +372,40 @@ def test_a_held_minute_waits_for_the_hold_then_ticks_once(settings, redis_conn, 
     assert ticks_before == expected_ids(minute(7, 1), minute(7, 1))
     assert [t["tick_id"] for t in read_ticks(settings, topic, expected=4)] \
         == expected_ids(minute(7, 1), minute(7, 4))
+
+
+@pytest.mark.integration
+def test_at_max_rate_the_simulator_stops_short_of_a_held_minute_and_then_ticks_it_first(
+        settings, redis_conn, prefix, topic):
+    """At max rate the simulator moves the clock (a follower): it stops just short of a held
+    minute with every earlier event written, holds, and the minute's tick goes out before any
+    later event; the time-driven steps then decide on exactly what came before them."""
+    from producers.simulator import HashSink, Simulation, SimulationSettings, run_simulation
+    from smart_shelf_platform.stack.lifecycle import reference_files
+
+    seen, clock_at_next_event = [], []
+
+    class Sink(HashSink):
+        def add(self, *args) -> None:
+            super().add(*args)
+            if seen and not clock_at_next_event:
+                clock_at_next_event.append(clock.state.now)
+
+    sim = Simulation(reference_files(settings), ["S001"], Sink(), SimulationSettings(start=START))
+
+    def hold(held: datetime) -> None:
+        seen.append((held, sim.now, sim.events_emitted, sim.next_event_time(),
+                     [t["tick_id"] for t in read_ticks(settings, topic, expected=1)]))
+
+    clock = make_clock(settings, prefix, topic, hold_at=frozenset({"08:00"}), hold=hold)
+    clock.start(reset=True)
+    run_simulation(sim, minute(8, 30), follower=clock, batch_steps=100)
+    clock.close()
+    assert len(seen) == 1
+    held, now, emitted, next_event, ticks_before = seen[0]
+    assert held == minute(8, 0) and minute(7, 59) < now < held <= next_event
+    assert 0 < emitted < sim.events_emitted, "events on both sides of the hold"
+    assert clock_at_next_event == [held], "the held minute ticked before the next event"
+    assert ticks_before == expected_ids(minute(7, 1), minute(7, 59))
+    assert [t["tick_id"] for t in read_ticks(settings, topic, expected=90)] \
+        == expected_ids(minute(7, 1), minute(8, 30))

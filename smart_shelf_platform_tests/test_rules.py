@@ -17,7 +17,7 @@ from smart_shelf_platform.rules.expiry import (
 from smart_shelf_platform.rules.pricing import combined_discount, line_total
 from smart_shelf_platform.rules.replenishment import (
     PolicyScope, ShelfPolicy, default_reorder_point, most_specific, needs_refill, plan_refill,
-    refill_quantity, supplier_order_quantity,
+    reference_supplier_order_quantity, refill_quantity, supplier_order_quantity,
 )
 from smart_shelf_platform.rules.stock import folded_stock
 
@@ -109,6 +109,15 @@ def test_supplier_orders_are_whole_batches_count_in_transit_and_fit_free_capacit
     # only two batches of room left
     assert supplier_order_quantity(5, 0, 20, capacity=30, batch_size=12) == 24
     assert supplier_order_quantity(0, 0, 20, capacity=10, batch_size=12) == 0
+
+
+def test_the_reference_supplier_rule_orders_the_gap_in_batches_and_ignores_what_is_on_its_way():
+    # 5 on hand, reorder point 20, batch 12: a gap of 15 -> 2 batches (ours orders 3, above)
+    assert reference_supplier_order_quantity(5, 20, batch_size=12) == 24
+    assert reference_supplier_order_quantity(19, 20, batch_size=12) == 12
+    assert reference_supplier_order_quantity(20, 20, batch_size=12) == 0
+    with pytest.raises(ValueError):
+        reference_supplier_order_quantity(5, 20, batch_size=0)
 
 
 # ---- expiry and discounts -------------------------------------------------------------------

@@ -7,17 +7,19 @@ warehouse capacity) opens a `supplier_request`; a supplier plan of whole standar
 added when stock on hand plus the plans in flight is still below the reorder point, within the
 free capacity (topic `wh_supplier_plan`, ordered by the supplier manager). REFERENCE 6.8 with items 12,
 13, 16 fixed: no "resolved" flood for healthy shelves, in-transit quantities count.
+`SMART_SHELF_SUPPLIER_RULE=reference` plans with the reference's own rule instead, for the
+loop's lost-sales comparison.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-
 from smart_shelf_platform.contracts.state import WH_BATCH_STATE, WH_POLICY, WH_STATE
 from smart_shelf_platform.rules.expiry import NEAR_EXPIRY_DAYS_WAREHOUSE
 from smart_shelf_platform.rules.replenishment import (
-    default_reorder_point, stock_pct, supplier_order_quantity,
+    default_reorder_point, reference_supplier_order_quantity, stock_pct,
+    supplier_order_quantity,
 )
 from streaming import shell
 from streaming.alert_engine import POLICY_VERSION, AlertEngine, Decision, iso
@@ -43,8 +45,15 @@ class WarehouseAlertEngine(AlertEngine):
         if reorder_point is None:
             reorder_point = default_reorder_point(cap)
         batch_size = self.profiles[key]["standard_batch_size"]
-        qty = supplier_order_quantity(stock, self.in_flight_qty(shelf), reorder_point, cap,
-                                      batch_size)
+        in_flight = self.in_flight_qty(shelf)
+        if self.ctx.settings.supplier_rule == "reference":
+            # The reference kept one pending plan per shelf (a newer one replaced it) and
+            # ignored orders on their way.
+            pending = any(p["status"] == "pending" for p in shelf["plans"].values())
+            qty = 0 if pending else reference_supplier_order_quantity(stock, reorder_point,
+                                                                      batch_size)
+        else:
+            qty = supplier_order_quantity(stock, in_flight, reorder_point, cap, batch_size)
         return Decision(
             condition=stock < reorder_point,
             alert_fields={"current_stock": stock, "max_stock": cap, "min_qty": reorder_point,

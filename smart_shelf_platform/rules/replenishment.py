@@ -2,7 +2,8 @@
 
 Reference behaviour (REFERENCE 6.3, 6.8) with its flaws fixed (items 7, 15, 16): the most
 specific active policy wins (no cross join with a global row), a shelf with a plan in flight is
-not planned again, and supplier orders count what is already on its way.
+not planned again, and supplier orders count what is already on its way. The reference's own
+supplier rule is kept too (`reference_supplier_order_quantity`), to measure ours against it.
 """
 
 from __future__ import annotations
@@ -101,3 +102,14 @@ def supplier_order_quantity(on_hand: int, in_transit: int, reorder_point: int,
     batches = math.ceil(gap / batch_size)
     free_batches = max(0, capacity - on_hand - in_transit) // batch_size
     return min(batches, free_batches) * batch_size
+
+
+def reference_supplier_order_quantity(on_hand: int, reorder_point: int, batch_size: int) -> int:
+    """REFERENCE 6.8's rule (`SMART_SHELF_SUPPLIER_RULE=reference`): below the reorder point,
+    its gap rounded up to whole batches (usually one); what is already ordered is not counted.
+    0 when no order is due."""
+    if batch_size <= 0:
+        raise ValueError("standard batch size must be positive")
+    if on_hand >= reorder_point:
+        return 0
+    return math.ceil((reorder_point - on_hand) / batch_size) * batch_size
