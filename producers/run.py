@@ -164,6 +164,9 @@ def simulate(settings: Settings, options: SimulateOptions,
     progress(f"{'stopped' if stop.is_set() else 'finished'} at {sim.now:%Y-%m-%d %H:%M}: "
              f"{sim.events_emitted:,} events, {sim.customers:,} customers, "
              f"{sum(i.count for i in sim.injectors):,} bad events; ledger saved")
+    refills = sim.refill_report()
+    if refills is not None:
+        progress(refills)
     return sim
 
 

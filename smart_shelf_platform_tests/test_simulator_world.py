@@ -359,6 +359,7 @@ def test_a_refill_puts_what_fits_and_the_platform_returns_the_rest(files):
     assert world.shelves["SH1"].by_code["W1"].quantity == 6
     assert world.in_transit[("SH1", "W1")] == 4, "what did not fit waits for its return"
     assert world.refill_overflow == 4
+    assert world.refill_lateness == [timedelta(minutes=2)]
     putback, weight = emitted
     assert (putback["event_type"], putback["actor"], putback["quantity"], putback["batch_code"],
             putback["plan_id"], putback["timestamp"]) == (

@@ -146,6 +146,9 @@ class StoreWorld:
         # did not fit (in transit until the platform returns them to the warehouse).
         self.kept_in_carts = 0
         self.refill_overflow = 0
+        # How long after its due time each refill task was carried out (it reached the store
+        # late): how far the world ran ahead of the platform.
+        self.refill_lateness: list[timedelta] = []
         # Keys changed since the ledger was last saved.
         self.dirty_shelf: set[tuple[str, str]] = set()
         self.dirty_wh: set[tuple[str, str]] = set()
@@ -408,7 +411,9 @@ class StoreWorld:
         key = (shelf_id, batch)
         if self.in_transit.get(key, 0) < qty:
             return False  # the pick that sent them is still to come
-        at = max(now, datetime.fromisoformat(task["timestamp"]))
+        due = datetime.fromisoformat(task["timestamp"])
+        at = max(now, due)
+        self.refill_lateness.append(at - due)
         placed = min(qty, self.room(shelf_id))
         self.refill_overflow += qty - placed
         if placed:
