@@ -130,9 +130,9 @@ def test_near_expiry_is_re_evaluated_when_the_simulated_day_changes(settings, sp
         ("near_expiry", "L1")]
 
 
-def test_warehouse_engine_orders_whole_batches_counting_plans_in_flight(
-        settings, spark, query_ctx):
-    ctx = query_ctx
+def warehouse_of(settings):
+    """The first product's standard batch, its warehouse state at a capacity of 20 batches as
+    a function of (stock, version, minute), and its default reorder point (5 %: one batch)."""
     profile = profiles(settings)[0]
     shelf, batch = profile["shelf_id"], profile["standard_batch_size"]
 
@@ -140,7 +140,13 @@ def test_warehouse_engine_orders_whole_batches_counting_plans_in_flight(
         return {"store_id": STORE, "shelf_id": shelf, "wh_current_stock": stock,
                 "wh_max_stock": 20 * batch, "version": version, "last_update_ts": ts(minute)}
 
-    reorder_point = max(1, int(0.05 * 20 * batch))
+    return batch, wh_state, max(1, int(0.05 * 20 * batch))
+
+
+def test_warehouse_engine_orders_whole_batches_counting_plans_in_flight(
+        settings, spark, query_ctx):
+    ctx = query_ctx
+    batch, wh_state, reorder_point = warehouse_of(settings)
     produce(ctx, "wh_state", [wh_state(reorder_point - 1, 2, 1)])
     run_to_end(spark, ctx, wh_alert_engine.QUERY)
     plans = values(ctx, "wh_supplier_plan")
@@ -179,14 +185,7 @@ def test_warehouse_engine_with_the_reference_rule_reorders_while_an_order_is_on_
     the reorder point in whole batches, one pending plan at a time, orders on their way ignored."""
     ctx = dataclasses.replace(query_ctx, settings=query_ctx.settings.model_copy(
         update={"supplier_rule": "reference"}))
-    profile = profiles(settings)[0]
-    shelf, batch = profile["shelf_id"], profile["standard_batch_size"]
-
-    def wh_state(stock: int, version: int, minute: float) -> dict:
-        return {"store_id": STORE, "shelf_id": shelf, "wh_current_stock": stock,
-                "wh_max_stock": 20 * batch, "version": version, "last_update_ts": ts(minute)}
-
-    reorder_point = max(1, int(0.05 * 20 * batch))
+    batch, wh_state, reorder_point = warehouse_of(settings)
     produce(ctx, "wh_state", [wh_state(reorder_point - 1, 2, 1)])
     run_to_end(spark, ctx, wh_alert_engine.QUERY)
     produce(ctx, "wh_state", [wh_state(reorder_point - 2, 3, 2)])
