@@ -45,7 +45,7 @@ class WarehouseAlertEngine(AlertEngine):
         if reorder_point is None:
             reorder_point = default_reorder_point(cap)
         batch_size = self.profiles[key]["standard_batch_size"]
-        in_flight = self.in_flight_qty(shelf)
+        in_flight = self.in_flight_qty(shelf)  # also forgets plans the stock now shows
         if self.ctx.settings.supplier_rule == "reference":
             # The reference kept one pending plan per shelf (a newer one replaced it) and
             # ignored orders on their way.
