@@ -19,6 +19,9 @@ is:
   window (receipts of `ops/wh_supplier_receipts`: orders, units received).
 - restock and supplier plans: created in the window, by the status they have now (completed and
   canceled are final; pending and issued are still in flight).
+- restock time: simulated minutes from a restock plan (the shelf ran low) to its completion (the
+  last units of it on the shelf), median and 95th percentile over the completed plans created
+  in the window: the handling delay, the refill delay, and what the platform took besides.
 - average stock cover (days): the average over the window's days of the units on the shelves and
   in the warehouse at the end of each day (the platform's state, rebuilt per day by
   `ml.features.stock_at_end_of_day`; for the day the ledger's position falls in, the stock at that
@@ -210,6 +213,18 @@ def plans_by_status(plans: pd.DataFrame, window: Window,
                    enums.PLAN_STATUS.values)
 
 
+def restock_minutes(plans: pd.DataFrame, window: Window,
+                    stores: Sequence[str]) -> dict[str, list[float]]:
+    """Simulated minutes from creation to completion of the completed restock plans created in
+    the window, per store (store_id, status, created_at, updated_at)."""
+    done = in_window(plans, "created_at", window)
+    done = done[done["status"] == "completed"]
+    if done.empty:
+        return {store: [] for store in stores}
+    minutes = (done["updated_at"] - done["created_at"]).dt.total_seconds() / 60
+    return {store: sorted(minutes[done["store_id"] == store].tolist()) for store in stores}
+
+
 def alerts_by(alerts: pd.DataFrame, column: str, window: Window,
               stores: Sequence[str]) -> dict[str, dict[str, int]]:
     """Alerts created in the window per store and `column` (alert_type or status)."""
@@ -267,6 +282,7 @@ class Kpis:
     orders_delivered: int = 0
     units_delivered: int = 0
     restock_plans: dict[str, int] = field(default_factory=dict)  # by current status
+    restock_minutes: list[float] = field(default_factory=list)  # plan -> completed, sorted
     supplier_plans: dict[str, int] = field(default_factory=dict)
     simulated_days: float = 0.0
     average_stock_units: float | None = None  # end-of-day shelf + warehouse units
@@ -279,6 +295,12 @@ class Kpis:
         """Lost units as a percentage of demand (sold + lost)."""
         demand = self.units_sold + self.lost_units
         return 100.0 * self.lost_units / demand if demand else None
+
+    def restock_time(self, percentile: float) -> float | None:
+        """A percentile of `restock_minutes` (linear between the nearest two); None without."""
+        if not self.restock_minutes:
+            return None
+        return float(pd.Series(self.restock_minutes).quantile(percentile / 100))
 
     @property
     def waste_units(self) -> int:
@@ -300,6 +322,9 @@ class Kpis:
                                 "delivered": self.orders_delivered,
                                 "units_delivered": self.units_delivered},
             "restock_plans": values["restock_plans"],
+            "restock_time_minutes": {"p50": _round(self.restock_time(50)),
+                                     "p95": _round(self.restock_time(95)),
+                                     "plans": len(self.restock_minutes)},
             "supplier_plans": values["supplier_plans"],
             "stock_cover": {"simulated_days": _round(self.simulated_days, 3),
                             "average_stock_units": _round(self.average_stock_units),
@@ -334,6 +359,7 @@ def total(stores: Iterable[Kpis]) -> Kpis:
             for key, n in getattr(k, name).items():
                 summed[key] = summed.get(key, 0) + n
         setattr(out, name, summed)
+    out.restock_minutes = sorted(m for k in stores for m in k.restock_minutes)
     values = [k.waste_value for k in stores if k.waste_value is not None]
     out.waste_value = round(sum(values), 2) if values else None
     stocks = [k.average_stock_units for k in stores if k.average_stock_units is not None]
@@ -361,7 +387,7 @@ class ReportInputs:
     wh_state: pd.DataFrame  # store_id, shelf_id, wh_current_stock
     orders: pd.DataFrame  # store_id, order_id, total_qty, cutoff_ts
     receipts: pd.DataFrame  # store_id, order_id, received_qty, created_at
-    restock_plans: pd.DataFrame  # store_id, status, created_at
+    restock_plans: pd.DataFrame  # store_id, status, created_at, updated_at
     supplier_plans: pd.DataFrame  # store_id, status, created_at
     alerts: pd.DataFrame  # store_id, alert_type, status, created_at
 
@@ -401,6 +427,8 @@ class Report:
         row("  units delivered", (k.units_delivered for k in kpis))
         for status in enums.PLAN_STATUS.values:
             row(f"restock plans: {status}", (k.restock_plans.get(status, 0) for k in kpis))
+        row("restock time, minutes: median", (k.restock_time(50) for k in kpis))
+        row("restock time, minutes: p95", (k.restock_time(95) for k in kpis))
         for status in enums.PLAN_STATUS.values:
             row(f"supplier plans: {status}", (k.supplier_plans.get(status, 0) for k in kpis))
         row("average stock, units", (k.average_stock_units for k in kpis))
@@ -452,6 +480,7 @@ def compute_report(inputs: ReportInputs) -> Report:
     wasted = waste_kpis(waste, inputs.prices, stores)
     supplier = supplier_order_kpis(inputs.orders, inputs.receipts, window, stores)
     restock_plans = plans_by_status(inputs.restock_plans, window, stores)
+    restock_times = restock_minutes(inputs.restock_plans, window, stores)
     supplier_plans = plans_by_status(inputs.supplier_plans, window, stores)
     by_type = alerts_by(inputs.alerts, "alert_type", window, stores)
     by_status = alerts_by(inputs.alerts, "status", window, stores)
@@ -482,6 +511,7 @@ def compute_report(inputs: ReportInputs) -> Report:
             orders_delivered=int(supplier.at[store, "orders_delivered"]),
             units_delivered=int(supplier.at[store, "units_delivered"]),
             restock_plans=restock_plans[store],
+            restock_minutes=restock_times[store],
             supplier_plans=supplier_plans[store],
             simulated_days=span,
             average_stock_units=average_stock,

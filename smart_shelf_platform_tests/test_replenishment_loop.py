@@ -297,6 +297,9 @@ def test_the_report_tells_the_loop_s_kpis(loop):
                                      delta_rows(ctx, "raw/pos_transactions")
                                      for line in receipt["items"])
     assert kpis["restock_plans"]["completed"] > 0
+    # No plan completes sooner than its handling and refill delays allow.
+    fastest = (own.restock_handling_seconds + 60 * own.refill_delay_minutes) / 60
+    assert kpis["restock_time_minutes"]["p50"] >= fastest
     assert kpis["alerts"]["by_status"]["acknowledged"] + kpis["alerts"]["by_status"]["resolved"] \
         > 0, "alerts move through their lifecycle"
 

@@ -14,8 +14,9 @@ import pytest
 
 from smart_shelf_platform.report import (
     WASTE_FROM_EVENTS, WASTE_FROM_LEDGER, Kpis, ReportInputs, Window, alerts_by, compute_report,
-    default_window, end_of_day_stock, event_waste, ledger_waste, plans_by_status, sales_kpis,
-    simulated_days, stock_cover, stock_days, supplier_order_kpis, total, waste_kpis,
+    default_window, end_of_day_stock, event_waste, ledger_waste, plans_by_status,
+    restock_minutes, sales_kpis, simulated_days, stock_cover, stock_days, supplier_order_kpis,
+    total, waste_kpis,
 )
 from smart_shelf_platform.stack.process import StackError
 
@@ -157,6 +158,20 @@ def test_plans_and_alerts_created_in_the_window_count_by_their_status_now():
         "open": 1, "acknowledged": 0, "resolved": 1, "dismissed": 0}
 
 
+def test_restock_time_runs_from_a_plan_to_its_completion_for_completed_plans_only():
+    plans = frame("store_id status created_at updated_at",
+                  ("S001", "completed", at("2026-01-02 10:00"), at("2026-01-02 10:04")),
+                  ("S001", "completed", at("2026-01-03 10:00"), at("2026-01-03 11:00")),
+                  ("S001", "issued", at("2026-01-03 12:00"), at("2026-01-03 12:01")),
+                  ("S002", "completed", at("2026-01-08 00:00"), at("2026-01-08 00:05")))
+    times = restock_minutes(plans, WEEK, STORES)
+    assert times == {"S001": [4.0, 60.0], "S002": []}
+    kpis = Kpis(restock_minutes=times["S001"])
+    assert (kpis.restock_time(50), kpis.restock_time(95)) == (32.0, pytest.approx(57.2))
+    assert Kpis().restock_time(50) is None
+    assert total([kpis, Kpis(restock_minutes=[1.0])]).restock_minutes == [1.0, 4.0, 60.0]
+
+
 def test_end_of_day_stock_takes_later_movements_back_off_the_current_state():
     shelf_state = frame("store_id shelf_id current_stock", ("S001", "SH1", 5), ("S001", "SH2", 2))
     wh_state = frame("store_id shelf_id wh_current_stock", ("S001", "SH1", 20))
@@ -197,8 +212,9 @@ def inputs(**changes) -> ReportInputs:
         wh_state=frame("store_id shelf_id wh_current_stock", ("S001", "SH1", 12)),
         orders=frame("store_id order_id total_qty cutoff_ts"),
         receipts=frame("store_id order_id received_qty created_at"),
-        restock_plans=frame("store_id status created_at",
-                            ("S001", "completed", at("2026-01-01 10:00"))),
+        restock_plans=frame("store_id status created_at updated_at",
+                            ("S001", "completed", at("2026-01-01 10:00"),
+                             at("2026-01-01 10:05"))),
         supplier_plans=empty_plans,
         alerts=frame("store_id alert_type status created_at",
                      ("S001", "refill_request", "resolved", at("2026-01-01 10:00"))))
@@ -250,6 +266,7 @@ def test_the_table_has_a_column_per_store_and_the_json_the_same_figures():
     assert rows["lost sales, % of demand"] == ["14.29%", "14.29%"]
     assert rows["average stock cover, days"] == ["1.32", "1.32"]
     assert rows["alerts by type: refill_request"] == ["1", "1"]
+    assert rows["restock time, minutes: median"] == ["5.00", "5.00"]
 
     as_json = json.loads(json.dumps(report.as_dict()))
     assert as_json["window"] == {"from": "2026-01-01", "to": "2026-01-02"}
@@ -258,3 +275,4 @@ def test_the_table_has_a_column_per_store_and_the_json_the_same_figures():
     assert store["lost_sales"] == {"units": 5, "pct_of_demand": 14.29}
     assert store["waste"] == {"shelf_units": 2, "warehouse_units": 1, "units": 3, "value": 7.5}
     assert store["stock_cover"]["days"] == 1.32 and store["alerts"]["total"] == 1
+    assert store["restock_time_minutes"] == {"p50": 5.0, "p95": 5.0, "plans": 1}
