@@ -321,7 +321,8 @@ def report(
     waste (expired units removed from shelves and from the warehouse, and their value at list
     price; from the ledger's sim.ledger_daily_waste, else the platform's removal events);
     supplier orders placed at a cutoff in the window and delivered in it, with their units;
-    restock and supplier plans created in the window by their status now; average stock cover
+    restock and supplier plans created in the window by their status now; restock time (median
+    and p95 simulated minutes from a restock plan to its completion); average stock cover
     in days = average over the window's days of the end-of-day units on shelves plus in the
     warehouse, divided by the average units sold per simulated day; alerts created in the
     window by type and by status. Run it after the streaming queries have drained."""
