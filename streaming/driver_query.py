@@ -31,11 +31,11 @@ from deltalake import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from smart_shelf_platform.clock import iso_utc as iso
 from smart_shelf_platform.contracts.catalogue import DELTA_TABLES_BY_PATH, TOPICS_BY_NAME
 from smart_shelf_platform.contracts.events import CLOCK_TICK
 from smart_shelf_platform.contracts.types import Record
 from streaming import driver_writes, shell
-from streaming.driver_writes import iso
 from streaming.driver_state import DriverState
 from streaming.host import Member
 
@@ -145,7 +145,7 @@ class DriverQuery(Member):
     collect = staticmethod(collect_batch)
 
     def __init__(self, spark: SparkSession, ctx: shell.QueryContext):
-        self.publisher = driver_writes.Publisher(ctx.settings, self.name)
+        self.publisher = driver_writes.Publisher(ctx.settings, self.name, ctx.topic)
         super().__init__(spark, ctx)
 
     def hosted_by(self, host: str | None) -> None:
@@ -185,7 +185,7 @@ class DriverQuery(Member):
     def publish(self, messages: list[tuple[str, dict]]) -> None:
         """To Kafka before anything is committed: a crash in between replays the batch, which
         sends the same records (same ids) again."""
-        self.publisher.send((name, self.ctx.topic(name), record) for name, record in messages)
+        self.publisher.send(messages)
 
     def merge(self, table: str, records: list[dict], batch_id: int) -> None:
         """Upsert `records` (newest per key wins) into a Delta table, once per batch id."""

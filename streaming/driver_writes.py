@@ -12,8 +12,8 @@ nothing (`applied`: a replay after a crash).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from datetime import date, datetime, timezone
+from collections.abc import Callable, Iterable
+from datetime import date, datetime
 
 import orjson
 import pyarrow as pa
@@ -21,6 +21,7 @@ from confluent_kafka import Producer
 from deltalake import DeltaTable, QueryBuilder, write_deltalake
 from deltalake.transaction import CommitProperties, Transaction
 
+from smart_shelf_platform.clock import iso_utc
 from smart_shelf_platform.contracts.catalogue import TOPICS_BY_NAME
 from smart_shelf_platform.contracts.types import Record
 from smart_shelf_platform.settings import Settings
@@ -83,14 +84,10 @@ def is_empty(path: str) -> bool:
     return DeltaTable(path).to_pyarrow_dataset().count_rows() == 0
 
 
-def iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
 def jsonable(value):
     """A row value as the platform's JSON has it: UTC times in ISO-8601 with `Z`, ISO dates."""
     if isinstance(value, datetime):
-        return iso(value)
+        return iso_utc(value)
     if isinstance(value, date):
         return value.isoformat()
     return value
@@ -98,21 +95,23 @@ def jsonable(value):
 
 class Publisher:
     """Messages to Kafka from the driver: one idempotent producer, made on first use, and every
-    send waits until Kafka has all of it (what follows, a commit, must not run ahead)."""
+    send waits until Kafka has all of it (what follows, a commit, must not run ahead). `topic`
+    maps a catalogue topic name to the topic written (`QueryContext.topic`: tests prefix it)."""
 
-    def __init__(self, settings: Settings, name: str):
+    def __init__(self, settings: Settings, name: str, topic: Callable[[str], str]):
         self.settings = settings
         self.name = name
+        self.topic = topic
         self._producer: Producer | None = None
 
-    def send(self, messages: Iterable[tuple[str, str, dict]]) -> int:
-        """`messages`: (topic name in the catalogue, topic to write, record). Returns the count."""
+    def send(self, messages: Iterable[tuple[str, dict]]) -> int:
+        """`messages`: (topic name in the catalogue, record). Returns the count."""
         if self._producer is None:
             self._producer = Producer({"bootstrap.servers": self.settings.kafka_bootstrap,
                                        "enable.idempotence": True, "linger.ms": 5})
         failures, sent = [], 0
-        for name, topic, record in messages:
-            message = {"topic": topic, "key": TOPICS_BY_NAME[name].message_key(record),
+        for name, record in messages:
+            message = {"topic": self.topic(name), "key": TOPICS_BY_NAME[name].message_key(record),
                        "value": orjson.dumps({k: jsonable(v) for k, v in record.items()}),
                        "on_delivery": lambda err, _m: err and failures.append(err)}
             try:

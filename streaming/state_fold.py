@@ -90,11 +90,10 @@ class StateFold:
             # Nothing written: a replay, whose commit the table holds (or no key the table has
             # or can take, and then `current` is empty too).
             rows = list(current.values())
-        self.publish(ctx, publisher, rows)
+        self.publish(publisher, rows)
 
-    def publish(self, ctx: shell.QueryContext, publisher: driver_writes.Publisher,
-                rows: list[dict]) -> None:
-        publisher.send((self.topic, ctx.topic(self.topic), row) for row in rows)
+    def publish(self, publisher: driver_writes.Publisher, rows: list[dict]) -> None:
+        publisher.send((self.topic, row) for row in rows)
 
     def bootstrap(self, ctx: shell.QueryContext, publisher: driver_writes.Publisher,
                   rows: pa.Table, app_id: str) -> int:
@@ -107,7 +106,7 @@ class StateFold:
         if not driver_writes.is_empty(path):
             return 0
         rows = rows.select(list(self.record.field_names)).cast(self.record.arrow_schema())
-        self.publish(ctx, publisher, rows.to_pylist())
+        self.publish(publisher, rows.to_pylist())
         driver_writes.append(path, rows, f"{app_id}/bootstrap", 0)
         log.info("%s: bootstrapped %s with %d rows", app_id, self.table, rows.num_rows)
         return rows.num_rows
@@ -123,7 +122,7 @@ class FoldingMember(Member):
 
     def __init__(self, spark: SparkSession, ctx: shell.QueryContext):
         super().__init__(spark, ctx)
-        self.publisher = driver_writes.Publisher(ctx.settings, self.name)
+        self.publisher = driver_writes.Publisher(ctx.settings, self.name, ctx.topic)
         self.fold.bootstrap(ctx, self.publisher, type(self).snapshot(ctx.settings), self.app_id)
 
     def apply(self, deltas: DataFrame, batch_id: int) -> None:
