@@ -20,7 +20,9 @@ from producers.ledger import Ledger
 from producers.settle import read_to_end, settle_simulation
 from producers.simulator import Simulation, SimulationSettings, run_simulation
 from producers.streams import DEFAULT_PREFIX, StreamWriter, total_depth
-from smart_shelf_platform.clock import DEFAULT_KEY_PREFIX, DEFAULT_TOPIC, RedisClock, SimClock
+from smart_shelf_platform.clock import (
+    DEFAULT_KEY_PREFIX, DEFAULT_TOPIC, RedisClock, SimClock, decision_rounds,
+)
 from smart_shelf_platform.progress import wait_until_quiet
 from smart_shelf_platform.settings import Settings
 from smart_shelf_platform.refdata import load_into_postgres
@@ -109,22 +111,39 @@ def simulate(settings: Settings, options: SimulateOptions,
     clock_thread = None
     effects = EffectsFeed(settings, options.topic_prefix) if options.effects else None
     hold_at, hold = frozenset(), None
+    # Deciding in rounds with the simulator driving the clock, the world meets the platform at
+    # each round: it stops, the platform catches up, the world carries out everything decided
+    # so far, and only then does the round's tick go out. Effects are applied at these meetings
+    # only, so what the world does no longer depends on how fast the platform answered.
+    rounds = decision_rounds(settings.decision_round_minutes)
+    meets = effects is not None and bool(rounds) and options.speed is None
+
+    def meet() -> int:
+        return settle_simulation(sim, effects, writer, redis_client=client,
+                                 clock_prefix=options.clock_key_prefix,
+                                 bootstrap=settings.kafka_bootstrap, progress=log.debug)
+
     if effects is not None:
         # The ticks that time-driven steps act on (day start: discounts and removals; cutoffs;
-        # deliveries) wait until the platform has caught up with everything before them, so a
-        # plan never misses its cutoff because a query lagged (REFERENCE 11 item 23). At max
-        # rate too: the simulator then stops short of such a minute and waits.
+        # deliveries; decision rounds) wait until the platform has caught up with everything
+        # before them, so a plan never misses its cutoff because a query lagged (REFERENCE 11
+        # item 23). At max rate too: the simulator then stops short of such a minute and waits.
         hold_at = frozenset({"00:00", settings.supplier_cutoff_time,
-                             settings.supplier_delivery_time})
+                             settings.supplier_delivery_time}) | rounds
 
         def hold(minute: datetime) -> None:
             started = time.monotonic()
-            rounds = wait_until_quiet(client, options.clock_key_prefix,
-                                      settings.kafka_bootstrap,
-                                      unsent=lambda: total_depth(client, writer.streams))
-            if rounds:
-                log.info("clock held before %s for %.1f s (%d rounds) while the platform "
-                         "caught up", f"{minute:%a %H:%M}", time.monotonic() - started, rounds)
+            caught_up = meet() if meets else wait_until_quiet(
+                client, options.clock_key_prefix, settings.kafka_bootstrap,
+                unsent=lambda: total_depth(client, writer.streams))
+            if caught_up:
+                log.log(logging.DEBUG if meets else logging.INFO,
+                        "clock held before %s for %.1f s (%d rounds) while the platform caught "
+                        "up", f"{minute:%a %H:%M}", time.monotonic() - started, caught_up)
+    if rounds and options.speed is not None:
+        log.warning("deciding in rounds at a set clock speed: the world takes the platform's "
+                    "effects as they come, so the run does not replay exactly (it does at "
+                    "--speed max)")
     # At max rate the simulator moves the clock itself (ticks and `sim:now` follow the events),
     # so time-driven steps and the future-timestamp check work the same at any speed.
     clock = SimClock.from_settings(settings, speed=options.speed or 0,
@@ -149,7 +168,9 @@ def simulate(settings: Settings, options: SimulateOptions,
                        clock=RedisClock(client, options.clock_key_prefix) if clock_thread
                        else None,
                        follower=None if clock_thread else clock, writer=writer, ledger=ledger,
-                       effects=effects, settle=settle, progress=progress,
+                       # Meeting at rounds, the effects wait for the next meeting.
+                       effects=(lambda: []) if meets else effects, settle=settle,
+                       progress=progress,
                        should_stop=stop.is_set)
     finally:
         if clock_thread is not None:

@@ -83,6 +83,14 @@ def minutes_crossed(after: datetime, upto: datetime) -> list[datetime]:
     return [first + i * MINUTE for i in range(max(count, 0))]
 
 
+def decision_rounds(every_minutes: int) -> frozenset[str]:
+    """The minutes of the day ("HH:MM") of every `every_minutes`-th minute from 00:00, when the
+    platform decides in rounds (`Settings.decision_round_minutes`); empty when it does not."""
+    if not every_minutes:
+        return frozenset()
+    return frozenset(f"{m // 60:02d}:{m % 60:02d}" for m in range(0, 1440, every_minutes))
+
+
 def tick_id(minute: datetime) -> str:
     return iso_utc(minute)
 

@@ -79,6 +79,12 @@ class Settings(BaseSettings):
                               "was made")
     refill_delay_minutes: int = Field(
         3, ge=0, description="picked units reach the shelf this long after the warehouse pick")
+    decision_round_minutes: int = Field(
+        0, ge=0, le=1440,
+        description="0: restock and supplier plans and picks are decided as events arrive; N "
+                    "(a divisor of 1440): only on the ticks of every N-th simulated minute, from "
+                    "what happened before them, and a simulator driving the clock meets the "
+                    "platform there, so a seed replays the same week exactly")
     supplier_rule: Literal["platform", "reference"] = Field(
         "platform", description="warehouse reorder rule: the platform's, or REFERENCE 6.8's "
                                 "(kept to compare lost sales against)")
@@ -110,6 +116,14 @@ class Settings(BaseSettings):
     discount_ladder: str = Field(
         "0:0.50,1:0.30", description="near-expiry discount per days to expiry of the shelf's "
                                      "earliest lot, days:fraction pairs")
+
+    @field_validator("decision_round_minutes")
+    @classmethod
+    def _rounds_divide_the_day(cls, value: int) -> int:
+        if value and 1440 % value:
+            raise ValueError(f"{value} does not divide a day (1440 minutes): every day's rounds "
+                             "must fall on the same minutes")
+        return value
 
     @field_validator("discount_ladder")
     @classmethod

@@ -198,3 +198,27 @@ def test_warehouse_engine_with_the_reference_rule_reorders_while_an_order_is_on_
     run_to_end(spark, ctx, wh_alert_engine.QUERY)
     pending = [p for p in values(ctx, "wh_supplier_plan") if p["status"] == "pending"]
     assert len(pending) == 2 and pending[1]["suggested_qty"] == batch
+
+
+def test_in_rounds_the_shelf_engine_plans_at_the_round_s_tick_from_what_came_before_it(
+        settings, spark, query_ctx):
+    """Deciding every 30 simulated minutes, a plan does not depend on where micro-batches end:
+    it is made at the round's tick, from the shelf as it stood just before that tick."""
+    ctx = dataclasses.replace(query_ctx, settings=query_ctx.settings.model_copy(
+        update={"decision_round_minutes": 30}))
+    shelf = profiles(settings)[0]["shelf_id"]
+    engine = shelf_alert_engine.QUERY
+    # Low at 09:05, and a tick at 09:10 that is no round: nothing is decided yet.
+    produce(ctx, "shelf_state", [shelf_state(shelf, 10, 2, 5)])
+    produce(ctx, "clock_ticks", [tick(T0 + timedelta(minutes=10))])
+    run_to_end(spark, ctx, engine)
+    assert values(ctx, "alerts") == [] and values(ctx, "shelf_restock_plan") == []
+    # One batch: lower still at 09:20, the 09:30 round, and lower again a minute after it.
+    produce(ctx, "shelf_state", [shelf_state(shelf, 5, 3, 20)])
+    produce(ctx, "clock_ticks", [tick(T0 + timedelta(minutes=30))])
+    produce(ctx, "shelf_state", [shelf_state(shelf, 3, 4, 31)])
+    run_to_end(spark, ctx, engine)
+    plans = values(ctx, "shelf_restock_plan")
+    assert [(p["suggested_qty"], p["created_at"]) for p in plans] == [(75, ts(30))]
+    assert [(a["alert_type"], a["current_stock"], a["created_at"])
+            for a in values(ctx, "alerts")] == [("refill_request", 5, ts(30))]

@@ -16,11 +16,11 @@ import jsonschema
 import pytest
 
 from smart_shelf_platform.clock import (
-    ClockConflict, ClockError, ClockNotRunning, ClockState, RedisClock, SimClock, iso_utc,
-    minutes_crossed, redis_client, run_clock, tick_event, tick_id,
+    ClockConflict, ClockError, ClockNotRunning, ClockState, RedisClock, SimClock,
+    decision_rounds, iso_utc, minutes_crossed, redis_client, run_clock, tick_event, tick_id,
 )
 from smart_shelf_platform.contracts.events import CLOCK_TICK
-from smart_shelf_platform.settings import REPO_ROOT
+from smart_shelf_platform.settings import REPO_ROOT, Settings
 
 START = datetime(2026, 1, 1, 7, 0, tzinfo=timezone.utc)
 
@@ -44,6 +44,15 @@ def run_pure(state: ClockState, step: float, steps: int) -> tuple[ClockState, li
 # ------------------------------------------------------------------------------------------------
 # Pure core
 # ------------------------------------------------------------------------------------------------
+
+
+def test_decision_rounds_fall_on_the_same_minutes_every_day():
+    assert decision_rounds(0) == frozenset()
+    assert decision_rounds(360) == {"00:00", "06:00", "12:00", "18:00"}
+    assert len(decision_rounds(30)) == 48 and "23:30" in decision_rounds(30)
+    assert Settings(decision_round_minutes=45).decision_round_minutes == 45
+    with pytest.raises(ValueError, match="does not divide a day"):
+        Settings(decision_round_minutes=7)
 
 
 def test_five_second_steps_tick_once_every_twelve_steps():

@@ -3,6 +3,7 @@ deliveries, clock ticks and, playing the store's part, the restocker's refill re
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections import defaultdict
@@ -153,6 +154,26 @@ def test_restock_manager_defers_picks_fefo_never_twice_and_completes_plans(
     assert len({e["event_id"] for e in wh_events if e["reason"] == "refill_return"}) == 1
     assert [(e["event_type"], e["batch_code"], e["quantity"]) for e in wh_events
             if e["plan_id"] == p5["plan_id"]] == [("wh_out", second["batch_code"], 1)]
+
+
+def test_in_rounds_the_manager_picks_at_round_ticks_the_plans_of_earlier_rounds(
+        settings, spark, query_ctx):
+    ctx = dataclasses.replace(query_ctx, settings=query_ctx.settings.model_copy(
+        update={"decision_round_minutes": 30}))
+    lots = wh_lots(settings)
+    shelf = next(s for s, rows in lots.items() if rows[0]["expiry_date"] > date(2026, 1, 10))
+    manager = shelf_restock_manager.QUERY
+    # Made at 09:05, due at 09:06; made at the 09:30 round itself: neither is picked before
+    # 09:30, and the second not at the round that made it either.
+    early, at_round = plan(shelf, 1, 5), plan(shelf, 1, 30)
+    produce(ctx, "shelf_restock_plan", [early, at_round])
+    produce(ctx, "clock_ticks", ticks(6, 7, 29))
+    run_to_end(spark, ctx, manager)
+    assert values(ctx, "wh_events") == []
+    produce(ctx, "clock_ticks", ticks(30, 31, 59, 60))
+    run_to_end(spark, ctx, manager)
+    assert [(e["plan_id"], e["timestamp"]) for e in values(ctx, "wh_events")] == [
+        (early["plan_id"], at(30)), (at_round["plan_id"], at(60))]
 
 
 def test_restock_manager_removes_expired_warehouse_lots_on_the_day_after_expiry(

@@ -3,7 +3,7 @@
 from datetime import date, datetime, timedelta, timezone
 
 from smart_shelf_platform.rules.allocation import LotStock
-from smart_shelf_platform.rules.restock import pick_for_plan, plan_due, refill_due
+from smart_shelf_platform.rules.restock import pick_for_plan, plan_due, plan_ready, refill_due
 
 TODAY = date(2026, 1, 10)
 NOON = datetime(2026, 1, 10, 12, 0, tzinfo=timezone.utc)
@@ -17,6 +17,14 @@ def test_a_plan_is_due_after_the_handling_delay_and_refills_arrive_after_theirs(
     assert plan_due(NOON) == NOON + timedelta(seconds=60)
     assert plan_due(NOON, timedelta(minutes=5)) == NOON + timedelta(minutes=5)
     assert refill_due(NOON) == NOON + timedelta(minutes=3)
+
+
+def test_in_rounds_a_plan_waits_for_a_later_round_than_its_own():
+    minute = timedelta(minutes=1)
+    assert plan_ready(NOON, NOON + minute) and not plan_ready(NOON, NOON + minute / 2)
+    assert plan_ready(NOON, NOON, timedelta(0))
+    assert not plan_ready(NOON, NOON, timedelta(0), in_rounds=True)
+    assert plan_ready(NOON, NOON + 30 * minute, in_rounds=True)
 
 
 def test_picks_take_the_earliest_expiry_first_then_the_oldest_received():

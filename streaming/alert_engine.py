@@ -8,7 +8,9 @@ on the driver in Python (a micro-batch touches at most one row per shelf), from 
 
 1. fold the batch's newest rows into the state (stock, lots, policies, today);
 2. evaluate the touched shelves (every shelf of a store when its policies change, every shelf
-   when the simulated day changes);
+   when the simulated day changes); deciding in rounds (`SMART_SHELF_DECISION_ROUND_MINUTES`),
+   only at a round's tick, on the rows stamped before it: what a plan says then does not depend
+   on where micro-batches ended;
 3. publish alerts and new (pending) plans to Kafka, then save the state (`DriverQuery`).
 
 Plans belong to their manager once published (it writes the plan table and moves the status);
@@ -27,6 +29,7 @@ from datetime import date, datetime
 
 from pyspark.sql import SparkSession
 
+from smart_shelf_platform.clock import decision_rounds
 from smart_shelf_platform.contracts.catalogue import TOPICS_BY_NAME
 from smart_shelf_platform.rules.alerts import alert_id, alert_step
 from smart_shelf_platform.rules.allocation import LotStock
@@ -44,7 +47,7 @@ FINAL = ("completed", "canceled")
 # drop a second edit made within the dedupe watermark).
 POLICY_VERSION = ("store_id", "policy_id", "updated_at")
 # Only a new simulated day changes what the engines decide without a state change (near-expiry
-# windows), so they read the first tick of each day.
+# windows), so they read the first tick of each day; deciding in rounds, the rounds' ticks.
 TICKS = tick_source("00:00")
 
 
@@ -81,9 +84,17 @@ class AlertEngine(DriverQuery):
         self.plan_source = shell.EventSource(
             self.plan_topic, plan, dead_letters=False, dedupe_on=plan.key + ("status",),
             prefilter=shell.json_field_in("status", ("issued", *FINAL)))
+        rounds = decision_rounds(ctx.settings.decision_round_minutes)
+        self.in_rounds = bool(rounds)
+        self.ticks = tick_source(*sorted(rounds)) if rounds else TICKS
+        # The simulated time of each input's rows, to cut a batch at a round's tick.
+        self.event_time = {self.stock_source.topic: "last_update_ts",
+                           self.lots_source.topic: "last_update_ts",
+                           self.policy_source.topic: "updated_at",
+                           self.plan_topic: "updated_at", self.ticks.topic: "sim_time"}
 
     def initial_state(self) -> dict:
-        return {"shelves": {}, "policies": {}, "now": None, "today": None}
+        return {"shelves": {}, "policies": {}, "now": None, "today": None, "undecided": []}
 
     # ---- hooks -----------------------------------------------------------------------
 
@@ -98,18 +109,40 @@ class AlertEngine(DriverQuery):
 
     @property
     def sources(self) -> list[shell.EventSource]:
-        return [self.stock_source, self.lots_source, self.policy_source, self.plan_source, TICKS]
+        return [self.stock_source, self.lots_source, self.policy_source, self.plan_source,
+                self.ticks]
 
     def step(self, state: dict, rows: Rows, batch_id: int) -> Outputs:
         out = Outputs()
-        touched, all_of_store, new_day = self.fold(state, rows)
-        self.follow_plans(state, rows, out)
         shelves = state["shelves"]
-        keys = set(shelves) if new_day else touched | {
-            k for k in shelves if k.split("|", 1)[0] in all_of_store}
-        for key in sorted(keys):
-            self.evaluate(state, key, out)
+        undecided = set(state.get("undecided", []))  # shelves changed since the last decision
+        for part, decides in self.parts(rows):
+            touched, all_of_store, new_day = self.fold(state, part)
+            self.follow_plans(state, part, out)
+            undecided |= touched | {k for k in shelves if k.split("|", 1)[0] in all_of_store}
+            if decides:
+                for key in sorted(set(shelves) if new_day else undecided):
+                    self.evaluate(state, key, out)
+                undecided = set()
+        state["undecided"] = sorted(undecided)
         return out
+
+    def parts(self, rows: Rows) -> list[tuple[Rows, bool]]:
+        """The batch as (rows, decide after them): whole, deciding at its end; in rounds, cut at
+        each round's tick in simulated time, deciding at the tick on what happened before it
+        (so the decision does not depend on where the micro-batches ended), then the rest."""
+        if not self.in_rounds:
+            return [(rows, True)]
+        rest = {topic: list(found) for topic, found in rows.items() if topic != self.ticks.topic}
+        parts = []
+        for tick in sorted(rows_of(rows, self.ticks), key=lambda t: utc(t["sim_time"])):
+            at, before = utc(tick["sim_time"]), {}
+            for topic, found in rest.items():
+                field = self.event_time[topic]
+                before[topic] = [r for r in found if r.get(field) and utc(r[field]) < at]
+                rest[topic] = [r for r in found if not (r.get(field) and utc(r[field]) < at)]
+            parts.append((before | {self.ticks.topic: [tick]}, True))
+        return parts + [(rest, False)]
 
     # ---- 1. fold the inputs ----------------------------------------------------------
 
@@ -140,7 +173,7 @@ class AlertEngine(DriverQuery):
             if known is None or row["updated_at"] >= known["updated_at"]:
                 state["policies"][key] = row
                 stores_with_new_policy.add(row["store_id"])
-        ticks = rows_of(rows, TICKS)
+        ticks = rows_of(rows, self.ticks)
         new_day = False
         if ticks:
             latest = max(ticks, key=lambda t: t["sim_time"])

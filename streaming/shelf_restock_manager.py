@@ -6,7 +6,8 @@ SECONDS`) and is picked at the first clock tick after it (at once if it arrives 
 tick), from the lots the warehouse still has after earlier picks: a plan is never dropped (an
 empty warehouse defers it to a later tick, when a delivery has arrived) and a lot is never
 picked twice. Each picked lot becomes one `wh_out` (stamped with the clock's time) and the plan
-moves pending -> issued.
+moves pending -> issued. Deciding in rounds (`SMART_SHELF_DECISION_ROUND_MINUTES`), only the
+rounds' ticks pick, each the plans of earlier rounds.
 
 The refill bridge turns each pick into a task for the store's restocker, who puts on the shelf
 what fits there and reports it as a `putback` (actor restocker, the plan and lot, the units
@@ -36,7 +37,8 @@ from smart_shelf_platform.contracts.state import SHELF_RESTOCK_PLAN
 from smart_shelf_platform.rules.alerts import alert_id
 from smart_shelf_platform.rules.allocation import LotStock
 from smart_shelf_platform.rules.expiry import expired_lots
-from smart_shelf_platform.rules.restock import pick_for_plan, plan_due
+from smart_shelf_platform.clock import decision_rounds
+from smart_shelf_platform.rules.restock import pick_for_plan, plan_ready
 from streaming import reference, shell
 from streaming.driver_query import DriverQuery, Outputs, Rows, blank, rows_of, tick_source, utc
 
@@ -69,6 +71,8 @@ class ShelfRestockManager(DriverQuery):
     def __init__(self, spark: SparkSession, ctx: shell.QueryContext):
         super().__init__(spark, ctx)
         self.handling = timedelta(seconds=ctx.settings.restock_handling_seconds)
+        # Deciding in rounds, plans are picked at the rounds' ticks only; otherwise at any tick.
+        self.rounds = decision_rounds(ctx.settings.decision_round_minutes)
 
     @property
     def sources(self) -> list[shell.EventSource]:
@@ -81,8 +85,8 @@ class ShelfRestockManager(DriverQuery):
                 "received": row["received_date"].isoformat(),
                 "expiry": row["expiry_date"].isoformat(),
                 "qty": row["batch_quantity_warehouse"]}
-        return {"now": None, "today": None, "lots": lots, "plans": {}, "waiting": [],
-                "deliveries": {}}
+        return {"now": None, "today": None, "picked_at": None, "lots": lots, "plans": {},
+                "waiting": [], "deliveries": {}}
 
     def step(self, state: dict, rows: Rows, batch_id: int) -> Outputs:
         out = Outputs()
@@ -94,10 +98,10 @@ class ShelfRestockManager(DriverQuery):
                   + [("tick", r["sim_time"], r) for r in rows_of(rows, TICKS)])
         for kind, _, row in sorted(inputs, key=lambda i: (utc(i[1]), ORDER[i[0]])):
             getattr(self, f"_{kind}")(state, row, out)
-        if state["now"] is not None:
+        if state.get("picked_at") is not None:
             # Plans that arrived after the tick that made them due (the engine lagged) are
-            # picked now, at the clock's newest time, not at a tick that may never come.
-            self._pick_due(state, state["now"], out)
+            # picked now, at the clock's newest picking time, not at a tick that may never come.
+            self._pick_due(state, state["picked_at"], out)
         return out
 
     # ---- inputs ----------------------------------------------------------------------
@@ -141,7 +145,9 @@ class ShelfRestockManager(DriverQuery):
         if state["today"] != row["sim_date"]:
             state["today"] = row["sim_date"]
             self._remove_expired(state, row["sim_time"], out)
-        self._pick_due(state, row["sim_time"], out)
+        if not self.rounds or row["sim_time"][11:16] in self.rounds:
+            state["picked_at"] = row["sim_time"]
+            self._pick_due(state, row["sim_time"], out)
 
     # ---- decisions -------------------------------------------------------------------
 
@@ -151,7 +157,8 @@ class ShelfRestockManager(DriverQuery):
         waiting = []
         for plan_id in state["waiting"]:
             plan = state["plans"][plan_id]
-            if plan_due(utc(plan["created_at"]), self.handling) > utc(now):
+            if not plan_ready(utc(plan["created_at"]), utc(now), self.handling,
+                              in_rounds=bool(self.rounds)):
                 waiting.append(plan_id)
                 continue
             lots = state["lots"].get(f"{plan['store_id']}|{plan['shelf_id']}", {})

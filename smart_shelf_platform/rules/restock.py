@@ -22,6 +22,14 @@ def plan_due(created_at: datetime, handling: timedelta = DEFAULT_HANDLING) -> da
     return created_at + handling
 
 
+def plan_ready(created_at: datetime, at: datetime, handling: timedelta = DEFAULT_HANDLING, *,
+               in_rounds: bool = False) -> bool:
+    """Whether a restock plan may be picked at `at`: its handling delay is over and, when the
+    platform decides in rounds, `at` is a later round than the one that made the plan (the
+    manager may not have the plan yet at that round's tick; at the next round it has it)."""
+    return plan_due(created_at, handling) <= at and (not in_rounds or created_at < at)
+
+
 def pickable(lot: LotLike, today: date) -> bool:
     """A lot with units that has not expired (it may expire today)."""
     return lot.quantity > 0 and lot.expiry_date >= today
