@@ -17,7 +17,7 @@ import redis
 from confluent_kafka import Consumer, TopicPartition
 
 from producers.ledger import Ledger
-from producers.settle import read_to_end, settle_simulation
+from producers.settle import settle_simulation
 from producers.simulator import Simulation, SimulationSettings, run_simulation
 from producers.streams import DEFAULT_PREFIX, StreamWriter, total_depth
 from smart_shelf_platform.clock import (
@@ -64,21 +64,36 @@ class EffectsFeed:
             "auto.offset.reset": "latest", "enable.auto.commit": False, "log_level": 3,
         })
         # Assigned at the topics' current ends, not subscribed: a group join takes a while,
-        # and an effect published meanwhile would be skipped.
-        self.consumer.assign([
-            TopicPartition(topic, partition, high)
+        # and an effect published meanwhile would be skipped. `next` is the next offset to read
+        # per partition (a partition nothing was read from yet has no position in the client).
+        self.next = {
+            (topic, partition): self.consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=10)[1]
             for topic in (f"{topic_prefix}{t}" for t in EFFECT_TOPICS)
-            for partition in self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
-            for high in [self.consumer.get_watermark_offsets(TopicPartition(topic, partition),
-                                                             timeout=10)[1]]])
+            for partition in self.consumer.list_topics(topic, timeout=10).topics[topic].partitions}
+        self.consumer.assign([TopicPartition(t, p, offset) for (t, p), offset in self.next.items()])
 
     def __call__(self) -> list[tuple[str, dict]]:
-        return self._parse(m for m in self.consumer.consume(num_messages=5000, timeout=0)
-                           if not m.error())
+        return self._parse(self._consume(timeout=0))
 
-    def read_to_end(self) -> list[tuple[str, dict]]:
-        """Every effect published so far (the end of a run waits for these)."""
-        return self._parse(read_to_end(self.consumer))
+    def read_to_end(self, timeout: float = 60) -> list[tuple[str, dict]]:
+        """Every effect published so far (meetings and the end of a run wait for these)."""
+        ends = {(t, p): self.consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
+                for t, p in self.next}
+        deadline = time.monotonic() + timeout
+        messages = []
+        while any(self.next[tp] < end for tp, end in ends.items()):
+            if time.monotonic() > deadline:
+                raise TimeoutError("could not read the platform's effects to their end")
+            messages.extend(self._consume(timeout=0.5))
+        return self._parse(messages)
+
+    def _consume(self, timeout: float) -> list:
+        messages = [m for m in self.consumer.consume(num_messages=5000, timeout=timeout)
+                    if not m.error()]
+        for m in messages:
+            self.next[(m.topic(), m.partition())] = m.offset() + 1
+        return messages
 
     def _parse(self, messages) -> list[tuple[str, dict]]:
         out = []

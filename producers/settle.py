@@ -7,38 +7,15 @@ Settling repeats until nothing changes: forward every buffered event to Kafka, w
 streaming query has read everything its topics hold (`smart_shelf_platform.progress`), then apply
 the platform's effects up to the end of their topics. Nothing new happens after the last tick
 except what the effects cause (the staff's refill and removal reports, the refill returns those
-bring), so this ends in a few rounds.
+bring), so this ends in a few rounds. Deciding in rounds, the world meets the platform the
+same way at each round's minute (`producers.run.simulate`).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, TopicPartition
-
 from smart_shelf_platform.progress import read_progress, wait_until_read
-
-
-def read_to_end(consumer: Consumer, timeout: float = 60) -> list:
-    """Every message of the consumer's partitions up to their current end (a subscribed
-    consumer's partitions come with its first polls, so the loop also waits for those)."""
-    deadline = time.monotonic() + timeout
-    out = []
-
-    def fetch() -> None:
-        if time.monotonic() > deadline:
-            raise TimeoutError("could not read the platform's effects to their end")
-        out.extend(m for m in consumer.consume(num_messages=5000, timeout=0.5) if not m.error())
-
-    while not consumer.assignment():  # a subscription is assigned during the first polls
-        fetch()
-    ends = {(tp.topic, tp.partition): consumer.get_watermark_offsets(tp, timeout=10)[1]
-            for tp in consumer.assignment()}
-    while any(tp.offset < ends[(tp.topic, tp.partition)]
-              for tp in consumer.position([TopicPartition(t, p) for t, p in ends])):
-        fetch()
-    return out
 
 
 def settle(apply_round: Callable[[], int], flush: Callable[[], None], *, redis_client,

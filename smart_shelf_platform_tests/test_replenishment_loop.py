@@ -28,7 +28,7 @@ from producers.streams import stream_name
 from smart_shelf_platform.rules.supplier import SupplierSchedule
 from smart_shelf_platform.progress import wait_until_read
 from smart_shelf_platform.report import report
-from smart_shelf_platform.verify import verify
+from smart_shelf_platform.verify import read_ledger, verify
 from smart_shelf_platform_tests.streaming_support import (
     consume_all, delta_rows, drop_redis_keys, drop_topics, private_context, store_reference,
 )
@@ -36,16 +36,22 @@ from smart_shelf_platform_tests.test_daily_features import drop_database, privat
 from smart_shelf_platform_tests.test_streaming_e2e import EVENT_TOPICS
 from streaming import runner
 
-# Thursday 07:00 -> Friday 08:30 at 600x: about 2.5 minutes of simulation.
+# Thursday 07:00 -> Friday 08:30. The platform decides in hourly rounds and the simulator
+# drives the clock as fast as it can, meeting the platform at each round (about 5 minutes here).
+# SMART_SHELF_TEST_LOOP_ROUNDS=0 runs the clock at 600x instead, the world taking the platform's
+# effects as they come. SMART_SHELF_TEST_LOOP_REPLAY=1 runs the loop again to check that it
+# replays exactly (as long again, so not in the suite).
 SIMULATED = timedelta(hours=25, minutes=30)
+ROUNDS = int(os.environ.get("SMART_SHELF_TEST_LOOP_ROUNDS", "60"))
 SPEED = 600
+REPLAY = os.environ.get("SMART_SHELF_TEST_LOOP_REPLAY") == "1"
 # One cutoff late on Thursday and its slot on Friday morning: on the reference data no warehouse
 # is below its reorder point yet at the default Thu 12:00 (a run with it ordered nothing).
 SCHEDULE = {"supplier_cutoff_days": "Thu", "supplier_cutoff_time": "20:00",
             "supplier_delivery_days": "Fri", "supplier_delivery_time": "06:00"}
 # SMART_SHELF_TEST_LOOP_DAYS=7 runs the week instead, on the default schedule (cutoffs Sun, Tue
-# and Thu 12:00, slots Mon, Wed and Fri 08:00) until 08:30 of the last day, at
-# SMART_SHELF_TEST_LOOP_SPEED (default 1200x): about 15 minutes, and as long again for the
+# and Thu 12:00, slots Mon, Wed and Fri 08:00) until 08:30 of the last day (about 35 minutes in
+# rounds; without, at SMART_SHELF_TEST_LOOP_SPEED, default 1200x), and as long again for the
 # reference supplier rule's week it is compared with, so not in the suite.
 DAYS = int(os.environ.get("SMART_SHELF_TEST_LOOP_DAYS", "0"))
 if DAYS:
@@ -53,8 +59,8 @@ if DAYS:
     SPEED = int(os.environ.get("SMART_SHELF_TEST_LOOP_SPEED", "1200"))
     SCHEDULE = {}
 
-# The module's run (simulation, holds, settling) counts against its first test.
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200 + 600 * DAYS)]
+# The module's run (simulation, meetings, settling) counts against its first test.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200 + 1800 * DAYS)]
 
 
 def background(settings, ctx, log: Path, *args) -> subprocess.Popen:
@@ -83,7 +89,7 @@ def closed_loop(settings, tmp: Path, supplier_rule: str = "platform"):
     import redis
 
     own = private_database(settings, delta_root_override=str(tmp / "delta")).model_copy(
-        update={**SCHEDULE, "supplier_rule": supplier_rule})
+        update={**SCHEDULE, "supplier_rule": supplier_rule, "decision_round_minutes": ROUNDS})
     client = redis.Redis.from_url(own.redis_url)
     clock_prefix, stream_prefix = f"loop-{uuid.uuid4().hex[:8]}:", f"loop-{uuid.uuid4().hex[:8]}:"
     ctx = private_context(own, client, clock_prefix, tmp)
@@ -100,7 +106,8 @@ def closed_loop(settings, tmp: Path, supplier_rule: str = "platform"):
             wait_until_read(client, clock_prefix, own.kafka_bootstrap,
                             queries=runner.spark_query_names(), timeout=300)
             sim = simulate(own, SimulateOptions(
-                until=own.sim_start + SIMULATED, speed=SPEED, stream_prefix=stream_prefix,
+                until=own.sim_start + SIMULATED, speed=None if ROUNDS else SPEED,
+                stream_prefix=stream_prefix,
                 clock_key_prefix=clock_prefix, clock_topic=ctx.topic("clock_ticks"),
                 topic_prefix=ctx.topic_prefix), progress=print)
             assert app.poll() is None, app_log.read_text()[-3000:]
@@ -152,6 +159,39 @@ def test_the_platform_ends_in_the_ledger_s_state(settings, loop):
                 for r in store_reference(settings, "store_inventory")}
     assert all(world.shelves[s].total <= capacity[s] for s in capacity)
     assert not world.anomalies and not world.waiting
+
+
+def final_state(run) -> dict[str, list[tuple]]:
+    """What a run ends with: the platform's state, plans, orders and discounts (all but the
+    state tables' per-key update counters) and the ledger's stock, each as sorted rows."""
+    own, ctx, sim = run
+    tables = ("cleansed/shelf_state", "cleansed/shelf_batch_state", "cleansed/wh_state",
+              "cleansed/wh_batch_state", "ops/shelf_restock_plan", "ops/wh_supplier_plan",
+              "ops/wh_supplier_orders", "ops/wh_supplier_receipts", "analytics/daily_discounts")
+    state = {path: sorted(tuple(sorted((k, v) for k, v in row.items() if k != "version"))
+                          for row in delta_rows(ctx, path)) for path in tables}
+    ledger = read_ledger(own, ["S001"])
+    for name in ("shelf_lots", "cart_lots", "wh_lots"):
+        state[f"ledger {name}"] = sorted(getattr(ledger, name).items())
+    state["simulation"] = [(sim.events_emitted, sim.customers)]
+    return state
+
+
+@pytest.mark.skipif(not (ROUNDS and REPLAY), reason="runs the loop again: "
+                    "SMART_SHELF_TEST_LOOP_REPLAY=1 (in decision rounds, the default) does")
+def test_the_same_seed_replays_the_same_final_state(settings, loop, tmp_path_factory):
+    """The run again from scratch, same seed and settings: every table ends row for row the
+    same, and so does the world. Decisions wait for the rounds' ticks and the world meets the
+    platform there, so how fast the platform answered changes nothing."""
+    first = final_state(loop)
+    with closed_loop(settings, tmp_path_factory.mktemp("replay")) as run:
+        again = final_state(run)
+    assert first["ops/shelf_restock_plan"] and first["ops/wh_supplier_orders"]
+    differing = {name: (len(rows), len(set(rows) ^ set(again[name])))
+                 for name, rows in first.items() if rows != again[name]}
+    assert not differing, f"tables differing (rows, rows not in both): {differing}"
+    print("\nreplayed identically: " + ", ".join(f"{name} {len(rows):,}"
+                                                   for name, rows in first.items()))
 
 
 def test_stock_stays_within_zero_and_capacity_in_every_published_state(loop):
@@ -227,7 +267,9 @@ def test_every_plan_is_final_or_waits_for_what_has_not_happened_yet(loop):
             refill = timedelta(minutes=own.refill_delay_minutes) + tick
             waits = plan["updated_at"] > end - refill
         elif plan["status"] == "pending":
-            handling = timedelta(seconds=own.restock_handling_seconds) + tick
+            # Picked at the first round after its handling delay and its own round.
+            handling = max(timedelta(seconds=own.restock_handling_seconds),
+                           timedelta(minutes=own.decision_round_minutes)) + tick
             waits = plan["created_at"] > end - handling or (
                 in_warehouse[plan["shelf_id"]] == 0 and plan["shelf_id"] in on_order)
         else:
