@@ -191,7 +191,9 @@ def simulate(
         help="Simulated end time (UTC) instead of --days.")] = None,
     speed: Annotated[str, typer.Option(
         help="Clock speed (simulated s per wall s, the clock runs in this process) or 'max' "
-             "for as fast as possible without a clock.")] = "max",
+             "for as fast as possible, the simulator moving the clock itself (with "
+             "SMART_SHELF_DECISION_ROUND_MINUTES set it meets the platform at each round, so "
+             "the run replays exactly).")] = "max",
     seed: Annotated[Optional[int], typer.Option(help="Seed (default SMART_SHELF_SEED).")] = None,
     bad_events: Annotated[float, typer.Option(
         min=0, max=1, help="Fraction of events to duplicate with a defect (dead-letter tests).")]
