@@ -32,12 +32,12 @@ from datetime import date, timedelta
 
 from pyspark.sql import SparkSession
 
+from smart_shelf_platform.clock import decision_rounds
 from smart_shelf_platform.contracts.events import REFILL_RETURN, SHELF_EVENT, WH_EVENT
 from smart_shelf_platform.contracts.state import SHELF_RESTOCK_PLAN
 from smart_shelf_platform.rules.alerts import alert_id
 from smart_shelf_platform.rules.allocation import LotStock
 from smart_shelf_platform.rules.expiry import expired_lots
-from smart_shelf_platform.clock import decision_rounds
 from smart_shelf_platform.rules.restock import pick_for_plan, plan_ready
 from streaming import reference, shell
 from streaming.driver_query import DriverQuery, Outputs, Rows, blank, rows_of, tick_source, utc
