@@ -168,8 +168,9 @@ class Simulation:
                 log.warning("%s: %s", world.store_id, anomaly)
 
     def refill_report(self) -> str | None:
-        """How late the refill tasks reached the stores (the world does not wait for the
-        platform between held minutes, so a slow platform shows here), or None without any."""
+        """How late the refill tasks reached the stores, or None without any: the world does not
+        wait for the platform between held minutes, so a slow platform shows here (in decision
+        rounds, the wait for the meeting after each pick)."""
         lateness = sorted(late for w in self.worlds for late in w.refill_lateness)
         if not lateness:
             return None

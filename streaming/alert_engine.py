@@ -139,8 +139,10 @@ class AlertEngine(DriverQuery):
             at, before = utc(tick["sim_time"]), {}
             for topic, found in rest.items():
                 field = self.event_time[topic]
-                before[topic] = [r for r in found if r.get(field) and utc(r[field]) < at]
-                rest[topic] = [r for r in found if not (r.get(field) and utc(r[field]) < at)]
+                before[topic], rest[topic] = [], []
+                for row in found:  # one pass: each row's time is parsed once per tick
+                    earlier = row.get(field) is not None and utc(row[field]) < at
+                    (before if earlier else rest)[topic].append(row)
             parts.append((before | {self.ticks.topic: [tick]}, True))
         return parts + [(rest, False)]
 
