@@ -222,3 +222,24 @@ def test_in_rounds_the_shelf_engine_plans_at_the_round_s_tick_from_what_came_bef
     assert [(p["suggested_qty"], p["created_at"]) for p in plans] == [(75, ts(30))]
     assert [(a["alert_type"], a["current_stock"], a["created_at"])
             for a in values(ctx, "alerts")] == [("refill_request", 5, ts(30))]
+
+
+def test_in_rounds_the_warehouse_engine_plans_at_the_round_s_tick_from_what_came_before_it(
+        settings, spark, query_ctx):
+    """The warehouse engine shares the rounds: its supplier plan is made at the round's tick,
+    from the warehouse as it stood just before it, not at a tick between rounds."""
+    ctx = dataclasses.replace(query_ctx, settings=query_ctx.settings.model_copy(
+        update={"decision_round_minutes": 30}))
+    _, wh_state, reorder_point = warehouse_of(settings)
+    engine = wh_alert_engine.QUERY
+    produce(ctx, "wh_state", [wh_state(reorder_point - 1, 2, 5)])
+    produce(ctx, "clock_ticks", [tick(T0 + timedelta(minutes=10))])
+    run_to_end(spark, ctx, engine)
+    assert values(ctx, "alerts") == [] and values(ctx, "wh_supplier_plan") == []
+    produce(ctx, "wh_state", [wh_state(reorder_point - 2, 3, 20)])
+    produce(ctx, "clock_ticks", [tick(T0 + timedelta(minutes=30))])
+    produce(ctx, "wh_state", [wh_state(reorder_point - 3, 4, 31)])
+    run_to_end(spark, ctx, engine)
+    assert [p["created_at"] for p in values(ctx, "wh_supplier_plan")] == [ts(30)]
+    assert [(a["alert_type"], a["current_stock"], a["created_at"])
+            for a in values(ctx, "alerts")] == [("supplier_request", reorder_point - 2, ts(30))]
