@@ -126,6 +126,7 @@ def simulate(settings: Settings, options: SimulateOptions,
     clock_thread = None
     effects = EffectsFeed(settings, options.topic_prefix) if options.effects else None
     hold_at, hold = frozenset(), None
+    held: list[tuple[float, int]] = []  # (wall seconds, settle rounds) of each hold that waited
     # Deciding in rounds with the simulator driving the clock, the world meets the platform at
     # each round: it stops, the platform catches up, the world carries out everything decided
     # so far, and only then does the round's tick go out. Effects are applied at these meetings
@@ -152,9 +153,10 @@ def simulate(settings: Settings, options: SimulateOptions,
                 client, options.clock_key_prefix, settings.kafka_bootstrap,
                 unsent=lambda: total_depth(client, writer.streams))
             if caught_up:
+                held.append((time.monotonic() - started, caught_up))
                 log.log(logging.DEBUG if meets else logging.INFO,
                         "clock held before %s for %.1f s (%d rounds) while the platform caught "
-                        "up", f"{minute:%a %H:%M}", time.monotonic() - started, caught_up)
+                        "up", f"{minute:%a %H:%M}", held[-1][0], caught_up)
     if rounds and options.speed is not None:
         log.warning("deciding in rounds at a set clock speed: the world takes the platform's "
                     "effects as they come, so the run does not replay exactly (it does at "
@@ -200,6 +202,12 @@ def simulate(settings: Settings, options: SimulateOptions,
     progress(f"{'stopped' if stop.is_set() else 'finished'} at {sim.now:%Y-%m-%d %H:%M}: "
              f"{sim.events_emitted:,} events, {sim.customers:,} customers, "
              f"{sum(i.count for i in sim.injectors):,} bad events; ledger saved")
+    if held:  # where a run's wall time went: meetings cost a few micro-batches each
+        seconds = sum(s for s, _ in held)
+        progress(f"held the clock {len(held):,} times for the platform"
+                 f"{' (decision rounds)' if meets else ''}: {seconds:.0f} s in all, "
+                 f"{seconds / len(held):.1f} s and {sum(r for _, r in held) / len(held):.1f} "
+                 f"settle rounds each")
     refills = sim.refill_report()
     if refills is not None:
         progress(refills)

@@ -24,6 +24,7 @@ import time
 import redis
 
 from smart_shelf_platform.contracts.catalogue import TOPICS_BY_NAME
+from smart_shelf_platform.progress import POLL_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ class StreamWriter:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self._depth} entries still wait for the bridge after "
                                    f"{timeout:.0f} s: is it running?")
-            time.sleep(0.2)
+            time.sleep(POLL_SECONDS)
 
     def wait_for_room(self, timeout: float | None = None) -> bool:
         """Block while more than `max_depth` entries wait for the bridge.

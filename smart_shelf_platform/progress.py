@@ -19,6 +19,9 @@ from confluent_kafka import Consumer, TopicPartition
 
 Offsets = dict[str, dict[int, int]]  # topic -> partition -> next offset to read
 STALE_SECONDS = 900
+# How often a waiter looks again: a simulator meeting the platform at every decision round
+# waits here a few times per round, and each look is one Redis read.
+POLL_SECONDS = 0.1
 
 
 def progress_key(clock_prefix: str) -> str:
@@ -102,7 +105,7 @@ def wait_until_read(client: redis.Redis, clock_prefix: str, bootstrap: str, *,
             progress("waiting for the streaming queries: " + ", ".join(
                 f"{q} {n:,}" if n >= 0 else f"{q} (not started)"
                 for q, n in sorted(behind.items())))
-        time.sleep(0.5)
+        time.sleep(POLL_SECONDS)
 
 
 def wait_until_quiet(client: redis.Redis, clock_prefix: str, bootstrap: str, *,
@@ -120,7 +123,7 @@ def wait_until_quiet(client: redis.Redis, clock_prefix: str, bootstrap: str, *,
         while unsent():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{unsent()} events still unsent after {timeout:.0f} s")
-            time.sleep(0.2)
+            time.sleep(POLL_SECONDS)
         topics = {t for offsets in read_progress(client, clock_prefix).values() for t in offsets}
         before = end_offsets(bootstrap, topics)
         wait_until_read(client, clock_prefix, bootstrap,

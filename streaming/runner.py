@@ -143,6 +143,11 @@ def run(settings: Settings, names: list[str] | None = None, *, until_drained: bo
     _raise_failure(started)
 
 
+# How soon a finished batch's progress is reported: a simulator meeting the platform at each
+# decision round waits for it a few times per round.
+WATCH_SECONDS = 0.25
+
+
 def _watch(queries, stopping: list[bool], reporter: ProgressReporter) -> None:
     """Block while any query runs, no stop was requested and none failed; report progress."""
     while not stopping and any(q.isActive for q in queries):
@@ -150,7 +155,7 @@ def _watch(queries, stopping: list[bool], reporter: ProgressReporter) -> None:
         reporter.report(queries)
         # On one that still runs: a finished query returns at once (a busy loop of py4j calls).
         if active := [q for q in queries if q.isActive]:
-            active[0].awaitTermination(1)
+            active[0].awaitTermination(WATCH_SECONDS)
 
 
 def _raise_failure(queries) -> None:
