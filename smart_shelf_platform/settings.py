@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     bridge_enabled: bool = Field(True, description="run the Redis->Kafka bridge")
     dagster_enabled: bool = Field(True, description="run the Dagster webserver and daemon")
     dagster_port: int = 13000
+    dashboard_enabled: bool = Field(True, description="run the Streamlit dashboard")
+    dashboard_port: int = 18501
+    dashboard_clock_prefix: str = Field(
+        "sim:", description="Redis prefix of the clock and query progress the dashboard shows")
     streaming_enabled: bool = Field(True, description="run the Spark streaming application")
     streaming_trigger_seconds: float = Field(
         2.0, gt=0, description="micro-batch interval of the streaming application `up` runs")

@@ -22,10 +22,13 @@ TEST_ENV = {
     "SMART_SHELF_KAFKA_CONTROLLER_PORT": "19293",
     "SMART_SHELF_CONNECT_PORT": "18283",
     "SMART_SHELF_DAGSTER_PORT": "13200",
-    # Tests start the bridge, Dagster and streaming queries themselves where they need them, so
-    # the session stack leaves the Redis streams and Kafka topics alone and starts fast.
+    "SMART_SHELF_DASHBOARD_PORT": "18701",
+    # Tests start the bridge, Dagster, the dashboard and streaming queries themselves where they
+    # need them, so the session stack leaves the Redis streams and Kafka topics alone and starts
+    # fast.
     "SMART_SHELF_BRIDGE_ENABLED": "false",
     "SMART_SHELF_DAGSTER_ENABLED": "false",
+    "SMART_SHELF_DASHBOARD_ENABLED": "false",
     "SMART_SHELF_STREAMING_ENABLED": "false",
 }
 # Set before any test module builds settings; an explicit environment still wins.

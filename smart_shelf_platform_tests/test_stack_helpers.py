@@ -43,16 +43,16 @@ def test_streaming_is_started_last_when_enabled_and_left_out_when_disabled(tmp_p
     from smart_shelf_platform.stack.components import Streaming, all_components
 
     comps = all_components(_settings(tmp_path, bridge_enabled=True, dagster_enabled=True,
-                                           streaming_enabled=True))
+                                     dashboard_enabled=True, streaming_enabled=True))
     assert [c.name for c in comps] == ["postgres", "redis", "kafka", "connect", "bridge",
-                                       "dagster", "streaming"]
+                                       "dagster", "dashboard", "streaming"]
     assert isinstance(comps[-1], Streaming) and comps[-1].after_setup
     assert not any(c.after_setup for c in comps[:-1])
     off = _settings(tmp_path, streaming_enabled=False, bridge_enabled=False)
     assert "streaming" not in [c.name for c in all_components(off)]
     # `down` still stops one started before it was disabled.
-    assert [c.name for c in all_components(off, include_disabled=True)][-3:] == [
-        "bridge", "dagster", "streaming"]
+    assert [c.name for c in all_components(off, include_disabled=True)][-4:] == [
+        "bridge", "dagster", "dashboard", "streaming"]
 
 
 def test_streaming_settings_come_from_the_environment_and_reach_the_runner(tmp_path, monkeypatch):

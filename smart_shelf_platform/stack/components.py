@@ -478,10 +478,12 @@ def all_components(settings: Settings, *, include_disabled: bool = False) -> lis
     data exist); `down` stops them in reverse. `include_disabled` adds the platform processes
     the settings leave out (for `down`: one started before it was disabled still stops)."""
     from smart_shelf_platform.stack.dagster_service import DagsterService
+    from smart_shelf_platform.stack.dashboard_service import DashboardService
 
     comps: list[Component] = [Postgres(settings), Redis(settings), Kafka(settings)]
     optional: list[tuple[bool, type[Component]]] = [
         (settings.connect_enabled, Connect), (settings.bridge_enabled, Bridge),
-        (settings.dagster_enabled, DagsterService), (settings.streaming_enabled, Streaming)]
+        (settings.dagster_enabled, DagsterService), (settings.dashboard_enabled, DashboardService),
+        (settings.streaming_enabled, Streaming)]
     comps += [cls(settings) for enabled, cls in optional if enabled or include_disabled]
     return comps

@@ -2,7 +2,7 @@
 
 Python packages come from pyproject.toml (the `./smart-shelf` launcher installs them before any
 Python runs; `setup` re-checks), JVM jars from jvm/pom.xml through Maven, and the Postgres and
-Redis servers from Debian's packages.
+Redis servers and Chromium (for the dashboard's browser tests) from Debian's packages.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ JAR_PROFILES = {
     "spark": "spark",
 }
 DEBIAN_PACKAGES = {"postgresql": "initdb", "redis-server": "redis-server"}
+# The dashboard's browser tests drive Debian's Chromium through Playwright (never its download).
+CHROMIUM = Path("/usr/lib/chromium/chromium")
 
 Progress = Callable[[str], None]
 
@@ -142,6 +144,8 @@ def missing_debian_packages() -> list[str]:
         missing.append("postgresql")
     if not shutil.which("redis-server"):
         missing.append("redis-server")
+    if not CHROMIUM.exists():
+        missing.append("chromium")
     return missing
 
 
