@@ -183,3 +183,39 @@ def every_key_present(table: pa.Table, expected: pa.Table, columns: Sequence[str
         "missing_keys": missing.num_rows,
         "offending_keys": examples(missing, columns),
     })
+
+
+def quantiles_ordered(table: pa.Table, columns: Sequence[str],
+                      key_columns: Sequence[str]) -> CheckOutcome:
+    """Every row's quantile columns are present, at least 0 and non-decreasing in the order
+    given (a 0.9 quantile below the 0.8 one is not a forecast)."""
+    bad = pa.array([False] * table.num_rows, pa.bool_())
+    for column in columns:
+        values = pc.cast(table.column(column), pa.float64())
+        bad = pc.or_(bad, pc.fill_null(pc.or_(pc.less(values, 0), pc.is_nan(values)), True))
+    for lower, upper in zip(columns, columns[1:]):
+        bad = pc.or_(bad, pc.fill_null(pc.greater(table.column(lower), table.column(upper)), True))
+    offending = table.filter(bad)
+    return CheckOutcome(offending.num_rows == 0, {
+        "row_count": table.num_rows,
+        "rows_out_of_order_or_negative": offending.num_rows,
+        "offending_keys": examples(offending, key_columns),
+    })
+
+
+def orders_fit_capacity(table: pa.Table, key_columns: Sequence[str]) -> CheckOutcome:
+    """Every order is whole batches and fits the warehouse's free capacity (capacity - on hand -
+    on order, at least 0)."""
+    units, batch = table.column("order_units"), table.column("batch_size")
+    free = pc.max_element_wise(pc.subtract(pc.subtract(table.column("wh_capacity"),
+                                                       table.column("wh_on_hand")),
+                                           table.column("on_order")), 0)
+    over = pc.greater(units, free)
+    not_whole = pc.not_equal(pc.multiply(table.column("order_batches"), batch), units)
+    bad = pc.fill_null(pc.or_(pc.or_(over, not_whole), pc.less(units, 0)), True)
+    offending = table.filter(bad)
+    return CheckOutcome(offending.num_rows == 0, {
+        "row_count": table.num_rows,
+        "orders_over_free_capacity_or_not_whole_batches": offending.num_rows,
+        "offending_keys": examples(offending, key_columns),
+    })

@@ -100,6 +100,21 @@ class Settings(BaseSettings):
         description="an order arrives at the first slot after its cutoff")
     supplier_delivery_time: str = Field("08:00", pattern=_HH_MM, description="UTC, simulated")
 
+    # Demand forecasting (cutoff partitions in Dagster)
+    forecast_order_quantile: float = Field(
+        0.9, description="quantile of the protection interval's demand a forecast orders up "
+                         "to: one of 0.5, 0.8, 0.9, 0.95")
+    forecast_lead_minutes: int = Field(
+        60, ge=0, description="simulated minutes before a cutoff its forecasting runs are "
+                              "requested")
+    forecast_min_history_days: int = Field(
+        7, ge=1, description="days of features a shelf needs before the model forecasts it (and "
+                             "before an origin's rows are used to train); a shelf with fewer "
+                             "falls back to its in-stock mean")
+    forecast_gate_cutoffs: int = Field(
+        6, ge=1, description="past cutoffs a new model is backtested on before it may become "
+                             "the champion")
+
     # Data quality
     freshness_lag_minutes: float = Field(
         60.0, description="streaming outputs older than this (simulated minutes) warn")
@@ -127,6 +142,13 @@ class Settings(BaseSettings):
         if value and 1440 % value:
             raise ValueError(f"{value} does not divide a day (1440 minutes): every day's rounds "
                              "must fall on the same minutes")
+        return value
+
+    @field_validator("forecast_order_quantile")
+    @classmethod
+    def _a_forecast_quantile(cls, value: float) -> float:
+        if value not in (0.5, 0.8, 0.9, 0.95):
+            raise ValueError(f"{value} is not a forecast quantile: one of 0.5, 0.8, 0.9, 0.95")
         return value
 
     @field_validator("discount_ladder")

@@ -24,9 +24,11 @@ from smart_shelf_platform.settings import REPO_ROOT, Settings
 EXPECTED_EDGES = [
     ("delta/analytics/daily_discounts", "delta/analytics/shelf_daily_features"),
     ("delta/analytics/daily_discounts", "kafka/daily_discounts"),
-    ("delta/analytics/predictions", "kafka/wh_supplier_plan"),
+    ("delta/analytics/ml_backtest", "postgres/analytics/ml_backtest"),
     ("delta/analytics/predictions", "postgres/analytics/ml_predictions_log"),
+    ("delta/analytics/shelf_daily_features", "delta/analytics/ml_backtest"),
     ("delta/analytics/shelf_daily_features", "delta/analytics/predictions"),
+    ("delta/analytics/shelf_daily_features", "ml/training_set"),
     ("delta/analytics/shelf_daily_features", "postgres/analytics/shelf_daily_features"),
     ("delta/cleansed/shelf_batch_state", "delta/analytics/shelf_daily_features"),
     ("delta/cleansed/shelf_batch_state", "kafka/shelf_batch_state"),
@@ -129,8 +131,9 @@ EXPECTED_EDGES = [
     ("kafka/wh_state", "postgres/state/wh_state"),
     ("kafka/wh_supplier_plan", "delta/ops/wh_supplier_orders"),
     ("kafka/wh_supplier_plan", "postgres/ops/wh_supplier_plan"),
-    ("postgres/analytics/ml_models", "delta/analytics/predictions"),
-    ("postgres/analytics/shelf_daily_features", "postgres/analytics/ml_models"),
+    ("ml/champion", "delta/analytics/predictions"),
+    ("ml/training_set", "postgres/analytics/ml_models"),
+    ("postgres/analytics/ml_models", "ml/champion"),
     ("postgres/config/batch_catalog", "kafka/batch_catalog"),
     ("postgres/config/shelf_policies", "delta/analytics/shelf_daily_features"),
     ("postgres/config/shelf_policies", "kafka/shelf_policies"),
@@ -144,6 +147,7 @@ EXPECTED_EDGES = [
     ("postgres/ref/warehouse_batches_snapshot", "delta/cleansed/wh_batch_state"),
     ("postgres/ref/warehouse_inventory_snapshot", "delta/cleansed/wh_state"),
     ("postgres/ref/weekly_discounts", "delta/analytics/shelf_daily_features"),
+    ("postgres/sim/ledger_daily_sales", "delta/analytics/ml_backtest"),
 ]
 
 STREAMING_WRITTEN_DELTA = {t.path for t in DELTA_TABLES if t.owner != "dagster"}
@@ -168,7 +172,8 @@ def test_definitions_load_and_validate(definitions):
     dg.Definitions.validate_loadable(definitions)
     repository = definitions.get_repository_def()
     assert {s.name for s in repository.sensor_defs} == {
-        "delta_table_versions", "kafka_consumer_lag", "simulated_day_features"}
+        "delta_table_versions", "kafka_consumer_lag", "simulated_day_features",
+        "simulated_cutoff_forecasts"}
     assert set(repository.get_top_level_resources()) == {"smart_shelf"}
 
 
@@ -193,9 +198,11 @@ def test_every_topic_and_table_is_exactly_one_asset(asset_graph):
                            "sim": "simulation"}.get(t.schema, "postgres"))
            for t in POSTGRES_TABLES},
         ("files", "reference"): ({"parquet", "python"}, "reference"),
+        ("ml", "training_set"): ({"parquet", "python"}, "forecasting"),
+        ("ml", "champion"): ({"xgboost", "python"}, "forecasting"),
     }
     keys = asset_graph.get_all_asset_keys()
-    assert len(keys) == len(TOPICS) + len(DELTA_TABLES) + len(POSTGRES_TABLES) + 1
+    assert len(keys) == len(TOPICS) + len(DELTA_TABLES) + len(POSTGRES_TABLES) + 3
     assert {tuple(k.path) for k in keys} == set(expected)
     for path, (kinds, group) in expected.items():
         node = asset_graph.get(dg.AssetKey(list(path)))
@@ -252,7 +259,10 @@ def test_dagster_materializes_the_reference_domain_and_the_daily_features(asset_
     materializable = {k.to_user_string() for k in asset_graph.get_all_asset_keys()
                       if asset_graph.get(k).is_materializable}
     features = {"delta/analytics/shelf_daily_features", "postgres/analytics/shelf_daily_features"}
-    assert materializable == {"files/reference"} | features | {
+    forecasting = {"ml/training_set", "postgres/analytics/ml_models", "ml/champion",
+                   "delta/analytics/predictions", "postgres/analytics/ml_predictions_log",
+                   "delta/analytics/ml_backtest", "postgres/analytics/ml_backtest"}
+    assert materializable == {"files/reference"} | features | forecasting | {
         f"postgres/{t.qualified_name.replace('.', '/')}" for t in POSTGRES_TABLES
         if t.schema in ("ref", "config")}
     for name in features:  # one partition per simulated day, from the simulation's first day

@@ -1,7 +1,7 @@
 """Analytics and ML records: daily shelf features, the model registry and the prediction log."""
 
 from smart_shelf_platform.contracts.types import (
-    BOOL, DATE, INT, JSON, STRING, TIMESTAMP, Field as F, Record, decimal,
+    BOOL, DATE, DOUBLE, INT, JSON, STRING, TIMESTAMP, Field as F, Record, decimal,
 )
 
 STORE_ID = F("store_id", STRING)
@@ -42,13 +42,22 @@ SHELF_DAILY_FEATURES = Record(
     description="One row per shelf and simulated day: the ML feature set of REFERENCE 7.1.",
 )
 
+MODEL_STATUSES = ("challenger", "champion", "retired")
+
 ML_MODEL = Record(
     "ml_model",
     (
-        F("model_name", STRING), F("model_version", STRING), F("trained_at", TIMESTAMP),
-        F("training_partition", STRING, description="cutoff partition the training data came from"),
-        F("metrics_json", JSON), F("artifact_path", STRING), F("feature_columns", JSON),
-        F("is_active", BOOL),
+        F("model_name", STRING), F("model_version", STRING),
+        F("status", STRING, description="challenger | champion | retired"),
+        F("trained_at", TIMESTAMP, description="wall clock"),
+        F("cutoff_key", STRING, description="the cutoff partition it was trained for"),
+        F("train_from", DATE), F("train_until", DATE, description="last day of its labels"),
+        _count("training_rows"), F("feature_columns", JSON),
+        F("feature_hash", STRING, description="sha256 of the feature list, 12 hex digits"),
+        F("params_json", JSON), F("metrics_json", JSON, description="its backtest and gate"),
+        F("artifact_path", STRING, description="XGBoost JSON model file"),
+        F("code_version", STRING, description="git commit of the code that trained it"),
+        F("promoted_at", TIMESTAMP, nullable=True),
     ),
     key=("model_name", "model_version"),
     description="Versioned model registry: every trained version is kept with its metrics.",
@@ -57,10 +66,33 @@ ML_MODEL = Record(
 ML_PREDICTION = Record(
     "ml_prediction",
     (
-        F("model_name", STRING), F("model_version", STRING), STORE_ID, SHELF_ID,
-        F("feature_date", DATE), F("cutoff_ts", TIMESTAMP),
-        F("predicted_batches", INT), F("suggested_qty", INT), F("created_at", TIMESTAMP),
+        STORE_ID, SHELF_ID, F("cutoff_ts", TIMESTAMP), F("cutoff_date", DATE),
+        F("origin_date", DATE, description="last complete day the forecast knew"),
+        F("interval_start", DATE, description="first day of the protection interval"),
+        F("interval_end", DATE, description="last day of the protection interval"),
+        F("item_category", STRING),
+        F("method", STRING, description="model | fallback_history"),
+        F("model_name", STRING, nullable=True), F("model_version", STRING, nullable=True),
+        F("lead_mean", DOUBLE, description="units expected before the delivery"),
+        F("forecast_mean", DOUBLE, description="units expected over the interval"),
+        _count("q50"), _count("q80"), _count("q90"), _count("q95"),
+        F("order_quantile", DOUBLE), _count("shelf_on_hand"), _count("wh_on_hand"),
+        _count("on_order"), _count("wh_capacity"), _count("batch_size"),
+        _count("order_batches"), _count("order_units"), F("created_at", TIMESTAMP),
     ),
-    key=("model_name", "model_version", "store_id", "shelf_id", "feature_date"),
-    description="Every prediction made at a cutoff, zeros included.",
+    key=("store_id", "shelf_id", "cutoff_ts"),
+    description="Every cutoff forecast per shelf, zero orders included.",
+)
+
+ML_BACKTEST = Record(
+    "ml_backtest",
+    (
+        F("backtest_id", STRING), F("ran_at", TIMESTAMP),
+        F("method", STRING, description="model or a baseline"),
+        F("scope", STRING, description="all | category:<name> | slow_movers"),
+        F("cutoff", STRING, description="a cutoff key, or 'all' for the whole backtest"),
+        F("metric", STRING), F("value", DOUBLE, nullable=True),
+    ),
+    key=("backtest_id", "method", "scope", "cutoff", "metric"),
+    description="Rolling-origin backtest metrics of the model and its baselines.",
 )

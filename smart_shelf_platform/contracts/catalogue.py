@@ -157,7 +157,9 @@ DELTA_TABLES: tuple[DeltaTable, ...] = (
     DeltaTable("analytics", "shelf_daily_features", analytics.SHELF_DAILY_FEATURES, "dagster",
                "daily ML features per shelf", partition_by=("feature_date",)),
     DeltaTable("analytics", "predictions", analytics.ML_PREDICTION, "dagster",
-               "cutoff predictions", partition_by=("feature_date",)),
+               "cutoff predictions", partition_by=("cutoff_date",)),
+    DeltaTable("analytics", "ml_backtest", analytics.ML_BACKTEST, "dagster",
+               "backtest metrics of the model and its baselines"),
 )
 
 DELTA_TABLES_BY_PATH = {t.path: t for t in DELTA_TABLES}
@@ -232,6 +234,8 @@ POSTGRES_TABLES: tuple[PostgresTable, ...] = (
                   "versioned model registry"),
     PostgresTable("analytics", "ml_predictions_log", analytics.ML_PREDICTION, "dagster",
                   "every cutoff prediction"),
+    PostgresTable("analytics", "ml_backtest", analytics.ML_BACKTEST, "dagster",
+                  "backtest metrics of the model and its baselines"),
     PostgresTable("sim", "ledger_shelf_lots", simulation.LEDGER_SHELF_LOT, "simulator",
                   "ground truth: units per shelf lot"),
     PostgresTable("sim", "ledger_wh_lots", simulation.LEDGER_WH_LOT, "simulator",
@@ -260,5 +264,5 @@ POSTGRES_VIEWS: tuple[str, ...] = (
 POSTGRES_SCHEMAS: tuple[str, ...] = ("ref", "config", "state", "ops", "analytics", "sim")
 
 # Records that are global by design and so carry no store_id in their key.
-STORELESS_RECORDS = frozenset({"clock_tick", "dead_letter", "ml_model"})
+STORELESS_RECORDS = frozenset({"clock_tick", "dead_letter", "ml_model", "ml_backtest"})
 

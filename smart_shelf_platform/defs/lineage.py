@@ -33,6 +33,9 @@ from smart_shelf_platform.contracts.catalogue import (
 )
 
 REFERENCE_FILES_KEY = dg.AssetKey(["files", "reference"])
+# Forecasting's steps that are not tables: the training set of a cutoff and its champion.
+TRAINING_SET_KEY = dg.AssetKey(["ml", "training_set"])
+CHAMPION_KEY = dg.AssetKey(["ml", "champion"])
 
 KAFKA_CONNECT_SINK = "Kafka Connect sink"
 KAFKA_CONNECT_SOURCE_PREFIX = "Kafka Connect ("
@@ -53,9 +56,11 @@ def postgres_key(table: PostgresTable) -> dg.AssetKey:
 
 
 def all_keys() -> list[dg.AssetKey]:
-    """Every asset of the platform: each topic, Delta table and Postgres table, and the files."""
+    """Every asset of the platform: each topic, Delta table and Postgres table, the files, and
+    forecasting's training set and champion."""
     return [*map(topic_key, TOPICS), *map(delta_key, DELTA_TABLES),
-            *map(postgres_key, POSTGRES_TABLES), REFERENCE_FILES_KEY]
+            *map(postgres_key, POSTGRES_TABLES), REFERENCE_FILES_KEY, TRAINING_SET_KEY,
+            CHAMPION_KEY]
 
 
 def _name(key: dg.AssetKey) -> str:
@@ -95,7 +100,9 @@ EXPLICIT_UPSTREAMS: dict[str, tuple[str, ...]] = {
     # updater, from a topic of their own.
     "postgres/ops/pos_transactions": ("kafka/pos_transactions",),
     "kafka/pos_transaction_items": ("kafka/pos_transactions",),
-    # ML (Dagster, daily and cutoff partitions): features -> model -> predictions -> pending plans.
+    # ML (Dagster, daily and cutoff partitions): features -> training set -> model registry ->
+    # champion (an earlier cutoff's) -> predictions; the backtest scores the model against the
+    # simulator's true demand (defs/forecasting/assets.py maps the partitions of these edges).
     # The features read exactly these (smart_shelf_platform/ml/feature_store.py, a test holds it).
     "delta/analytics/shelf_daily_features": (
         "delta/raw/foot_traffic", "delta/raw/pos_transactions", "delta/raw/shelf_events",
@@ -106,11 +113,14 @@ EXPLICIT_UPSTREAMS: dict[str, tuple[str, ...]] = {
         "postgres/config/shelf_policies", "postgres/config/wh_policies",
         "postgres/config/shelf_profiles"),
     "postgres/analytics/shelf_daily_features": ("delta/analytics/shelf_daily_features",),
-    "postgres/analytics/ml_models": ("postgres/analytics/shelf_daily_features",),
-    "delta/analytics/predictions": (
-        "delta/analytics/shelf_daily_features", "postgres/analytics/ml_models"),
+    "ml/training_set": ("delta/analytics/shelf_daily_features",),
+    "postgres/analytics/ml_models": ("ml/training_set",),
+    "ml/champion": ("postgres/analytics/ml_models",),
+    "delta/analytics/predictions": ("delta/analytics/shelf_daily_features", "ml/champion"),
     "postgres/analytics/ml_predictions_log": ("delta/analytics/predictions",),
-    "kafka/wh_supplier_plan": ("delta/analytics/predictions",),  # the forecaster's pending plans
+    "delta/analytics/ml_backtest": (
+        "delta/analytics/shelf_daily_features", "postgres/sim/ledger_daily_sales"),
+    "postgres/analytics/ml_backtest": ("delta/analytics/ml_backtest",),
     # The simulator's ledger: its world from the reference files, then the platform's physical
     # decisions it carries out (producers/run.py EffectsFeed) and the prices shoppers pay.
     "postgres/sim/ledger_shelf_lots": (

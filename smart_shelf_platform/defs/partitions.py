@@ -2,8 +2,9 @@
 
 - `daily_partitions(sim_start)`: one partition per simulated day, keys `2026-01-01`, from the day
   the simulation starts.
-- `cutoff_partitions(sim_start)`: one partition per supplier cutoff, Sun/Tue/Thu 12:00
-  (`0 12 * * 0,2,4`), keys `2026-01-06-12:00`; the key is the cutoff instant.
+- `cutoff_partitions(sim_start, cron)`: one partition per supplier cutoff, by default Sun/Tue/Thu
+  12:00 (`0 12 * * 0,2,4`; `cutoff_cron` makes the cron of the configured schedule), keys
+  `2026-01-06-12:00`; the key is the cutoff instant.
 - `DailyToCutoffPartitionMapping`: a day feeds the first cutoff at or after the day's end, so a
   cutoff is fed by every complete day since the previous cutoff's day, and never by the day it
   falls on (at 12:00 that day is still running):
@@ -31,6 +32,8 @@ import dagster as dg
 from dagster._core.definitions.partitions.context import partition_loading_context
 from dagster._core.definitions.partitions.mapping.partition_mapping import UpstreamPartitionsResult
 
+from smart_shelf_platform.rules.supplier import SupplierSchedule
+
 if TYPE_CHECKING:
     from dagster._core.instance import DynamicPartitionsStore
 
@@ -52,16 +55,23 @@ def daily_partitions(sim_start: datetime) -> dg.TimeWindowPartitionsDefinition:
         start_date=_start_of_day(sim_start).strftime(DAILY_KEY_FORMAT), timezone=TIMEZONE)
 
 
-def cutoff_partitions(sim_start: datetime) -> dg.TimeWindowPartitionsDefinition:
+def cutoff_cron(schedule: SupplierSchedule) -> str:
+    """The schedule's cutoffs as a cron expression (cron counts weekdays from Sunday = 0)."""
+    days = ",".join(str(d) for d in sorted((d + 1) % 7 for d in schedule.cutoff_days))
+    return f"{schedule.cutoff_time.minute} {schedule.cutoff_time.hour} * * {days}"
+
+
+def cutoff_partitions(sim_start: datetime,
+                      cron: str = CUTOFF_CRON) -> dg.TimeWindowPartitionsDefinition:
     return dg.TimeWindowPartitionsDefinition(
-        cron_schedule=CUTOFF_CRON, start=_start_of_day(sim_start), fmt=CUTOFF_KEY_FORMAT,
+        cron_schedule=cron, start=_start_of_day(sim_start), fmt=CUTOFF_KEY_FORMAT,
         timezone=TIMEZONE)
 
 
 # ---- the rule, on plain datetimes -----------------------------------------------------------
 
 
-def _tick_at_or_after(cutoffs: dg.TimeWindowPartitionsDefinition, t: datetime) -> datetime:
+def cutoff_at_or_after(cutoffs: dg.TimeWindowPartitionsDefinition, t: datetime) -> datetime:
     window = cutoffs.time_window_for_partition_key(
         cutoffs.get_partition_key_for_timestamp(t.timestamp()))
     return window.start if window.start == t else window.end
@@ -74,7 +84,7 @@ def _tick_before(cutoffs: dg.TimeWindowPartitionsDefinition, t: datetime) -> dat
 
 def cutoff_fed_by_day(day: date, cutoffs: dg.TimeWindowPartitionsDefinition) -> datetime:
     """The first cutoff at or after the end of `day`."""
-    return _tick_at_or_after(cutoffs, datetime.combine(day + DAY, time(0), tzinfo=timezone.utc))
+    return cutoff_at_or_after(cutoffs, datetime.combine(day + DAY, time(0), tzinfo=timezone.utc))
 
 
 def days_feeding_cutoff(cutoff: datetime,

@@ -44,6 +44,7 @@ class SmartShelfResource(dg.ConfigurableResource):
     sim_start: str  # ISO-8601 UTC
     freshness_lag_minutes: float
     clock_key_prefix: str = DEFAULT_KEY_PREFIX  # Redis keys of the simulated clock
+    ml_dir: str = ""  # model artifacts, training sets and plots (from_settings: <home>/ml)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmartShelfResource:
@@ -64,6 +65,7 @@ class SmartShelfResource(dg.ConfigurableResource):
             kafka_bootstrap=settings.kafka_bootstrap, seed=settings.seed, stores=settings.stores,
             sim_start=settings.sim_start.isoformat(),
             freshness_lag_minutes=settings.freshness_lag_minutes,
+            ml_dir=str(settings.home / "ml"),
         )
 
     @property

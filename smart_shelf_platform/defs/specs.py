@@ -32,8 +32,7 @@ TABLE_NAME = "dagster/table_name"
 
 # Writers that are Python processes; anything from Kafka Connect is "kafka_connect"; every other
 # writer named in the catalogue is a Spark streaming query (ARCHITECTURE.md section 4).
-PYTHON_WRITERS = frozenset({"bridge", "sim clock", "simulator", "reference loader", "dagster",
-                            "forecaster"})
+PYTHON_WRITERS = frozenset({"bridge", "sim clock", "simulator", "reference loader", "dagster"})
 HUMAN_WRITERS = frozenset({"operators"})
 
 

@@ -110,3 +110,22 @@ class ShelfLife:
 
 def _median(days: list[int]) -> int:
     return max(1, statistics.median_low(days))
+
+
+def order_up_to_units(target: float, shelf_on_hand: int, wh_on_hand: int, on_order: int,
+                      lead_demand: float, batch_size: int, wh_capacity: int,
+                      sellable_before_expiry: float | None = None) -> int:
+    """Units a forecast orders at a cutoff (an order-up-to policy in whole batches).
+
+    `target` is the chosen quantile of the protection interval's demand; the inventory position
+    when the order arrives is what will still be on hand (shelf and warehouse, less the demand
+    expected before the delivery, `lead_demand`, and never below zero) plus what is on order. The order tops the position up
+    to the target, rounded up to whole standard batches and cut to the batches that fit in the
+    warehouse's free capacity (`order_quantity`). A perishable product's target is capped by what
+    can sell before a new lot expires (`sellable_before_expiry`), so the order does not buy waste.
+    """
+    if sellable_before_expiry is not None:
+        target = min(target, sellable_before_expiry)
+    position = max(0.0, shelf_on_hand + wh_on_hand - lead_demand) + on_order
+    requested = math.ceil(max(0.0, target - position))
+    return order_quantity(requested, batch_size, wh_capacity, wh_on_hand, on_order)

@@ -1,0 +1,1 @@
+"""Demand forecasting at the supplier cutoffs: training set, model registry, champion, predictions, backtest."""

@@ -1,0 +1,97 @@
+"""Checks beside the forecasting assets, partitioned by cutoff like them.
+
+- `ml/training_set`, `training_columns_complete` (blocking): every feature column is there and
+  the ones that must be never are NaN; the failure names the column. A model is not trained on a
+  broken set.
+- `delta/analytics/predictions` (rules in `smart_shelf_platform.quality`):
+  `one_row_per_shelf` (blocking: every catalogue shelf once), `quantiles_ordered` (no negative
+  or NaN quantile, 0.5 <= 0.8 <= 0.9 <= 0.95) and `orders_within_free_capacity` (whole batches
+  that fit the warehouse's free capacity).
+The promotion gate is the registry asset's own check (`assets.GATE_CHECK`): it needs the
+backtest the asset computes.
+"""
+
+
+import warnings
+from collections.abc import Iterator
+
+import dagster as dg
+import pandas as pd
+import psycopg
+import pyarrow as pa
+
+from smart_shelf_platform import quality
+from smart_shelf_platform.defs.analytics.checks import partitioned
+from smart_shelf_platform.defs.forecasting.assets import (
+    PREDICTIONS_KEY, TRAINING_SET_KEY, training_set_path,
+)
+from smart_shelf_platform.defs.lineage import postgres_key
+from smart_shelf_platform.defs.quality.checks import (
+    SHELF, STORE_INVENTORY, read_postgres, result, spec,
+)
+from smart_shelf_platform.defs.resources import SmartShelfResource
+from smart_shelf_platform.ml import forecast_store
+from smart_shelf_platform.ml.forecast import QUANTILE_COLUMNS
+from smart_shelf_platform.ml.training_set import missing_features
+
+TRAINING_COLUMNS_COMPLETE = "training_columns_complete"
+ONE_ROW_PER_SHELF = "one_row_per_shelf"
+QUANTILES_ORDERED = "quantiles_ordered"
+ORDERS_WITHIN_CAPACITY = "orders_within_free_capacity"
+
+
+def forecasting_checks(cutoffs: dg.TimeWindowPartitionsDefinition) -> list:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)  # partitioned checks are preview
+        training = _training_check(cutoffs)
+    return [training, _prediction_checks(cutoffs)]
+
+
+def _training_check(cutoffs: dg.TimeWindowPartitionsDefinition) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=TRAINING_SET_KEY, name=TRAINING_COLUMNS_COMPLETE, blocking=True,
+                    partitions_def=cutoffs,
+                    description="Every feature column present; no NaN where a value is required.")
+    def training_columns_complete(context: dg.AssetCheckExecutionContext,
+                                  smart_shelf: SmartShelfResource) -> dg.AssetCheckResult:
+        rows = pd.read_parquet(training_set_path(smart_shelf.ml_dir, context.partition_key))
+        problems = missing_features(rows)
+        described = {c: ("missing" if n < 0 else f"{n} NaN") for c, n in problems.items()}
+        return dg.AssetCheckResult(
+            passed=not problems, metadata={"row_count": len(rows),
+                                           "problem_columns": dg.MetadataValue.json(described)},
+            description=("columns: " + ", ".join(f"{c} {d}" for c, d in described.items()))
+            if problems else None)
+
+    return training_columns_complete
+
+
+def _prediction_checks(cutoffs: dg.TimeWindowPartitionsDefinition) -> dg.AssetChecksDefinition:
+    key, catalogue_key = PREDICTIONS_KEY, postgres_key(STORE_INVENTORY)
+    prediction_specs = [
+        spec(ONE_ROW_PER_SHELF, key, "Every catalogue shelf has exactly one forecast for the "
+             "cutoff.", blocking=True, reads=[catalogue_key]),
+        spec(QUANTILES_ORDERED, key, "No negative or NaN quantile; 0.5 <= 0.8 <= 0.9 <= 0.95.",
+             blocking=True),
+        spec(ORDERS_WITHIN_CAPACITY, key, "Orders are whole batches within the warehouse's free "
+             "capacity.", blocking=True),
+    ]
+
+    @dg.multi_asset_check(name="delta_analytics_predictions_checks",
+                          specs=[partitioned(s, cutoffs) for s in prediction_specs])
+    def prediction_checks(context: dg.AssetCheckExecutionContext,
+                          smart_shelf: SmartShelfResource) -> Iterator[dg.AssetCheckResult]:
+        cutoff = cutoffs.time_window_for_partition_key(context.partition_key).start
+        frame = forecast_store.read_predictions(smart_shelf.delta_root, cutoff)
+        rows = pa.Table.from_pandas(frame, preserve_index=False)
+        with psycopg.connect(smart_shelf.postgres_dsn()) as conn:
+            catalogue = read_postgres(conn, STORE_INVENTORY, SHELF)
+        unique = quality.keys_unique(rows, SHELF)
+        present = quality.every_key_present(rows, catalogue, SHELF)
+        yield result(key, ONE_ROW_PER_SHELF, quality.CheckOutcome(
+            unique.passed and present.passed and rows.num_rows > 0,
+            {**present.metadata, "duplicate_keys": unique.metadata["duplicate_keys"]}))
+        yield result(key, QUANTILES_ORDERED,
+                     quality.quantiles_ordered(rows, QUANTILE_COLUMNS, SHELF))
+        yield result(key, ORDERS_WITHIN_CAPACITY, quality.orders_fit_capacity(rows, SHELF))
+
+    return prediction_checks

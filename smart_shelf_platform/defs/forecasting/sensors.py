@@ -1,0 +1,106 @@
+"""When forecasting runs: the simulated-clock sensor, and wall-clock schedules in production.
+
+Simulated time runs at any speed, so the cutoff runs follow the shared clock (`sim:now`), as the
+daily features do: once simulated time reaches a cutoff minus SMART_SHELF_FORECAST_LEAD_MINUTES,
+the sensor requests that cutoff's two runs (training and forecast, `assets.py`), each with the
+partition key in its run key, so a cutoff is requested once. In `SMART_SHELF_ENV=prod` there is
+no simulated clock: schedules on the wall clock request the daily features after midnight and the
+cutoff runs at the same lead before each cutoff.
+"""
+
+
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+
+from smart_shelf_platform.defs.analytics.sensors import features_job
+from smart_shelf_platform.defs.forecasting.assets import (
+    CHAMPION_KEY, FORECAST_JOB, PREDICTIONS_KEY, PREDICTIONS_LOG_KEY, REGISTRY_KEY,
+    TRAINING_JOB, TRAINING_SET_KEY,
+)
+from smart_shelf_platform.defs.partitions import cutoff_at_or_after
+from smart_shelf_platform.defs.resources import SmartShelfResource
+
+SENSOR_NAME = "simulated_cutoff_forecasts"
+MAX_CUTOFFS_PER_EVALUATION = 12
+
+
+def cutoff_jobs() -> list:
+    training = dg.define_asset_job(
+        TRAINING_JOB, selection=dg.AssetSelection.assets(TRAINING_SET_KEY, REGISTRY_KEY,
+                                                         CHAMPION_KEY),
+        description="A cutoff's training set, model (registered, gated) and its promotion.")
+    forecast = dg.define_asset_job(
+        FORECAST_JOB, selection=dg.AssetSelection.assets(PREDICTIONS_KEY, PREDICTIONS_LOG_KEY),
+        description="A cutoff's forecasts and orders from the current champion, with checks.")
+    return [training, forecast]
+
+
+def cutoffs_to_request(cutoffs: dg.TimeWindowPartitionsDefinition, last_requested: str | None,
+                       sim_now: datetime, lead: timedelta,
+                       limit: int = MAX_CUTOFFS_PER_EVALUATION) -> list[str]:
+    """Keys of the cutoffs after `last_requested` (from the first one when None) whose instant
+    minus `lead` is at or before `sim_now`, oldest first, at most `limit`."""
+    after = (cutoffs.time_window_for_partition_key(last_requested).end if last_requested
+             else cutoffs.start)
+    tick, keys = cutoff_at_or_after(cutoffs, after), []
+    while len(keys) < limit and tick - lead <= sim_now:
+        keys.append(tick.strftime(cutoffs.fmt))
+        tick = cutoff_at_or_after(cutoffs, tick + timedelta(minutes=1))
+    return keys
+
+
+def simulated_cutoff_sensor(cutoffs: dg.TimeWindowPartitionsDefinition,
+                            lead_minutes: int) -> dg.SensorDefinition:
+    training, forecast = cutoff_jobs()
+    lead = timedelta(minutes=lead_minutes)
+
+    @dg.sensor(name=SENSOR_NAME, jobs=[training, forecast], minimum_interval_seconds=30,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Request each cutoff's training and forecast runs once simulated "
+                           "time reaches the cutoff minus the lead.")
+    def simulated_cutoff_forecasts(context: dg.SensorEvaluationContext,
+                                   smart_shelf: SmartShelfResource):
+        sim_now = smart_shelf.sim_now()
+        if sim_now is None:
+            return dg.SkipReason("the simulated clock has not run yet")
+        keys = cutoffs_to_request(cutoffs, context.cursor or None, sim_now, lead)
+        if not keys:
+            return dg.SkipReason(f"no cutoff within {lead_minutes} simulated minutes of "
+                                 f"{sim_now.isoformat()}")
+        context.log.info("simulated now %s: requesting the forecasting runs of %s",
+                         sim_now.isoformat(), ", ".join(keys))
+        requests = [dg.RunRequest(run_key=f"{job.name}:{k}", partition_key=k, job_name=job.name)
+                    for k in keys for job in (training, forecast)]
+        return dg.SensorResult(run_requests=requests, cursor=keys[-1])
+
+    return simulated_cutoff_forecasts
+
+
+def production_schedules(cutoffs: dg.TimeWindowPartitionsDefinition,
+                         lead_minutes: int) -> list[dg.ScheduleDefinition]:
+    """Wall-clock schedules: the features of yesterday at 00:30, each cutoff's runs at the lead
+    before it (the cron of the cutoffs, moved back by the lead within the same day)."""
+    training, forecast = cutoff_jobs()
+    minute, hour, _, _, weekdays = cutoffs.cron_schedule.split()
+    at = int(hour) * 60 + int(minute) - lead_minutes
+    if at < 0:
+        raise ValueError(f"a lead of {lead_minutes} minutes reaches back before the cutoff's day")
+    cron = f"{at % 60} {at // 60} * * {weekdays}"
+
+    def next_cutoff_key(context: dg.ScheduleEvaluationContext) -> str:
+        now = context.scheduled_execution_time.astimezone(timezone.utc)
+        return cutoffs.get_partition_key_for_timestamp((now + timedelta(
+            minutes=lead_minutes)).timestamp())
+
+    schedules = [dg.build_schedule_from_partitioned_job(
+        features_job(), name="daily_features_schedule", hour_of_day=0, minute_of_hour=30)]
+    for job in (training, forecast):
+        def evaluate(context: dg.ScheduleEvaluationContext, job=job):
+            key = next_cutoff_key(context)
+            return dg.RunRequest(run_key=f"{job.name}:{key}", partition_key=key)
+
+        schedules.append(dg.ScheduleDefinition(
+            name=f"{job.name}_schedule", cron_schedule=cron, job=job, execution_timezone="UTC",
+            execution_fn=evaluate))
+    return schedules
