@@ -36,6 +36,7 @@ def store_map(zones: pd.DataFrame, plan: FloorPlan) -> go.Figure:
             marker={"color": STATE_COLOURS[state], "line": {"color": "white", "width": 2}},
             text=[zone_label(c) for c in rows["item_category"]], textposition="inside",
             insidetextanchor="middle", textangle=0, textfont={"color": "white", "size": 10},
+            selected={"marker": {"opacity": 1}}, unselected={"marker": {"opacity": 0.45}},
             customdata=rows[["item_category", "shelves", *STATES[:3]]].to_numpy(),
             hovertemplate="<b>%{customdata[0]}</b><br>%{customdata[1]} shelves: "
                           "%{customdata[2]} empty, %{customdata[3]} below threshold, "
@@ -47,10 +48,11 @@ def store_map(zones: pd.DataFrame, plan: FloorPlan) -> go.Figure:
         fig.add_annotation(x=fixture.centre[0], y=fixture.centre[1], text=fixture.label,
                            showarrow=False, font={"color": "#7f8c8d", **FONT})
     fig.update_layout(
-        barmode="overlay", height=560, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        barmode="overlay", height=580, margin={"l": 10, "r": 10, "t": 40, "b": 10},
         xaxis={"range": [0, plan.width], "visible": False, "fixedrange": True},
         yaxis={"range": [0, plan.height], "visible": False, "fixedrange": True},
-        legend={"orientation": "h", "y": 1.04, "x": 0, "title": "zone state: "},
+        legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0,
+                "title": "zone state: "},
         uniformtext={"minsize": 7, "mode": "show"}, clickmode="event+select",
         dragmode=False, plot_bgcolor="white", font=FONT)
     return fig
