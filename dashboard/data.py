@@ -155,3 +155,42 @@ def countdown(now: datetime, then: datetime) -> str:
     minutes = max(0, int((then - now).total_seconds() // 60))
     days, rest = divmod(minutes, 1440)
     return f"{days} d {rest // 60:02d}:{rest % 60:02d}"
+
+
+def latest_backtest(results: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the most recent backtest (by `ran_at`), over every shelf (`scope` all)."""
+    latest = results.loc[results["ran_at"].idxmax(), "backtest_id"]
+    return results[(results["backtest_id"] == latest) & (results["scope"] == "all")]
+
+
+def backtest_overall(results: pd.DataFrame) -> pd.DataFrame:
+    """The latest backtest's metrics over all its cutoffs: one row per method, one column per
+    metric."""
+    rows = latest_backtest(results)
+    rows = rows[rows["cutoff"] == "all"]
+    return rows.pivot_table(index="method", columns="metric", values="value").reset_index()
+
+
+def backtest_by_cutoff(results: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One metric of the latest backtest per cutoff: one row per cutoff, a column per method."""
+    rows = latest_backtest(results)
+    rows = rows[(rows["cutoff"] != "all") & (rows["metric"] == metric)]
+    return rows.pivot_table(index="cutoff", columns="method", values="value").reset_index()
+
+
+def sold_over_intervals(predictions: pd.DataFrame, sales: pd.DataFrame) -> pd.DataFrame:
+    """`predictions` of one shelf with `sold`: the units it sold over each forecast's
+    protection interval (`interval_start`..`interval_end`), left empty until the daily features
+    cover the whole interval."""
+    out = predictions.copy()
+    days = pd.to_datetime(sales["feature_date"])
+    last_day = days.max() if len(days) else pd.NaT
+    sold = []
+    for start, end in zip(pd.to_datetime(out["interval_start"]),
+                          pd.to_datetime(out["interval_end"])):
+        covered = pd.notna(last_day) and end <= last_day
+        sold.append(sales.loc[(days >= start) & (days <= end), "sales_qty"].sum()
+                    if covered else None)
+    out["sold"] = pd.array(sold, dtype="Int64")
+    return out
+

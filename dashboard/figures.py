@@ -88,11 +88,10 @@ def metric_bars(frame: pd.DataFrame, label: str, metrics: list[str]) -> go.Figur
     return fig
 
 
-def predicted_against_actual(frame: pd.DataFrame, x: str, predicted: str,
-                             actual: str) -> go.Figure:
-    """Predicted and actual values along `x` (cutoffs), as two lines."""
+def lines(frame: pd.DataFrame, x: str, columns: dict[str, str]) -> go.Figure:
+    """One line per column along `x`; `columns`: column -> its name in the legend."""
     fig = go.Figure([go.Scatter(name=name, x=frame[x], y=frame[column], mode="lines+markers")
-                     for name, column in (("predicted", predicted), ("actual", actual))])
-    fig.update_layout(height=300, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                     for column, name in columns.items()])
+    fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10},
                       legend={"orientation": "h"}, font=FONT)
     return fig

@@ -191,23 +191,14 @@ def ml_predictions(s: Settings) -> pd.DataFrame:
         s, _contract_query(analytics.ML_PREDICTION, "analytics.ml_predictions_log"))
 
 
-def backtest_table():
-    """The backtest metrics' Postgres table as the contracts define it, None until they do."""
-    from smart_shelf_platform.contracts.catalogue import POSTGRES_TABLES
-
-    return next((t for t in POSTGRES_TABLES
-                 if t.schema == "analytics" and "backtest" in t.name), None)
+@_cached(LIVE_TTL)
+def ml_backtest(s: Settings) -> pd.DataFrame:
+    return sources.postgres(s, _contract_query(analytics.ML_BACKTEST, "analytics.ml_backtest"))
 
 
 @_cached(LIVE_TTL)
-def backtests(s: Settings) -> pd.DataFrame:
-    spec = backtest_table()
-    return sources.postgres(s, _contract_query(spec.record, spec.qualified_name))
-
-
-@_cached(LIVE_TTL)
-def order_targets(s: Settings) -> pd.DataFrame:
-    """What each shelf actually needed at each cutoff: the features' `batches_to_order`."""
+def daily_sales(s: Settings, store_id: str, shelf_id: str) -> pd.DataFrame:
+    """Units one shelf sold per simulated day, from the daily features."""
     return sources.postgres(
-        s, "SELECT store_id, shelf_id, feature_date, batches_to_order "
-           "FROM analytics.shelf_daily_features WHERE batches_to_order IS NOT NULL")
+        s, "SELECT feature_date, sales_qty FROM analytics.shelf_daily_features "
+           "WHERE store_id = %s AND shelf_id = %s ORDER BY feature_date", (store_id, shelf_id))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 
 import pandas as pd
+import pytest
 
 from dashboard import data, figures
 from dashboard.layout import floor_plan
@@ -99,3 +100,37 @@ def test_the_store_map_colours_each_zone_by_its_state_and_carries_its_category()
     assert [row[0] for row in by_state[data.EMPTY].customdata] == ["MEAT"]
     assert by_state[data.EMPTY].marker.color == data.STATE_COLOURS[data.EMPTY]
     assert sum(len(t.x) for t in fig.data) == len(plan.zones)
+
+
+def backtest_rows() -> pd.DataFrame:
+    rows = []
+    for backtest_id, ran_at, wape in (("old", "2026-01-01T00:00Z", 9.0),
+                                      ("new", "2026-01-02T00:00Z", 0.4)):
+        for method, scale in (("model", 1.0), ("seasonal_naive", 1.5)):
+            for cutoff, value in (("all", wape), ("c1", wape - 0.1), ("c2", wape + 0.1)):
+                rows.append({"backtest_id": backtest_id, "ran_at": pd.Timestamp(ran_at),
+                             "method": method, "scope": "all", "cutoff": cutoff,
+                             "metric": "wape", "value": value * scale})
+            rows.append({"backtest_id": backtest_id, "ran_at": pd.Timestamp(ran_at),
+                         "method": method, "scope": "slow_movers", "cutoff": "all",
+                         "metric": "wape", "value": 99.0})
+    return pd.DataFrame(rows)
+
+
+def test_the_backtest_charts_read_the_latest_run_over_every_shelf():
+    overall = data.backtest_overall(backtest_rows()).set_index("method")
+    assert overall["wape"].to_dict() == {"model": 0.4, "seasonal_naive": pytest.approx(0.6)}
+    per_cutoff = data.backtest_by_cutoff(backtest_rows(), "wape").set_index("cutoff")
+    assert list(per_cutoff.index) == ["c1", "c2"]
+    assert per_cutoff.loc["c1", "model"] == pytest.approx(0.3)
+    fig = figures.metric_bars(overall.reset_index(), "method", ["wape"])
+    assert [t.name for t in fig.data] == ["model", "seasonal_naive"]
+
+
+def test_units_sold_over_each_forecast_interval_wait_for_the_whole_interval():
+    predictions = pd.DataFrame({"interval_start": [date(2026, 1, 2), date(2026, 1, 4)],
+                                "interval_end": [date(2026, 1, 3), date(2026, 1, 6)]})
+    sales = pd.DataFrame({"feature_date": [date(2026, 1, d) for d in (1, 2, 3, 4, 5)],
+                          "sales_qty": [1, 2, 3, 4, 5]})
+    sold = data.sold_over_intervals(predictions, sales)["sold"]
+    assert sold[0] == 5 and pd.isna(sold[1])  # the second interval ends after the last day

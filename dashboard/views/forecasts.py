@@ -1,18 +1,28 @@
 """Forecasts: the model registry (champion and challengers), the backtest against its
-baselines, predicted against actual orders per shelf and cutoff. Every column comes from the
-contracts (`smart_shelf_platform.contracts.analytics`); until the forecaster has written its
+baselines, each cutoff's forecast per shelf against what the shelf then sold. Columns come from
+the contracts (`smart_shelf_platform.contracts.analytics`); until the forecaster has written its
 tables the page says what will appear and what produces it."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import figures, queries, ui
+from dashboard import data, figures, queries, ui
 from smart_shelf_platform.contracts import analytics
+from smart_shelf_platform.contracts.types import Record
 
-NUMERIC = {"int", "long", "double", "decimal"}
-TRAIN = ("materialize the forecaster's training asset in Dagster (`./smart-shelf up`, then the "
-         "UI on SMART_SHELF_DAGSTER_PORT)")
+CUTOFF_RUNS = ("the cutoff runs in Dagster (`./smart-shelf up`, then a simulation that passes a "
+               "supplier cutoff with two weeks of daily features behind it: "
+               "`./smart-shelf simulate --days 15 --speed max`)")
+
+
+def contract_has(record: Record, *columns: str) -> bool:
+    """Whether the contract still has the columns a chart needs; says so when it does not."""
+    missing = sorted(set(columns) - set(record.field_names))
+    if missing:
+        st.warning(f"The {record.name} contract has no {', '.join(missing)} any more: this part "
+                   "of the page needs updating to its new columns.", icon=":material/warning:")
+    return not missing
 
 
 def registry(ctx: ui.Context) -> None:
@@ -20,61 +30,66 @@ def registry(ctx: ui.Context) -> None:
     with ui.needs_sources():
         models = queries.ml_models(ctx.settings)
         if models.empty:
-            st.info("Every trained version of the order forecaster will be listed here with "
-                    "its metrics, the active one as champion and the others as challengers, "
-                    f"once a model is trained: {TRAIN}.", icon=":material/model_training:")
+            st.info("Every trained version of the demand model will be listed here with its "
+                    "training window and metrics, the champion first and then the challengers, "
+                    f"once {CUTOFF_RUNS} trains one.", icon=":material/model_training:")
             return
-        models["role"] = models["is_active"].map({True: "champion", False: "challenger"})
-        champion = models[models["is_active"]]
-        if len(champion):
-            st.metric("Champion", f"{champion.iloc[0]['model_name']} "
-                                  f"{champion.iloc[0]['model_version']}")
-        st.dataframe(models.sort_values("trained_at", ascending=False), hide_index=True,
-                     width="stretch", key="models")
+        if contract_has(analytics.ML_MODEL, "status", "trained_at"):
+            champion = models[models["status"] == "champion"]
+            if len(champion):
+                st.metric("Champion", f"{champion.iloc[0]['model_name']} "
+                                      f"{champion.iloc[0]['model_version']}")
+            models = models.assign(champion=models["status"] == "champion").sort_values(
+                ["champion", "trained_at"], ascending=False).drop(columns="champion")
+        st.dataframe(models, hide_index=True, width="stretch", key="models")
 
 
 def backtest(ctx: ui.Context) -> None:
     st.subheader("Backtest against the baselines")
-    spec = queries.backtest_table()
-    if spec is None:
-        st.info("The backtest's metrics per model and baseline will be charted here once the "
-                "contracts define its table and `./smart-shelf backtest` has filled it.",
-                icon=":material/query_stats:")
-        return
     with ui.needs_sources():
-        results = queries.backtests(ctx.settings)
+        results = queries.ml_backtest(ctx.settings)
         if results.empty:
-            st.info(f"{spec.qualified_name} is empty: run `./smart-shelf backtest` to compare "
-                    "the model with its baselines.", icon=":material/query_stats:")
+            st.info("The model's and each baseline's metrics (WAPE, bias, MASE, pinball loss, "
+                    "coverage) will be charted here, overall and per cutoff, once "
+                    "`./smart-shelf backtest` has run on the stack's history.",
+                    icon=":material/query_stats:")
             return
-        label = next(f.name for f in spec.record.fields if f.type.kind == "string")
-        metrics = [f.name for f in spec.record.fields
-                   if f.type.kind in NUMERIC and f.name not in spec.record.key]
-        st.plotly_chart(figures.metric_bars(results, label, metrics), key="backtest")
-        st.dataframe(results, hide_index=True, width="stretch", key="backtest_table")
+        if not contract_has(analytics.ML_BACKTEST, "backtest_id", "ran_at", "method", "scope",
+                            "cutoff", "metric", "value"):
+            return
+        overall = data.backtest_overall(results)
+        metrics = [c for c in overall.columns if c != "method"]
+        st.plotly_chart(figures.metric_bars(overall, "method", metrics), key="backtest")
+        metric = st.selectbox("Per cutoff", metrics, key="backtest_metric")
+        by_cutoff = data.backtest_by_cutoff(results, metric)
+        st.plotly_chart(figures.lines(by_cutoff, "cutoff", {
+            m: m for m in by_cutoff.columns if m != "cutoff"}), key="backtest_cutoffs")
 
 
-def predicted_against_actual(ctx: ui.Context) -> None:
-    st.subheader("Predicted against actual orders")
-    p = analytics.ML_PREDICTION
+def forecast_against_sales(ctx: ui.Context) -> None:
+    st.subheader("Forecast against units sold, per shelf and cutoff")
     with ui.needs_sources():
         predictions = ui.of_store(queries.ml_predictions(ctx.settings), ctx)
         if predictions.empty:
-            st.info(f"Each cutoff's predicted batches per shelf ({', '.join(p.key)}) will be "
-                    "set against the batches the shelf turned out to need, once the forecaster "
-                    f"predicts at a cutoff: {TRAIN}.", icon=":material/timeline:")
+            st.info("Each cutoff's forecast per shelf (expected units over its protection "
+                    "interval, the 90 % quantile and the units ordered) will be set against the "
+                    f"units the shelf then sold, once {CUTOFF_RUNS} forecasts a cutoff.",
+                    icon=":material/timeline:")
+            return
+        if not contract_has(analytics.ML_PREDICTION, "shelf_id", "cutoff_ts", "interval_start",
+                            "interval_end", "forecast_mean", "q90", "order_units"):
             return
         shelf = st.selectbox("Shelf", sorted(predictions["shelf_id"].unique()), key="fc_shelf")
-        actual = queries.order_targets(ctx.settings)
-        joined = predictions[predictions["shelf_id"] == shelf].merge(
-            actual, on=["store_id", "shelf_id", "feature_date"], how="left")
-        st.plotly_chart(figures.predicted_against_actual(
-            joined.sort_values("cutoff_ts"), "cutoff_ts", "predicted_batches",
-            "batches_to_order"), key="predicted_actual")
+        mine = predictions[predictions["shelf_id"] == shelf].sort_values("cutoff_ts")
+        joined = data.sold_over_intervals(
+            mine, queries.daily_sales(ctx.settings, ctx.store_id, shelf))
+        st.plotly_chart(figures.lines(joined, "cutoff_ts", {
+            "forecast_mean": "forecast (mean)", "q90": "forecast (90 % quantile)",
+            "order_units": "ordered", "sold": "sold"}), key="forecast_sold")
 
 
 st.title("Forecasts")
 ctx = ui.context()
 registry(ctx)
 backtest(ctx)
-predicted_against_actual(ctx)
+forecast_against_sales(ctx)
