@@ -339,6 +339,114 @@ def report(
             typer.echo(line)
 
 
+@app.command()
+def backtest(
+    cutoffs: Annotated[Optional[int], typer.Option(
+        min=1, help="Backtest only the last N cutoffs of the history (default: every cutoff "
+                    "with two weeks of history before it and its interval ended).")] = None,
+    json_out: Annotated[Optional[Path], typer.Option(
+        "--json", metavar="PATH", help="Also write the per-method metrics as JSON here.")]
+        = None,
+) -> None:
+    """Backtest the demand forecast on the stack's own history: at every past supplier cutoff,
+    refit the XGBoost model on the days before it, forecast each shelf's protection interval,
+    and score it and every baseline (seasonal naive, 7- and 28-day moving averages, TSB, and
+    the simulator's oracle) against the true demand (units sold + lost, from the simulator's
+    ledger). Prints WAPE, bias, MASE, the 0.9 quantile's pinball loss and coverage, overall
+    and for slow movers; writes them to analytics.ml_backtest (Delta and Postgres) and draws
+    <home>/ml/backtest.png. Needs the daily features of the simulated days (Dagster computes
+    each day once it has ended)."""
+    from smart_shelf_platform.ml import backtest as bt
+    from smart_shelf_platform.ml.evaluation import evaluate, markdown
+    from smart_shelf_platform.ml.feature_store import MissingInput
+    from smart_shelf_platform.ml.intervals import schedule_from
+
+    settings = get_settings()
+    try:
+        result = evaluate(settings.delta_root, settings.postgres_dsn(), schedule_from(settings),
+                          settings.home / "ml", _progress, cutoffs)
+    except MissingInput as error:
+        raise StackError(str(error)) from None
+    if not len(result.rows):
+        raise StackError("no cutoff of the history can be backtested yet: it needs two weeks "
+                         "of daily features before a cutoff and the cutoff's interval ended "
+                         "(simulate more days with the stack up)")
+    overall = bt.summary(result.scores)
+    typer.echo(f"backtest {result.backtest_id}: {result.rows['cutoff'].nunique()} cutoffs, "
+               f"{int(overall.loc['model', 'rows']):,} shelf intervals per method")
+    typer.echo(markdown(overall))
+    slow = bt.summary(result.scores, "slow_movers")
+    if len(slow):
+        typer.echo(f"slow movers (under {bt.SLOW_MOVER_DAILY_UNITS:g} units a day):")
+        typer.echo(markdown(slow))
+    if {"seasonal_naive", "oracle", "model"} <= set(overall.index):
+        naive, oracle = overall.loc["seasonal_naive", "wape"], overall.loc["oracle", "wape"]
+        closed = (naive - overall.loc["model", "wape"]) / (naive - oracle) if naive > oracle \
+            else float("nan")
+        typer.echo(f"the model closes {closed:.0%} of the WAPE gap between seasonal naive and "
+                   f"the oracle")
+    if result.plot:
+        typer.echo(f"plot: {result.plot}")
+    if json_out:
+        json_out.write_text(overall.to_json(orient="index", indent=2))
+
+
+model_app = typer.Typer(
+    help="The demand model registry (analytics.ml_models): list the models, promote one to "
+         "champion, or roll the last promotion back.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("list")
+def model_list() -> None:
+    """One line per registered model: version, status, training window and rows, gate."""
+    import psycopg
+
+    from smart_shelf_platform.ml import registry
+
+    with psycopg.connect(get_settings().postgres_dsn()) as conn:
+        entries = registry.entries(conn)
+    if not entries:
+        typer.echo("no model registered yet (the cutoff runs train one at every cutoff)")
+    for e in entries:
+        gate = e.metrics.get("gate", {})
+        verdict = "gate passed" if gate.get("passed") else \
+            "gate failed: " + "; ".join(gate.get("reasons", ["not run"]))
+        typer.echo(f"{e.model_version:<20} {e.status:<10} trained to {e.train_until}  {verdict}")
+
+
+@model_app.command("promote")
+def model_promote(version: Annotated[str, typer.Argument(
+        help="Version to make the champion (see `smart-shelf model list`).")]) -> None:
+    """Make VERSION the champion by hand (the gate is the automatic path); the current champion
+    is retired. The next cutoff forecasts with it."""
+    import psycopg
+
+    from smart_shelf_platform.ml import registry
+
+    with psycopg.connect(get_settings().postgres_dsn()) as conn:
+        try:
+            entry = registry.promote(conn, version)
+        except registry.RegistryError as error:
+            raise StackError(str(error)) from None
+    typer.echo(f"champion: {entry.model_name} {entry.model_version}")
+
+
+@model_app.command("rollback")
+def model_rollback() -> None:
+    """Undo the last promotion: the champion before it serves again."""
+    import psycopg
+
+    from smart_shelf_platform.ml import registry
+
+    with psycopg.connect(get_settings().postgres_dsn()) as conn:
+        try:
+            entry = registry.rollback(conn)
+        except registry.RegistryError as error:
+            raise StackError(str(error)) from None
+    typer.echo(f"champion: {entry.model_name} {entry.model_version}")
+
+
 @app.command("generate-data")
 def generate_data(
     out: Annotated[Optional[Path], typer.Option(help="Output folder.")] = None,

@@ -8,6 +8,7 @@ and stopped at the end; set SMART_SHELF_TEST_KEEP_STACK=1 to leave it running be
 from __future__ import annotations
 
 import os
+import uuid
 
 import pytest
 
@@ -101,3 +102,42 @@ def query_ctx(settings, redis_conn, prefix, tmp_path):
     ctx = private_context(settings, redis_conn, prefix, tmp_path)
     yield ctx
     drop_topics(ctx)
+
+
+@pytest.fixture(scope="session")
+def pipeline(settings, spark, tmp_path_factory):
+    """Simulator -> Redis -> bridge -> Kafka -> every streaming query -> Delta, with a database,
+    topics, tables and clock of its own: the evening of 2026-01-01 and the next night (see
+    test_daily_features.PIPELINE_START), shared by the daily features' and forecasting's tests
+    (each run of the queries costs minutes). Yields (settings, simulation)."""
+    import redis
+
+    from producers.run import SimulateOptions, simulate
+    from smart_shelf_platform_tests.streaming_support import (
+        drop_redis_keys, drop_topics, private_context, run_to_end,
+    )
+    from smart_shelf_platform_tests.test_daily_features import (
+        PIPELINE_START, PIPELINE_UNTIL, drop_database, private_database,
+    )
+    from smart_shelf_platform_tests.test_streaming_e2e import ORDER, bridge_into
+
+    tmp = tmp_path_factory.mktemp("pipeline")
+    own = private_database(settings, sim_start=PIPELINE_START, data_dir=tmp / "data",
+                           delta_root_override=str(tmp / "delta"))
+    client = redis.Redis.from_url(own.redis_url)
+    clock_prefix, stream_prefix = (f"test-{uuid.uuid4().hex}:" for _ in range(2))
+    ctx = private_context(own, client, clock_prefix, tmp)
+    try:
+        sim = simulate(own, SimulateOptions(
+            until=PIPELINE_UNTIL, speed=None, effects=False, stream_prefix=stream_prefix,
+            clock_key_prefix=clock_prefix, clock_topic=ctx.topic("clock_ticks")),
+            progress=lambda _m: None)
+        bridge_into(ctx, own, stream_prefix)
+        for query in ORDER:
+            run_to_end(spark, ctx, query)
+        yield own, sim
+    finally:
+        drop_topics(ctx)
+        drop_redis_keys(client, clock_prefix, stream_prefix)
+        client.close()
+        drop_database(settings, own)
