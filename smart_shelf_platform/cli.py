@@ -343,7 +343,11 @@ def report(
 def backtest(
     cutoffs: Annotated[Optional[int], typer.Option(
         min=1, help="Backtest only the last N cutoffs of the history (default: every cutoff "
-                    "with two weeks of history before it and its interval ended).")] = None,
+                    "with --min-history-days before it and its interval ended).")] = None,
+    min_history_days: Annotated[int, typer.Option(
+        min=7, help="Days of history a cutoff needs before it to be backtested (the model "
+                    "learns from the days before its origin, the 28-day average from up to "
+                    "four weeks).")] = 14,
     json_out: Annotated[Optional[Path], typer.Option(
         "--json", metavar="PATH", help="Also write the per-method metrics as JSON here.")]
         = None,
@@ -364,13 +368,13 @@ def backtest(
     settings = get_settings()
     try:
         result = evaluate(settings.delta_root, settings.postgres_dsn(), schedule_from(settings),
-                          settings.home / "ml", _progress, cutoffs)
+                          settings.home / "ml", _progress, cutoffs, min_history_days)
     except MissingInput as error:
         raise StackError(str(error)) from None
     if not len(result.rows):
-        raise StackError("no cutoff of the history can be backtested yet: it needs two weeks "
-                         "of daily features before a cutoff and the cutoff's interval ended "
-                         "(simulate more days with the stack up)")
+        raise StackError(f"no cutoff of the history can be backtested yet: it needs "
+                         f"{min_history_days} days of daily features before a cutoff and the "
+                         f"cutoff's interval ended (simulate more days with the stack up)")
     overall = bt.summary(result.scores)
     typer.echo(f"backtest {result.backtest_id}: {result.rows['cutoff'].nunique()} cutoffs, "
                f"{int(overall.loc['model', 'rows']):,} shelf intervals per method")
@@ -478,7 +482,7 @@ def test(ctx: typer.Context) -> None:
     raise typer.Exit(code)
 
 
-BENCHMARKS = ("up", "bridge", "simulate", "stream")
+BENCHMARKS = ("up", "bridge", "simulate", "stream", "forecast")
 
 
 @app.command()
@@ -488,10 +492,13 @@ def bench(
              "'bridge' (Redis -> Kafka forwarding of synthetic events), 'simulate' (the store "
              "simulator at full speed through Redis and the bridge into Kafka), 'stream' (the "
              "Spark streaming application: throughput on a backlog, live latency, CPU, "
-             "memory).")] = "up",
+             "memory), 'forecast' (one cutoff's training set, model fit and forecast on the "
+             "stack's daily features, copied to --stores stores: wall time and peak memory).")]
+        = "up",
     events: Annotated[int, typer.Option(min=1000, help="Events for bridge/simulate.")] = 500_000,
     stores: Annotated[int, typer.Option(
-        min=1, max=99, help="stream: stores in the backlog.")] = 10,
+        min=1, max=99, help="stream: stores in the backlog; forecast: stores to copy the "
+                            "history to.")] = 10,
     hours: Annotated[float, typer.Option(
         min=0.5, help="stream: simulated hours in the backlog.")] = 24.0,
     live_minutes: Annotated[float, typer.Option(
@@ -508,6 +515,10 @@ def bench(
         from smart_shelf_platform.stack.bench import bench_up
 
         report = bench_up(settings, _progress)
+    elif what == "forecast":
+        from smart_shelf_platform.stack.bench_forecast import bench_forecast
+
+        report = bench_forecast(settings, _progress, stores=stores)
     elif what == "stream":
         from smart_shelf_platform.stack.bench_stream import bench_stream
 

@@ -36,12 +36,11 @@ METHODS = ("model", "seasonal_naive", "moving_average_7d", "moving_average_28d",
 BASELINES = ("seasonal_naive", "moving_average_7d", "moving_average_28d", "tsb")
 
 
-def backtest_windows(windows: Sequence[CutoffWindow], first_day: date,
-                     last_day: date) -> list[CutoffWindow]:
-    """The windows with enough history before them and their whole interval known."""
+def backtest_windows(windows: Sequence[CutoffWindow], first_day: date, last_day: date,
+                     min_days: int = MIN_TRAINING_DAYS) -> list[CutoffWindow]:
+    """The windows with `min_days` of history up to their origin and their interval known."""
     return [w for w in windows
-            if (w.origin - first_day).days + 1 >= MIN_TRAINING_DAYS
-            and w.interval_days[-1] <= last_day]
+            if (w.origin - first_day).days + 1 >= min_days and w.interval_days[-1] <= last_day]
 
 
 def run_backtest(panel: pd.DataFrame, promotions: pd.DataFrame, truth: pd.DataFrame,

@@ -29,7 +29,8 @@ DAY = timedelta(days=1)
 
 
 def history_windows(schedule: SupplierSchedule, panel: pd.DataFrame,
-                    before: datetime | None = None) -> list[CutoffWindow]:
+                    before: datetime | None = None,
+                    min_days: int = backtest.MIN_TRAINING_DAYS) -> list[CutoffWindow]:
     """Every cutoff window the panel can backtest (before `before`, when given)."""
     if panel.empty:
         return []
@@ -38,7 +39,7 @@ def history_windows(schedule: SupplierSchedule, panel: pd.DataFrame,
     end = datetime.combine(last + DAY, datetime.min.time(), tzinfo=timezone.utc)
     windows = [cutoff_window(schedule, c) for c in cutoffs_between(schedule, start, end)
                if before is None or c < before]
-    return backtest.backtest_windows(windows, first, last)
+    return backtest.backtest_windows(windows, first, last, min_days)
 
 
 def observed_truth(panel: pd.DataFrame) -> pd.DataFrame:
@@ -70,11 +71,12 @@ class Evaluation:
 
 
 def evaluate(delta_root: str, dsn: str, schedule: SupplierSchedule, out_dir: Path,
-             progress: Callable[[str], None] = print, max_cutoffs: int | None = None) -> Evaluation:
+             progress: Callable[[str], None] = print, max_cutoffs: int | None = None,
+             min_days: int = backtest.MIN_TRAINING_DAYS) -> Evaluation:
     panel = forecast_store.read_panel(delta_root)
     promotions = forecast_store.read_promotions(dsn)
     truth = forecast_store.read_truth(dsn)
-    windows = history_windows(schedule, panel)
+    windows = history_windows(schedule, panel, min_days=min_days)
     if max_cutoffs:
         windows = windows[-max_cutoffs:]
     progress(f"history: {panel['feature_date'].nunique() if len(panel) else 0} days, "
