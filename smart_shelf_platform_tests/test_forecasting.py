@@ -340,3 +340,20 @@ def test_cutoff_partitions_follow_the_configured_schedule_and_the_sensor_request
     assert cutoffs_to_request(cutoffs, "2026-01-04-12:00", at(date(2026, 1, 6), 11), hour) == [
         "2026-01-06-12:00"]
     assert cutoffs_to_request(cutoffs, "2026-01-06-12:00", at(date(2026, 1, 6), 11), hour) == []
+
+
+def test_production_schedules_run_the_features_after_midnight_and_each_cutoff_at_its_lead():
+    from smart_shelf_platform.defs.forecasting.sensors import cutoff_key_at, production_schedules
+    from smart_shelf_platform.defs.partitions import cutoff_partitions
+
+    cutoffs = cutoff_partitions(at(D0, 7))
+    schedules = {s.name: s for s in production_schedules(cutoffs, 60)}
+    assert set(schedules) == {"daily_features_schedule", "cutoff_training_job_schedule",
+                              "cutoff_forecast_job_schedule"}
+    training = schedules["cutoff_training_job_schedule"]
+    assert training.cron_schedule == "0 11 * * 0,2,4"  # an hour before Sun/Tue/Thu 12:00
+    daily = schedules["daily_features_schedule"]  # resolved against the daily partitions later
+    assert (daily.hour_of_day, daily.minute_of_hour) == (0, 30)
+    assert cutoff_key_at(cutoffs, at(date(2026, 1, 6), 11), 60) == "2026-01-06-12:00"
+    with pytest.raises(ValueError, match="before the cutoff's day"):
+        production_schedules(cutoff_partitions(at(D0, 7)), 13 * 60)

@@ -77,6 +77,13 @@ def simulated_cutoff_sensor(cutoffs: dg.TimeWindowPartitionsDefinition,
     return simulated_cutoff_forecasts
 
 
+def cutoff_key_at(cutoffs: dg.TimeWindowPartitionsDefinition, run_at: datetime,
+                  lead_minutes: int) -> str:
+    """The key of the cutoff a schedule tick at `run_at` prepares (the one `lead_minutes` on)."""
+    moment = run_at.astimezone(timezone.utc) + timedelta(minutes=lead_minutes)
+    return cutoff_at_or_after(cutoffs, moment).strftime(cutoffs.fmt)
+
+
 def production_schedules(cutoffs: dg.TimeWindowPartitionsDefinition,
                          lead_minutes: int) -> list[dg.ScheduleDefinition]:
     """Wall-clock schedules: the features of yesterday at 00:30, each cutoff's runs at the lead
@@ -88,16 +95,11 @@ def production_schedules(cutoffs: dg.TimeWindowPartitionsDefinition,
         raise ValueError(f"a lead of {lead_minutes} minutes reaches back before the cutoff's day")
     cron = f"{at % 60} {at // 60} * * {weekdays}"
 
-    def next_cutoff_key(context: dg.ScheduleEvaluationContext) -> str:
-        now = context.scheduled_execution_time.astimezone(timezone.utc)
-        return cutoffs.get_partition_key_for_timestamp((now + timedelta(
-            minutes=lead_minutes)).timestamp())
-
     schedules = [dg.build_schedule_from_partitioned_job(
         features_job(), name="daily_features_schedule", hour_of_day=0, minute_of_hour=30)]
     for job in (training, forecast):
         def evaluate(context: dg.ScheduleEvaluationContext, job=job):
-            key = next_cutoff_key(context)
+            key = cutoff_key_at(cutoffs, context.scheduled_execution_time, lead_minutes)
             return dg.RunRequest(run_key=f"{job.name}:{key}", partition_key=key)
 
         schedules.append(dg.ScheduleDefinition(
