@@ -13,7 +13,7 @@ import streamlit as st
 
 from dashboard import queries
 from dashboard.sources import SIMULATE, Unavailable
-from smart_shelf_platform.rules.expiry import parse_discount_ladder
+from smart_shelf_platform.rules.expiry import NEAR_EXPIRY_DAYS_STORE
 from smart_shelf_platform.settings import Settings, get_settings
 
 REFRESH_SECONDS = 5  # how often the live parts of a page redraw themselves
@@ -27,8 +27,9 @@ class Context:
 
     @property
     def near_days(self) -> int:
-        """Lots expiring within this many days are near expiry (the discount ladder's reach)."""
-        return max(parse_discount_ladder(self.settings.discount_ladder))
+        """A shelf lot expiring within this many days is near expiry, as the platform's
+        near-expiry alerts count it."""
+        return NEAR_EXPIRY_DAYS_STORE
 
 
 def banner(problem: Unavailable) -> None:
