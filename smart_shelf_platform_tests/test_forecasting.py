@@ -23,6 +23,7 @@ from smart_shelf_platform.ml.training_set import (
     FEATURE_COLUMNS, PROMOTION_COLUMNS, build_rows, missing_features, training_rows,
 )
 from smart_shelf_platform.rules.supplier import SupplierSchedule, order_up_to_units
+from smart_shelf_platform.settings import Settings
 
 UTC = timezone.utc
 DEFAULT = SupplierSchedule.parse("Sun,Tue,Thu", "12:00", "Mon,Wed,Fri", "08:00")
@@ -342,7 +343,11 @@ def test_cutoff_partitions_follow_the_configured_schedule_and_the_sensor_request
     assert cutoffs_to_request(cutoffs, "2026-01-06-12:00", at(date(2026, 1, 6), 11), hour) == []
 
 
-def test_production_schedules_run_the_features_after_midnight_and_each_cutoff_at_its_lead():
+def test_production_schedules_run_the_features_after_midnight_and_each_cutoff_at_its_lead(
+        monkeypatch):
+    import dagster as dg
+
+    from smart_shelf_platform.definitions import build_definitions
     from smart_shelf_platform.defs.forecasting.sensors import cutoff_key_at, production_schedules
     from smart_shelf_platform.defs.partitions import cutoff_partitions
 
@@ -352,8 +357,12 @@ def test_production_schedules_run_the_features_after_midnight_and_each_cutoff_at
                               "cutoff_forecast_job_schedule"}
     training = schedules["cutoff_training_job_schedule"]
     assert training.cron_schedule == "0 11 * * 0,2,4"  # an hour before Sun/Tue/Thu 12:00
-    daily = schedules["daily_features_schedule"]  # resolved against the daily partitions later
-    assert (daily.hour_of_day, daily.minute_of_hour) == (0, 30)
+    assert schedules["daily_features_schedule"].cron_schedule == "30 0 * * *"
     assert cutoff_key_at(cutoffs, at(date(2026, 1, 6), 11), 60) == "2026-01-06-12:00"
     with pytest.raises(ValueError, match="before the cutoff's day"):
         production_schedules(cutoff_partitions(at(D0, 7)), 13 * 60)
+    monkeypatch.setenv("SMART_SHELF_POSTGRES_WRITER_PASSWORD", "from-a-secret")
+    definitions = build_definitions(Settings(env="prod"))
+    dg.Definitions.validate_loadable(definitions)  # the schedules name jobs that exist
+    assert {s.name for s in definitions.get_repository_def().schedule_defs} == set(schedules)
+    assert not build_definitions(Settings()).get_repository_def().schedule_defs  # local: none

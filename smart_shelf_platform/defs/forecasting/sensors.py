@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
-from smart_shelf_platform.defs.analytics.sensors import features_job
+from smart_shelf_platform.defs.analytics.sensors import FEATURES_JOB
 from smart_shelf_platform.defs.forecasting.assets import (
     CHAMPION_KEY, FORECAST_JOB, PREDICTIONS_KEY, PREDICTIONS_LOG_KEY, REGISTRY_KEY,
     TRAINING_JOB, TRAINING_SET_KEY,
@@ -86,23 +86,27 @@ def cutoff_key_at(cutoffs: dg.TimeWindowPartitionsDefinition, run_at: datetime,
 
 def production_schedules(cutoffs: dg.TimeWindowPartitionsDefinition,
                          lead_minutes: int) -> list[dg.ScheduleDefinition]:
-    """Wall-clock schedules: the features of yesterday at 00:30, each cutoff's runs at the lead
-    before it (the cron of the cutoffs, moved back by the lead within the same day)."""
-    training, forecast = cutoff_jobs()
+    """Wall-clock schedules: yesterday's features at 00:30, each cutoff's runs at the lead
+    before it (the cron of the cutoffs, moved back by the lead within the same day). They name
+    the jobs the sensors define."""
     minute, hour, _, _, weekdays = cutoffs.cron_schedule.split()
     at = int(hour) * 60 + int(minute) - lead_minutes
     if at < 0:
         raise ValueError(f"a lead of {lead_minutes} minutes reaches back before the cutoff's day")
-    cron = f"{at % 60} {at // 60} * * {weekdays}"
 
-    schedules = [dg.build_schedule_from_partitioned_job(
-        features_job(), name="daily_features_schedule", hour_of_day=0, minute_of_hour=30)]
-    for job in (training, forecast):
-        def evaluate(context: dg.ScheduleEvaluationContext, job=job):
+    def features(context: dg.ScheduleEvaluationContext):
+        day = context.scheduled_execution_time.astimezone(timezone.utc).date() - timedelta(days=1)
+        return dg.RunRequest(run_key=f"{FEATURES_JOB}:{day}", partition_key=day.isoformat())
+
+    schedules = [dg.ScheduleDefinition(name="daily_features_schedule", cron_schedule="30 0 * * *",
+                                       job_name=FEATURES_JOB, execution_timezone="UTC",
+                                       execution_fn=features)]
+    for job_name in (TRAINING_JOB, FORECAST_JOB):
+        def cutoff(context: dg.ScheduleEvaluationContext, job_name=job_name):
             key = cutoff_key_at(cutoffs, context.scheduled_execution_time, lead_minutes)
-            return dg.RunRequest(run_key=f"{job.name}:{key}", partition_key=key)
+            return dg.RunRequest(run_key=f"{job_name}:{key}", partition_key=key)
 
         schedules.append(dg.ScheduleDefinition(
-            name=f"{job.name}_schedule", cron_schedule=cron, job=job, execution_timezone="UTC",
-            execution_fn=evaluate))
+            name=f"{job_name}_schedule", cron_schedule=f"{at % 60} {at // 60} * * {weekdays}",
+            job_name=job_name, execution_timezone="UTC", execution_fn=cutoff))
     return schedules
