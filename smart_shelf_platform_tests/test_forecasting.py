@@ -334,10 +334,13 @@ def test_cutoff_partitions_follow_the_configured_schedule_and_the_sensor_request
         "30 18 * * 1,6")
     cutoffs = cutoff_partitions(at(D0, 7))
     hour = timedelta(hours=1)
-    assert cutoffs_to_request(cutoffs, None, at(D0, 10), hour) == []
-    assert cutoffs_to_request(cutoffs, None, at(D0, 11), hour) == ["2026-01-01-12:00"]
+    # The first day's cutoff (Thu 01-01 12:00) has no complete day behind it: never requested.
+    assert cutoffs_to_request(cutoffs, None, at(D0, 11), hour) == []
+    assert cutoffs_to_request(cutoffs, None, at(date(2026, 1, 4), 10), hour) == []
+    assert cutoffs_to_request(cutoffs, None, at(date(2026, 1, 4), 11), hour) == [
+        "2026-01-04-12:00"]
     assert cutoffs_to_request(cutoffs, None, at(date(2026, 1, 6), 11), hour) == [
-        "2026-01-01-12:00", "2026-01-04-12:00", "2026-01-06-12:00"]
+        "2026-01-04-12:00", "2026-01-06-12:00"]
     assert cutoffs_to_request(cutoffs, "2026-01-04-12:00", at(date(2026, 1, 6), 11), hour) == [
         "2026-01-06-12:00"]
     assert cutoffs_to_request(cutoffs, "2026-01-06-12:00", at(date(2026, 1, 6), 11), hour) == []

@@ -185,6 +185,10 @@ def forecasting_assets(config: at_cutoff.ForecastConfig,
         dsn = smart_shelf.postgres_dsn()
         panel = forecast_store.read_panel(smart_shelf.delta_root)
         panel = panel.loc[panel["feature_date"] <= window.origin]
+        if not (panel["feature_date"] == window.origin).any():
+            raise dg.Failure(f"no daily features of {window.origin}, the last day before the "
+                             f"cutoff: materialize {FEATURES_DELTA_KEY.to_user_string()} for "
+                             f"it first")
         warning = None
         with psycopg.connect(dsn) as conn:
             current = registry.champion(conn, before_cutoff=key)

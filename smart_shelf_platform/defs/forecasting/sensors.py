@@ -39,10 +39,11 @@ def cutoff_jobs() -> list:
 def cutoffs_to_request(cutoffs: dg.TimeWindowPartitionsDefinition, last_requested: str | None,
                        sim_now: datetime, lead: timedelta,
                        limit: int = MAX_CUTOFFS_PER_EVALUATION) -> list[str]:
-    """Keys of the cutoffs after `last_requested` (from the first one when None) whose instant
-    minus `lead` is at or before `sim_now`, oldest first, at most `limit`."""
+    """Keys of the cutoffs after `last_requested` (from the first one after the simulation's
+    first day when None: a cutoff on that day has no complete day behind it) whose instant minus
+    `lead` is at or before `sim_now`, oldest first, at most `limit`."""
     after = (cutoffs.time_window_for_partition_key(last_requested).end if last_requested
-             else cutoffs.start)
+             else cutoffs.start + timedelta(days=1))
     tick, keys = cutoff_at_or_after(cutoffs, after), []
     while len(keys) < limit and tick - lead <= sim_now:
         keys.append(tick.strftime(cutoffs.fmt))
