@@ -165,3 +165,29 @@ def test_a_corrupt_champion_artifact_falls_back_with_the_file_named(history):
     warning = materialized(result)["delta/analytics/predictions"]["warning"].value
     assert champion.artifact_path in warning and "cannot be read" in warning
     assert set(predictions(history, SECOND)["method"]) == {METHOD_FALLBACK}
+
+
+def test_backtest_metrics_replace_their_run_in_delta_and_postgres(history):
+    from deltalake import DeltaTable
+
+    from smart_shelf_platform.contracts.catalogue import DELTA_TABLES_BY_PATH
+    from smart_shelf_platform.stack.delta_tables import table_uri
+
+    own, resource, _ = history
+    cutoff = datetime(2026, 1, 4, 12, tzinfo=UTC)
+    scores = pd.DataFrame({"method": ["model", "model", "seasonal_naive"],
+                           "scope": ["all", "all", "all"], "cutoff": [None, cutoff, None],
+                           "metric": ["wape", "wape", "wape"], "value": [0.3, 0.28, 0.41]})
+    ran_at = datetime.now(UTC)
+    for value in (0.3, 0.25):  # the second write of the same backtest replaces the first
+        scores.loc[0, "value"] = value
+        forecast_store.write_backtest(resource.delta_root, own.postgres_dsn(), scores, "bt1",
+                                      ran_at)
+    with psycopg.connect(own.postgres_dsn()) as conn:
+        rows = conn.execute("SELECT method, cutoff, value FROM analytics.ml_backtest "
+                            "WHERE backtest_id = 'bt1' ORDER BY 1, 2").fetchall()
+    assert rows == [("model", "2026-01-04-12:00", 0.28), ("model", "all", 0.25),
+                    ("seasonal_naive", "all", 0.41)]
+    delta = DeltaTable(table_uri(resource.delta_root,
+                                 DELTA_TABLES_BY_PATH["analytics/ml_backtest"])).to_pandas()
+    assert sorted(delta["value"]) == [0.25, 0.28, 0.41]

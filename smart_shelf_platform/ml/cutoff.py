@@ -1,6 +1,6 @@
 """What happens at one supplier cutoff, on DataFrames: the promotion gate, the forecast rows.
 
-The Dagster assets and the CLI call these; they hold no I/O of their own.
+The Dagster assets call these; they hold no I/O of their own.
 
 - `gate(challenger_summary, champion_metrics)`: the promotion rule: the challenger's backtest
   WAPE beats seasonal naive, both moving averages and the current champion's recorded WAPE.

@@ -16,17 +16,23 @@ from datetime import datetime, timezone
 import pandas as pd
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
 
-from smart_shelf_platform.contracts.analytics import ML_BACKTEST, ML_PREDICTION
-from smart_shelf_platform.contracts.catalogue import DELTA_TABLES_BY_PATH
+from smart_shelf_platform.contracts.analytics import ML_PREDICTION
+from smart_shelf_platform.contracts.catalogue import (
+    DELTA_TABLES_BY_PATH, POSTGRES_TABLES_BY_NAME, PostgresTable,
+)
+from smart_shelf_platform.contracts.catalogue import DeltaTable as DeltaTableSpec
 from smart_shelf_platform.ml.feature_store import FEATURES_DELTA, MissingInput, read_delta
 from smart_shelf_platform.ml.training_set import PANEL_COLUMNS, PROMOTION_COLUMNS
 from smart_shelf_platform.rules.supplier import ShelfLife
 from smart_shelf_platform.stack.delta_tables import table_uri
 
 PREDICTIONS_DELTA = DELTA_TABLES_BY_PATH["analytics/predictions"]
+PREDICTIONS_POSTGRES = POSTGRES_TABLES_BY_NAME["analytics.ml_predictions_log"]
 BACKTEST_DELTA = DELTA_TABLES_BY_PATH["analytics/ml_backtest"]
+BACKTEST_POSTGRES = POSTGRES_TABLES_BY_NAME["analytics.ml_backtest"]
 FLOAT_COLUMNS = ("item_price", "discount")
 
 
@@ -93,30 +99,36 @@ def _arrow(frame: pd.DataFrame, record) -> pa.Table:
                                 preserve_index=False)
 
 
-def write_predictions(delta_root: str, dsn: str, rows: pd.DataFrame, cutoff: datetime) -> int:
-    """Replace the cutoff's predictions in Delta and Postgres; returns the Delta version."""
-    if set(rows["cutoff_ts"]) - {cutoff}:
-        raise ValueError(f"rows of other cutoffs than {cutoff.isoformat()}")
-    uri = table_uri(delta_root, PREDICTIONS_DELTA)
+def _replace(delta_root: str, dsn: str, spec: DeltaTableSpec, twin: PostgresTable,
+             frame: pd.DataFrame, delta_predicate: str, postgres_where: str,
+             params: tuple) -> int:
+    """The rows a predicate selects, replaced by `frame` in the Delta table (one overwrite:
+    readers see the old rows or the new) and in its Postgres twin (one transaction); returns
+    the Delta version."""
+    uri = table_uri(delta_root, spec)
     if not DeltaTable.is_deltatable(uri):
-        raise MissingInput(f"Delta table {PREDICTIONS_DELTA.path} is missing at {uri}")
-    stamp = cutoff.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-    write_deltalake(uri, _arrow(rows, ML_PREDICTION), mode="overwrite",
-                    predicate=f"cutoff_date = '{cutoff.date().isoformat()}' AND "
-                              f"cutoff_ts = '{stamp}'")
-    columns = ML_PREDICTION.field_names
+        raise MissingInput(f"Delta table {spec.path} is missing at {uri}")
+    write_deltalake(uri, _arrow(frame, spec.record), mode="overwrite", predicate=delta_predicate)
+    table, columns = twin.qualified_name, twin.record.field_names
     with psycopg.connect(dsn) as conn, conn.transaction():
-        conn.execute("DELETE FROM analytics.ml_predictions_log WHERE cutoff_ts = %s", (cutoff,))
-        with conn.cursor().copy(f"COPY analytics.ml_predictions_log ({', '.join(columns)}) "
-                                f"FROM STDIN") as copy:
-            for row in rows[columns].itertuples(index=False):
+        conn.execute(f"DELETE FROM {table} WHERE {postgres_where}", params)
+        with conn.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in frame[columns].itertuples(index=False):
                 copy.write_row([None if pd.isna(v) else v for v in row])
     return DeltaTable(uri).version()
 
 
-def read_predictions(delta_root: str, cutoff: datetime) -> pd.DataFrame:
-    import pyarrow.compute as pc
+def write_predictions(delta_root: str, dsn: str, rows: pd.DataFrame, cutoff: datetime) -> int:
+    """Replace the cutoff's predictions in Delta and Postgres; returns the Delta version."""
+    if set(rows["cutoff_ts"]) - {cutoff}:
+        raise ValueError(f"rows of other cutoffs than {cutoff.isoformat()}")
+    stamp = cutoff.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return _replace(delta_root, dsn, PREDICTIONS_DELTA, PREDICTIONS_POSTGRES, rows,
+                    f"cutoff_date = '{cutoff.date().isoformat()}' AND cutoff_ts = '{stamp}'",
+                    "cutoff_ts = %s", (cutoff,))
 
+
+def read_predictions(delta_root: str, cutoff: datetime) -> pd.DataFrame:
     table = read_delta(delta_root, PREDICTIONS_DELTA.path, ML_PREDICTION.field_names,
                        pc.field("cutoff_date") == pa.scalar(cutoff.date(), pa.date32()))
     frame = table.to_pandas()
@@ -126,20 +138,9 @@ def read_predictions(delta_root: str, cutoff: datetime) -> pd.DataFrame:
 def write_backtest(delta_root: str, dsn: str, scores: pd.DataFrame, backtest_id: str,
                    ran_at: datetime) -> int:
     """Replace the metrics of `backtest_id` in Delta and Postgres; `scores` as
-    `backtest.score` returns them."""
+    `backtest.score` returns them. Returns the Delta version."""
     frame = scores.assign(backtest_id=backtest_id, ran_at=ran_at)
     frame["cutoff"] = [("all" if pd.isna(c) else pd.Timestamp(c).strftime("%Y-%m-%d-%H:%M"))
                        for c in frame["cutoff"]]
-    uri = table_uri(delta_root, BACKTEST_DELTA)
-    if not DeltaTable.is_deltatable(uri):
-        raise MissingInput(f"Delta table {BACKTEST_DELTA.path} is missing at {uri}")
-    write_deltalake(uri, _arrow(frame, ML_BACKTEST), mode="overwrite",
-                    predicate=f"backtest_id = '{backtest_id}'")
-    columns = ML_BACKTEST.field_names
-    with psycopg.connect(dsn) as conn, conn.transaction():
-        conn.execute("DELETE FROM analytics.ml_backtest WHERE backtest_id = %s", (backtest_id,))
-        with conn.cursor().copy(f"COPY analytics.ml_backtest ({', '.join(columns)}) "
-                                f"FROM STDIN") as copy:
-            for row in frame[columns].itertuples(index=False):
-                copy.write_row([None if pd.isna(v) else v for v in row])
-    return len(frame)
+    return _replace(delta_root, dsn, BACKTEST_DELTA, BACKTEST_POSTGRES, frame,
+                    f"backtest_id = '{backtest_id}'", "backtest_id = %s", (backtest_id,))
