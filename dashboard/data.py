@@ -23,6 +23,9 @@ OPEN_ALERT = ("open", "acknowledged")
 IN_FLIGHT = ("pending", "issued")
 
 
+SCOPE = ("shelf_id", "item_subcategory", "item_category")  # most specific first
+
+
 def policy_thresholds(shelves: pd.DataFrame, policies: pd.DataFrame) -> pd.DataFrame:
     """`threshold_pct` and `min_qty` of each shelf (store_id, shelf_id, item_category,
     item_subcategory) from the most specific active policy (shelf > subcategory > category >
@@ -30,19 +33,29 @@ def policy_thresholds(shelves: pd.DataFrame, policies: pd.DataFrame) -> pd.DataF
     out = shelves.copy()
     out["threshold_pct"] = DEFAULT_THRESHOLD_PCT
     out["min_qty"] = DEFAULT_MIN_QTY
-    if policies.empty:
+    active = policies[policies["active"]]
+    if active.empty:
         return out
-    active = policies[policies["active"]].copy()
-    active["specificity"] = np.select(
-        [active[c].notna() for c in ("shelf_id", "item_subcategory", "item_category")],
-        [3, 2, 1], 0)
-    for _, policy in active.sort_values("specificity").iterrows():
-        match = out["store_id"] == policy["store_id"]
-        for column in ("shelf_id", "item_category", "item_subcategory"):
-            if pd.notna(policy[column]):
-                match &= out[column] == policy[column]
-        out.loc[match, "threshold_pct"] = float(policy["threshold_pct"])
-        out.loc[match, "min_qty"] = int(policy["min_qty"])
+    active = active.assign(specificity=np.select(
+        [active[c].notna() for c in SCOPE], [3, 2, 1], 0))
+    base = out[["store_id", *SCOPE]].reset_index()
+    matches = []
+    for level, column in zip((3, 2, 1, 0), (*SCOPE, None)):
+        rules = active[active["specificity"] == level]
+        if rules.empty:
+            continue
+        joined = base.merge(rules, on=["store_id", *([column] if column else [])],
+                            suffixes=("", "_policy"))
+        for other in SCOPE:  # the policy's other scope columns must match where it sets them
+            if other != column:
+                wanted = joined[f"{other}_policy"]
+                joined = joined[wanted.isna() | (wanted == joined[other])]
+        matches.append(joined[["index", "specificity", "threshold_pct", "min_qty"]])
+    if matches:
+        best = (pd.concat(matches).sort_values("specificity")
+                .drop_duplicates("index", keep="last").set_index("index"))
+        out.loc[best.index, "threshold_pct"] = best["threshold_pct"].astype(float)
+        out.loc[best.index, "min_qty"] = best["min_qty"].astype(int)
     return out
 
 

@@ -134,3 +134,19 @@ def test_units_sold_over_each_forecast_interval_wait_for_the_whole_interval():
                           "sales_qty": [1, 2, 3, 4, 5]})
     sold = data.sold_over_intervals(predictions, sales)["sold"]
     assert sold[0] == 5 and pd.isna(sold[1])  # the second interval ends after the last day
+
+
+def test_the_most_specific_active_policy_sets_a_shelfs_threshold():
+    shelves = pd.DataFrame({"store_id": "S001", "shelf_id": ["A", "B", "C", "D"],
+                            "item_category": ["MEAT", "MEAT", "MEAT", "FISH"],
+                            "item_subcategory": ["Beef", "Pork", "Pork", "Fresh"]})
+    policies = pd.DataFrame({
+        "store_id": "S001",
+        "shelf_id": [None, None, None, "C", None],
+        "item_category": [None, "MEAT", "MEAT", None, "FISH"],
+        "item_subcategory": [None, None, "Pork", None, None],
+        "threshold_pct": [30.0, 35.0, 40.0, 50.0, 99.0], "min_qty": [1, 2, 3, 4, 5],
+        "active": [True, True, True, True, False]})
+    view = data.policy_thresholds(shelves, policies).set_index("shelf_id")
+    assert view["threshold_pct"].to_dict() == {"A": 35.0, "B": 40.0, "C": 50.0, "D": 30.0}
+    assert view["min_qty"].to_dict() == {"A": 2, "B": 3, "C": 4, "D": 1}
