@@ -75,7 +75,8 @@ class Ledger:
                 (world.store_id, shelf_id, batch, units, sim_time)
                 for (shelf_id, batch), units in sorted(_cart_lots(world).items())])
             cur.executemany(_upsert_sql("sim.ledger_daily_sales"), [
-                (world.store_id, shelf_id, day, d.sold, d.lost_units, d.lost_attempts, sim_time)
+                (world.store_id, shelf_id, day, d.sold, d.lost_units, d.lost_attempts, sim_time,
+                 d.lost_units_wh_empty)
                 for (shelf_id, day), d in sorted(
                     (k, world.daily[k]) for k in world.dirty_daily)])
             cur.executemany(_upsert_sql("sim.ledger_daily_waste"), [

@@ -144,11 +144,12 @@ def _counts(frame: pd.DataFrame, column: str, stores: Sequence[str],
 
 
 def sales_kpis(sales: pd.DataFrame, window: Window, stores: Sequence[str]) -> pd.DataFrame:
-    """units_sold and lost_units per store, from the ledger's daily sales (store_id, shelf_id,
-    sale_date, sold_units, lost_units)."""
+    """units_sold, lost_units and lost_units_wh_empty per store, from the ledger's daily sales
+    (store_id, shelf_id, sale_date, sold_units, lost_units, lost_units_wh_empty)."""
     days = on_days(sales, "sale_date", window)
     return pd.DataFrame({"units_sold": _per_store(days, "sold_units", stores),
-                         "lost_units": _per_store(days, "lost_units", stores)})
+                         "lost_units": _per_store(days, "lost_units", stores),
+                         "lost_units_wh_empty": _per_store(days, "lost_units_wh_empty", stores)})
 
 
 def ledger_waste(waste: pd.DataFrame, window: Window) -> pd.DataFrame:
@@ -274,6 +275,7 @@ class Kpis:
 
     units_sold: int = 0
     lost_units: int = 0
+    lost_units_wh_empty: int = 0  # of lost_units: the warehouse was empty too
     waste_shelf_units: int = 0
     waste_warehouse_units: int = 0
     waste_value: float | None = None
@@ -314,7 +316,9 @@ class Kpis:
         values = asdict(self)
         return {
             "units_sold": self.units_sold,
-            "lost_sales": {"units": self.lost_units, "pct_of_demand": _round(self.lost_pct)},
+            "lost_sales": {"units": self.lost_units, "pct_of_demand": _round(self.lost_pct),
+                           "warehouse_empty_units": self.lost_units_wh_empty,
+                           "warehouse_stocked_units": self.lost_units - self.lost_units_wh_empty},
             "waste": {"shelf_units": self.waste_shelf_units,
                       "warehouse_units": self.waste_warehouse_units,
                       "units": self.waste_units, "value": self.waste_value},
@@ -349,7 +353,8 @@ def total(stores: Iterable[Kpis]) -> Kpis:
     chain's stock over the chain's sales), percentages are recomputed."""
     stores = list(stores)
     out = Kpis()
-    for name in ("units_sold", "lost_units", "waste_shelf_units", "waste_warehouse_units",
+    for name in ("units_sold", "lost_units", "lost_units_wh_empty", "waste_shelf_units",
+                 "waste_warehouse_units",
                  "orders_placed", "units_ordered", "orders_delivered", "units_delivered",
                  "average_daily_sold"):
         setattr(out, name, sum(getattr(k, name) for k in stores))
@@ -376,7 +381,8 @@ class ReportInputs:
     window: Window
     sim_start: datetime
     positions: dict[str, datetime]  # store -> the ledger's sim_time
-    sales: pd.DataFrame  # store_id, shelf_id, sale_date, sold_units, lost_units
+    sales: pd.DataFrame  # store_id, shelf_id, sale_date, sold_units, lost_units,
+    # lost_units_wh_empty
     # store_id, shelf_id, waste_date, shelf_units, warehouse_units; None: no ledger waste table
     waste: pd.DataFrame | None
     prices: pd.DataFrame | None  # store_id, shelf_id, item_price; None: no catalogue
@@ -418,6 +424,9 @@ class Report:
         row("units sold", (k.units_sold for k in kpis))
         row("lost sales, units", (k.lost_units for k in kpis))
         row("lost sales, % of demand", (_pct(k.lost_pct) for k in kpis))
+        row("lost sales, warehouse empty, units", (k.lost_units_wh_empty for k in kpis))
+        row("lost sales, warehouse stocked, units",
+            (k.lost_units - k.lost_units_wh_empty for k in kpis))
         row("waste on shelves, units", (k.waste_shelf_units for k in kpis))
         row("waste in the warehouse, units", (k.waste_warehouse_units for k in kpis))
         row("waste value (list price)", (k.waste_value for k in kpis))
@@ -503,6 +512,7 @@ def compute_report(inputs: ReportInputs) -> Report:
         per_store[store] = Kpis(
             units_sold=sold,
             lost_units=int(sales.at[store, "lost_units"]),
+            lost_units_wh_empty=int(sales.at[store, "lost_units_wh_empty"]),
             waste_shelf_units=int(wasted.at[store, "waste_shelf_units"]),
             waste_warehouse_units=int(wasted.at[store, "waste_warehouse_units"]),
             waste_value=_money(wasted.at[store, "waste_value"]),
@@ -558,10 +568,11 @@ def read_ledger(conn: psycopg.Connection, stores: list[str] | None, sim_start: d
             def frame(query: str, columns: list[str], *params) -> pd.DataFrame:
                 return pd.DataFrame(conn.execute(query, params).fetchall(), columns=columns)
 
-            sales = frame("SELECT store_id, shelf_id, sale_date, sold_units, lost_units "
-                          "FROM sim.ledger_daily_sales WHERE store_id = ANY(%s) "
-                          "AND sale_date BETWEEN %s AND %s",
-                          ["store_id", "shelf_id", "sale_date", "sold_units", "lost_units"],
+            sales = frame("SELECT store_id, shelf_id, sale_date, sold_units, lost_units, "
+                          "lost_units_wh_empty FROM sim.ledger_daily_sales "
+                          "WHERE store_id = ANY(%s) AND sale_date BETWEEN %s AND %s",
+                          ["store_id", "shelf_id", "sale_date", "sold_units", "lost_units",
+                           "lost_units_wh_empty"],
                           selected, window.first, window.last)
             (has_waste,) = conn.execute(
                 "SELECT to_regclass('sim.ledger_daily_waste') IS NOT NULL").fetchone()

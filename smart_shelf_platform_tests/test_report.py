@@ -34,7 +34,7 @@ def frame(columns: str, *rows) -> pd.DataFrame:
 
 
 def sales(*rows) -> pd.DataFrame:
-    return frame("store_id shelf_id sale_date sold_units lost_units", *rows)
+    return frame("store_id shelf_id sale_date sold_units lost_units lost_units_wh_empty", *rows)
 
 
 def shelf_events(*rows) -> pd.DataFrame:
@@ -80,12 +80,13 @@ def test_simulated_days_count_partial_first_and_last_days_by_the_hours_simulated
 
 
 def test_sales_and_lost_sales_sum_the_window_s_days_per_store():
-    kpis = sales_kpis(sales(("S001", "SH1", date(2026, 1, 1), 10, 2),
-                            ("S001", "SH2", date(2026, 1, 7), 5, 3),
-                            ("S001", "SH1", date(2026, 1, 8), 100, 100),  # after the window
-                            ("S002", "SH1", date(2026, 1, 2), 4, 0)), WEEK, STORES)
-    assert kpis.to_dict("index") == {"S001": {"units_sold": 15, "lost_units": 5},
-                                     "S002": {"units_sold": 4, "lost_units": 0}}
+    kpis = sales_kpis(sales(("S001", "SH1", date(2026, 1, 1), 10, 2, 0),
+                            ("S001", "SH2", date(2026, 1, 7), 5, 3, 2),
+                            ("S001", "SH1", date(2026, 1, 8), 100, 100, 100),  # after it
+                            ("S002", "SH1", date(2026, 1, 2), 4, 0, 0)), WEEK, STORES)
+    assert kpis.to_dict("index") == {
+        "S001": {"units_sold": 15, "lost_units": 5, "lost_units_wh_empty": 2},
+        "S002": {"units_sold": 4, "lost_units": 0, "lost_units_wh_empty": 0}}
     assert sales_kpis(sales(), WEEK, STORES)["lost_units"].tolist() == [0, 0]
 
 
@@ -201,8 +202,8 @@ def inputs(**changes) -> ReportInputs:
     values = dict(
         stores=["S001"], window=Window(date(2026, 1, 1), date(2026, 1, 2)), sim_start=START,
         positions={"S001": datetime(2026, 1, 2, 19, 0, tzinfo=timezone.utc)},  # 1.5 days
-        sales=sales(("S001", "SH1", date(2026, 1, 1), 20, 5),
-                    ("S001", "SH1", date(2026, 1, 2), 10, 0)),
+        sales=sales(("S001", "SH1", date(2026, 1, 1), 20, 5, 3),
+                    ("S001", "SH1", date(2026, 1, 2), 10, 0, 0)),
         waste=None, prices=frame("store_id shelf_id item_price", ("S001", "SH1", 2.5)),
         shelf_events=shelf_events(
             ("S001", "SH1", "pickup", "customer", 10, at("2026-01-02 09:00")),
@@ -241,7 +242,7 @@ def test_the_report_puts_every_kpi_of_a_store_together():
 
 
 def test_the_total_adds_stores_up_and_recomputes_the_ratios():
-    a = Kpis(units_sold=90, lost_units=10, waste_value=1.5, average_stock_units=100.0,
+    a = Kpis(units_sold=90, lost_units=10, lost_units_wh_empty=4, waste_value=1.5, average_stock_units=100.0,
              average_daily_sold=10.0, simulated_days=7.0, restock_plans={"completed": 2},
              alerts_by_type={"refill_request": 1})
     b = Kpis(units_sold=10, lost_units=90, waste_value=None, average_stock_units=200.0,
@@ -250,6 +251,7 @@ def test_the_total_adds_stores_up_and_recomputes_the_ratios():
              alerts_by_type={"refill_request": 2})
     chain = total([a, b])
     assert (chain.units_sold, chain.lost_units, chain.lost_pct) == (100, 100, 50.0)
+    assert chain.lost_units_wh_empty == 4
     assert chain.waste_value == 1.5
     assert chain.stock_cover_days == 10.0  # 300 units over 30 a day
     assert chain.restock_plans == {"completed": 3, "pending": 1}
@@ -264,6 +266,8 @@ def test_the_table_has_a_column_per_store_and_the_json_the_same_figures():
     rows = {label: values for label, *values in (re.split(r"\s{2,}", line) for line in lines[2:])}
     assert rows["lost sales, units"] == ["5", "5"]
     assert rows["lost sales, % of demand"] == ["14.29%", "14.29%"]
+    assert rows["lost sales, warehouse empty, units"] == ["3", "3"]
+    assert rows["lost sales, warehouse stocked, units"] == ["2", "2"]
     assert rows["average stock cover, days"] == ["1.32", "1.32"]
     assert rows["alerts by type: refill_request"] == ["1", "1"]
     assert rows["restock time, minutes: median"] == ["5.00", "5.00"]
@@ -272,7 +276,8 @@ def test_the_table_has_a_column_per_store_and_the_json_the_same_figures():
     assert as_json["window"] == {"from": "2026-01-01", "to": "2026-01-02"}
     store = as_json["stores"]["S001"]
     assert store == as_json["total"]
-    assert store["lost_sales"] == {"units": 5, "pct_of_demand": 14.29}
+    assert store["lost_sales"] == {"units": 5, "pct_of_demand": 14.29,
+                                   "warehouse_empty_units": 3, "warehouse_stocked_units": 2}
     assert store["waste"] == {"shelf_units": 2, "warehouse_units": 1, "units": 3, "value": 7.5}
     assert store["stock_cover"]["days"] == 1.32 and store["alerts"]["total"] == 1
     assert store["restock_time_minutes"] == {"p50": 5.0, "p95": 5.0, "plans": 1}

@@ -90,6 +90,9 @@ def test_stock_is_conserved_and_never_negative_without_refills(files):
     sim = Simulation(files, ["S001"], HashSink(), SimulationSettings(start=START))
     world = sim.worlds[0]
     initial = sum(lots.total for lots in world.shelves.values())
+    # The most visible product's warehouse is emptied: its losses are the supplier's.
+    popular = max(world.products.values(), key=lambda p: p.visibility).shelf_id
+    world.warehouse[popular] = type(world.warehouse[popular])()
     # Three days without refills: shelves empty out and sales get lost.
     sim.run_until(START + timedelta(days=3))
     sold = sum(d.sold for d in world.daily.values())
@@ -100,6 +103,11 @@ def test_stock_is_conserved_and_never_negative_without_refills(files):
     assert all(lots.total == sum(l.quantity for l in lots.by_code.values())
                for lots in world.shelves.values())
     assert sum(d.lost_units for d in world.daily.values()) > 0
+    # Without the platform nothing leaves the warehouse: a loss is "warehouse empty" exactly
+    # where the product's warehouse holds nothing (the emptied one), and both kinds occur.
+    causes = {(world.warehouse[shelf].total == 0, d.lost_units_wh_empty == d.lost_units,
+               d.lost_units_wh_empty == 0) for (shelf, _), d in world.daily.items() if d.lost_units}
+    assert causes == {(True, True, False), (False, False, True)}
 
 
 def test_receipts_price_with_the_combined_discount_and_carry_batches(files):

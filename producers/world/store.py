@@ -99,6 +99,10 @@ class DailyLedger:
     sold: int = 0
     lost_units: int = 0
     lost_attempts: int = 0
+    # Of lost_units, those lost while the product's warehouse held none and none was on its
+    # way to the shelf: only a supplier order could have saved them (the rest waited for a
+    # restock the warehouse could have given).
+    lost_units_wh_empty: int = 0
 
 
 @dataclass
@@ -223,6 +227,8 @@ class StoreWorld:
             ledger = self._daily(shelf_id, day)
             ledger.lost_units += wanted - units
             ledger.lost_attempts += 1
+            if self.warehouse[shelf_id].total == 0 and not self._in_transit_to(shelf_id):
+                ledger.lost_units_wh_empty += wanted - units
         if units == 0:
             return
         cart = customer.cart.setdefault(shelf_id, [])
@@ -269,6 +275,10 @@ class StoreWorld:
         if not held:
             del customer.cart[shelf_id]
         self._emit_shelf_pair("putback", shelf_id, units, at, customer_id=customer.customer_id)
+
+    def _in_transit_to(self, shelf_id: str) -> bool:
+        """Units picked from the warehouse for this shelf that have not reached it yet."""
+        return any(units > 0 for (shelf, _), units in self.in_transit.items() if shelf == shelf_id)
 
     def room(self, shelf_id: str) -> int:
         """Units the shelf can still take before it is at its capacity."""

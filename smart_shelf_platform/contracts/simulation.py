@@ -36,7 +36,9 @@ LEDGER_SALES = Record(
     "ledger_daily_sales",
     (STORE_ID, SHELF_ID, F("sale_date", DATE), F("sold_units", INT),
      F("lost_units", INT, description="wanted but the shelf was empty"),
-     F("lost_attempts", INT), UPDATED_AT),
+     F("lost_attempts", INT), UPDATED_AT,
+     F("lost_units_wh_empty", INT, description="of lost_units, lost while the warehouse held "
+                                               "none and none was on its way to the shelf")),
     key=("store_id", "shelf_id", "sale_date"),
     description="Units sold and sales lost to empty shelves, per shelf and simulated day.",
 )
