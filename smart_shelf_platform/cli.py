@@ -319,7 +319,8 @@ def report(
         "--json", help="Print the report as JSON instead of a table.")] = False,
 ) -> None:
     """Print the KPIs of the simulated days, per store and in total: units sold; lost sales
-    (units shoppers wanted from an empty shelf, in units and as % of demand = sold + lost);
+    (units shoppers wanted from an empty shelf, in units and as % of demand = sold + lost, and
+    split by whether the warehouse was empty too or still had units);
     waste (expired units removed from shelves and from the warehouse, and their value at list
     price; from the ledger's sim.ledger_daily_waste, else the platform's removal events);
     supplier orders placed at a cutoff in the window and delivered in it, with their units;
