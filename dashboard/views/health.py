@@ -32,6 +32,13 @@ def batch_summary(metrics: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def enabled(flag: bool, component: str) -> bool:
+    """Whether the stack runs this component; says so when it does not."""
+    if not flag:
+        st.caption(f"Not part of this stack (SMART_SHELF_{component}_ENABLED=false).")
+    return flag
+
+
 @st.fragment(run_every=ui.REFRESH_SECONDS)
 def live_health() -> None:
     s = ui.context().settings
@@ -59,16 +66,19 @@ def live_health() -> None:
         else:
             st.plotly_chart(figures.dead_letters_over_time(dead), key="dead_letters")
     st.subheader("Kafka Connect")
-    with ui.needs_sources():
-        st.dataframe(queries.connectors(s), hide_index=True, width="stretch", key="connectors")
+    if enabled(s.connect_enabled, "CONNECT"):
+        with ui.needs_sources():
+            st.dataframe(queries.connectors(s), hide_index=True, width="stretch",
+                         key="connectors")
     st.subheader("Dagster")
-    with ui.needs_sources():
-        runs, sensors = queries.dagster(s)
-        left, right = st.columns(2)
-        left.caption("Last runs")
-        left.dataframe(runs, hide_index=True, width="stretch", key="runs")
-        right.caption("Sensors' last ticks")
-        right.dataframe(sensors, hide_index=True, width="stretch", key="sensors")
+    if enabled(s.dagster_enabled, "DAGSTER"):
+        with ui.needs_sources():
+            runs, sensors = queries.dagster(s)
+            left, right = st.columns(2)
+            left.caption("Last runs")
+            left.dataframe(runs, hide_index=True, width="stretch", key="runs")
+            right.caption("Sensors' last ticks")
+            right.dataframe(sensors, hide_index=True, width="stretch", key="sensors")
     st.subheader("Delta tables")
     fresh = queries.delta_freshness(s)
     fresh["age_s"] = (pd.Timestamp.now(tz="UTC") - pd.to_datetime(fresh["last commit"],
