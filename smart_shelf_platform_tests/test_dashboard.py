@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from smart_shelf_platform.clock import iso_utc
 from smart_shelf_platform.settings import REPO_ROOT
-from smart_shelf_platform.stack.lifecycle import status
+from smart_shelf_platform.stack.lifecycle import reference_files, status
 from smart_shelf_platform_tests.dashboard_support import (
     CHROMIUM, SIMULATED, app_env, dashboard_run, screenshot_dir,
 )
@@ -24,13 +24,14 @@ from smart_shelf_platform_tests.streaming_support import produce
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 APP = str(REPO_ROOT / "dashboard" / "app.py")
-PAGES = {  # page file -> its title and a header it must show
-    "views/store_map.py": ("Store map", None),
-    "views/alerts.py": ("Alerts", None),
-    "views/stock.py": ("Stock and lots", "Shelves, at risk first"),
-    "views/replenishment.py": ("Replenishment", "Restock plans in flight"),
-    "views/forecasts.py": ("Forecasts", "Model registry"),
-    "views/health.py": ("Platform health", "Delta tables"),
+PAGES = {  # page file -> its title, a header it must show, its filters
+    "views/store_map.py": ("Store map", None, ()),
+    "views/alerts.py": ("Alerts", None, ("alert_types", "alert_statuses", "alert_categories")),
+    "views/stock.py": ("Stock and lots", "Shelves, at risk first",
+                       ("stock_categories", "stock_subcategories", "stock_shelves")),
+    "views/replenishment.py": ("Replenishment", "Restock plans in flight", ()),
+    "views/forecasts.py": ("Forecasts", "Model registry", ()),
+    "views/health.py": ("Platform health", "Delta tables", ()),
 }
 URLS = {"Store map": "", "Alerts": "alerts", "Stock and lots": "stock",
         "Replenishment": "replenishment", "Forecasts": "forecasts",
@@ -58,13 +59,15 @@ def app_page(page: str) -> AppTest:
 @pytest.mark.parametrize("page", list(PAGES))
 def test_every_page_renders_its_headers_without_an_exception(run, page):
     own, _, _ = run
-    title, header = PAGES[page]
+    title, header, filters = PAGES[page]
     with app_env(own):
         at = app_page(page)
     assert not at.exception, [e.value for e in at.exception]
     assert [t.value for t in at.title] == [title]
     if header:
         assert header in [h.value for h in at.subheader]
+    for key in filters:
+        assert at.multiselect(key=key).options, key
     assert at.selectbox(key="store_id").value == "S001"
     # The clock of the run: the end of its window.
     assert at.metric[0].value == (own.sim_start + SIMULATED).strftime("%a %Y-%m-%d %H:%M UTC")
@@ -80,6 +83,24 @@ def test_the_pages_with_data_show_it_and_no_banner(run):
     assert shelves == DeltaTable(f"{own.delta_root}/cleansed/shelf_state").to_pyarrow_table(
     ).num_rows
     assert [m.label for m in alerts.metric][1] == "Open alerts"
+
+
+def test_the_category_filter_keeps_the_shelves_of_that_category(run):
+    own, _, _ = run
+    catalogue = pq.read_table(reference_files(own)["store_inventory"]).to_pylist()
+    meat = {r["shelf_id"] for r in catalogue
+            if r["store_id"] == "S001" and r["item_category"] == "MEAT"}
+    with app_env(own):
+        at = app_page("views/stock.py")
+        at.multiselect(key="stock_categories").select("MEAT").run()
+    shelves = next(d.value for d in at.dataframe if "threshold_pct" in d.value.columns)
+    assert set(shelves["shelf_id"]) == meat
+    assert set(shelves["item_category"]) == {"MEAT"}
+    assert sum(int(m.value) for m in at.metric if m.label.startswith("Shelves ")) == len(meat)
+    # The subcategory filter now offers MEAT's subcategories only.
+    assert set(at.multiselect(key="stock_subcategories").options) == {
+        r["item_subcategory"] for r in catalogue
+        if r["store_id"] == "S001" and r["item_category"] == "MEAT"}
 
 
 def test_a_postgres_that_does_not_answer_gives_banners_and_the_health_page_still_works(run):
@@ -150,7 +171,6 @@ def test_the_map_has_a_zone_per_category_and_a_click_lists_its_shelves(run, page
     from playwright.sync_api import expect
 
     from dashboard.layout import floor_plan
-    from smart_shelf_platform.stack.lifecycle import reference_files
 
     own, _, url = run
     open_page(page, url)
