@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import subprocess
 import sys
 from datetime import datetime
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from pydantic import ValidationError
 # typer vendors its own click; its exception classes live here.
 from typer._click import exceptions as click_exc
 
@@ -34,6 +36,20 @@ app = typer.Typer(
 
 def _progress(message: str) -> None:
     typer.echo(f"- {message}", err=True)
+
+
+def _check_writable(path: Path | None) -> None:
+    """Refuse an output file whose folder does not exist before any work is done."""
+    if path is not None and not path.parent.is_dir():
+        raise StackError(f"cannot write {path}: there is no folder {path.parent}")
+
+
+def _write(path: Path, text: str) -> None:
+    """Write an output file the user named; a path that cannot be written is one line."""
+    try:
+        path.write_text(text)
+    except OSError as error:
+        raise StackError(f"cannot write {path}: {error.strerror}") from None
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -216,7 +232,10 @@ def simulate(
         try:
             clock_speed: float | None = float(speed)
         except ValueError:
-            raise StackError(f"--speed takes a number or 'max', not {speed!r}") from None
+            clock_speed = math.nan
+        if not (math.isfinite(clock_speed) and clock_speed > 0):
+            raise StackError(f"--speed takes a positive number of simulated seconds per second "
+                             f"or 'max', not {speed!r}")
     else:
         clock_speed = None
     try:
@@ -293,11 +312,12 @@ def verify(
     everything agrees, 1 otherwise."""
     from smart_shelf_platform.verify import verify as run_verify
 
+    _check_writable(json_out)
     report = run_verify(get_settings(), store or None)
     for line in report.lines():
         typer.echo(line)
     if json_out:
-        json_out.write_text(json.dumps(report.as_dict(), indent=2))
+        _write(json_out, json.dumps(report.as_dict(), indent=2))
     if not report.ok:
         raise typer.Exit(1)
 
@@ -366,6 +386,7 @@ def backtest(
     from smart_shelf_platform.ml.feature_store import MissingInput
     from smart_shelf_platform.ml.intervals import schedule_from
 
+    _check_writable(json_out)
     settings = get_settings()
     try:
         result = evaluate(settings.delta_root, settings.postgres_dsn(), schedule_from(settings),
@@ -393,7 +414,7 @@ def backtest(
     if result.plot:
         typer.echo(f"plot: {result.plot}")
     if json_out:
-        json_out.write_text(overall.to_json(orient="index", indent=2))
+        _write(json_out, overall.to_json(orient="index", indent=2))
 
 
 model_app = typer.Typer(
@@ -511,6 +532,7 @@ def bench(
     need a running stack (`smart-shelf up`) and leave its data alone."""
     if what not in BENCHMARKS:
         raise StackError(f"unknown benchmark {what!r}; available: {', '.join(BENCHMARKS)}")
+    _check_writable(out)
     settings = get_settings()
     if what == "up":
         from smart_shelf_platform.stack.bench import bench_up
@@ -532,7 +554,22 @@ def bench(
                               source="synthetic" if what == "bridge" else "simulator")
     typer.echo(json.dumps(report, indent=2))
     if out:
-        out.write_text(json.dumps(report, indent=2))
+        _write(out, json.dumps(report, indent=2))
+
+
+def settings_error(error: ValidationError) -> str:
+    """A settings validation error as one line naming each variable at fault."""
+    from smart_shelf_platform.settings import Settings
+
+    fields = Settings.model_fields
+    parts = []
+    for item in error.errors():
+        name = str(item["loc"][0]) if item["loc"] else ""
+        field = fields.get(name)
+        variable = (field.alias if field and field.alias else f"SMART_SHELF_{name.upper()}")
+        message = item["msg"].removeprefix("Value error, ")
+        parts.append(f"{variable}={item.get('input')!r}: {message}")
+    return "; ".join(parts)
 
 
 def main() -> None:
@@ -554,6 +591,9 @@ def main() -> None:
         sys.exit(130)
     except StackError as exc:
         typer.echo(f"smart-shelf: error: {exc}", err=True)
+        sys.exit(1)
+    except ValidationError as exc:
+        typer.echo(f"smart-shelf: error: {settings_error(exc)}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         typer.echo("smart-shelf: interrupted", err=True)

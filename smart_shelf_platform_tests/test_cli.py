@@ -28,10 +28,29 @@ def test_help_lists_every_command():
     (("bogus",), "No such command 'bogus'"),
     (("status", "--bogus"), "No such option: --bogus"),
     (("bench", "nope"), "unknown benchmark 'nope'"),
+    (("simulate", "--speed", "0"), "--speed takes a positive number"),
+    (("simulate", "--speed", "-1"), "--speed takes a positive number"),
+    (("simulate", "--speed", "nan"), "--speed takes a positive number"),
+    (("simulate", "--speed", "fast"), "not 'fast'"),
+    (("verify", "--json", "/no/such/folder/report.json"), "cannot write /no/such/folder"),
 ])
 def test_mistakes_get_one_clear_line_and_a_non_zero_exit(args, message):
     result = run(*args)
     assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("variable, value, message", [
+    ("SMART_SHELF_DISCOUNT_LADDER", "oops", "SMART_SHELF_DISCOUNT_LADDER='oops': discount "
+                                            "ladder entry 'oops' is not days:fraction"),
+    ("SMART_SHELF_FORECAST_ORDER_QUANTILE", "0.7", "0.7 is not a forecast quantile"),
+    ("SMART_SHELF_POSTGRES_PORT", "many", "SMART_SHELF_POSTGRES_PORT='many'"),
+])
+def test_a_bad_setting_is_one_line_naming_the_variable(variable, value, message):
+    result = run("status", env={variable: value})
+    assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert "Traceback" not in result.stderr
