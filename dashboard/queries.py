@@ -175,25 +175,28 @@ def delta_freshness(s: Settings) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _contract_query(record, table_name: str) -> str:
-    return f"SELECT {', '.join(record.field_names)} FROM {table_name}"
+def _contract_query(record) -> str:
+    """Every column the contract gives `record`, from its Postgres table in the catalogue."""
+    from smart_shelf_platform.contracts.catalogue import POSTGRES_TABLES
+
+    table = next(t for t in POSTGRES_TABLES if t.record is record)
+    return f"SELECT {', '.join(record.field_names)} FROM {table.qualified_name}"
 
 
 @_cached(LIVE_TTL)
 def ml_models(s: Settings) -> pd.DataFrame:
     """The model registry, with the columns the contract names."""
-    return sources.postgres(s, _contract_query(analytics.ML_MODEL, "analytics.ml_models"))
+    return sources.postgres(s, _contract_query(analytics.ML_MODEL))
 
 
 @_cached(LIVE_TTL)
 def ml_predictions(s: Settings) -> pd.DataFrame:
-    return sources.postgres(
-        s, _contract_query(analytics.ML_PREDICTION, "analytics.ml_predictions_log"))
+    return sources.postgres(s, _contract_query(analytics.ML_PREDICTION))
 
 
 @_cached(LIVE_TTL)
 def ml_backtest(s: Settings) -> pd.DataFrame:
-    return sources.postgres(s, _contract_query(analytics.ML_BACKTEST, "analytics.ml_backtest"))
+    return sources.postgres(s, _contract_query(analytics.ML_BACKTEST))
 
 
 @_cached(LIVE_TTL)
