@@ -21,11 +21,11 @@ import psycopg
 import pytest
 
 from smart_shelf_platform.defs.forecasting.assets import (
-    GATE_CHECK, LEDGER_SALES_KEY, PREDICTIONS_KEY, PREDICTIONS_LOG_KEY, REGISTRY_KEY,
+    LEDGER_SALES_KEY, PREDICTIONS_KEY, PREDICTIONS_LOG_KEY, REGISTRY_KEY,
     forecasting_assets,
 )
 from smart_shelf_platform.defs.forecasting.checks import (
-    ONE_ROW_PER_SHELF, ORDERS_WITHIN_CAPACITY, QUANTILES_ORDERED, TRAINING_COLUMNS_COMPLETE,
+    GATE_CHECK, ONE_ROW_PER_SHELF, ORDERS_WITHIN_CAPACITY, QUANTILES_ORDERED, TRAINING_COLUMNS_COMPLETE,
     forecasting_checks,
 )
 from smart_shelf_platform.defs.lineage import CHAMPION_KEY, TRAINING_SET_KEY
@@ -191,3 +191,27 @@ def test_backtest_metrics_replace_their_run_in_delta_and_postgres(history):
     delta = DeltaTable(table_uri(resource.delta_root,
                                  DELTA_TABLES_BY_PATH["analytics/ml_backtest"])).to_pandas()
     assert sorted(delta["value"]) == [0.25, 0.28, 0.41]
+
+
+def test_one_champion_at_a_time_and_a_rollback_restores_the_previous(history):
+    from smart_shelf_platform.ml.model import DemandModel
+    from smart_shelf_platform.ml.training_set import training_rows
+    from smart_shelf_platform_tests.test_forecasting import D0, NO_PROMOTIONS, weekly_panel
+
+    own, resource, _ = history
+    panel = weekly_panel(days=28)
+    origin = D0 + timedelta(days=27)
+    model = DemandModel.fit(training_rows(panel, NO_PROMOTIONS, origin, 2), origin)
+    with psycopg.connect(own.postgres_dsn()) as conn:
+        newer = registry.register(conn, Path(resource.ml_dir), model, SECOND, D0, {})
+        assert newer.status == "challenger"
+        registry.promote(conn, newer.model_version)
+
+        def statuses() -> dict[str, str]:
+            return {e.model_version: e.status for e in registry.entries(conn)}
+
+        assert statuses() == {"2026-01-03-1200": "retired", "2026-01-04-1200": "champion"}
+        assert registry.rollback(conn).model_version == "2026-01-03-1200"
+        assert statuses() == {"2026-01-03-1200": "champion", "2026-01-04-1200": "retired"}
+        with pytest.raises(registry.RegistryError, match="no model shelf_demand_xgb version x"):
+            registry.promote(conn, "x")

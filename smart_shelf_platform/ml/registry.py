@@ -113,6 +113,11 @@ def entries(conn: psycopg.Connection, name: str = MODEL_NAME) -> list[Entry]:
     return _select(conn, "model_name = %s", (name,))
 
 
+def entry(conn: psycopg.Connection, version: str, name: str = MODEL_NAME) -> Entry | None:
+    found = _select(conn, "model_name = %s AND model_version = %s", (name, version))
+    return found[0] if found else None
+
+
 def champion(conn: psycopg.Connection, name: str = MODEL_NAME,
              before_cutoff: str | None = None) -> Entry | None:
     """The champion, if there is one (and, with `before_cutoff`, trained for an earlier cutoff)."""
@@ -125,14 +130,13 @@ def champion(conn: psycopg.Connection, name: str = MODEL_NAME,
 def promote(conn: psycopg.Connection, version: str, name: str = MODEL_NAME) -> Entry:
     """Make `version` the champion and retire the previous one, in one transaction."""
     with conn.transaction():
-        target = _select(conn, "model_name = %s AND model_version = %s", (name, version))
-        if not target:
+        if entry(conn, version, name) is None:
             raise RegistryError(f"no model {name} version {version} in the registry")
         conn.execute("UPDATE analytics.ml_models SET status = 'retired' "
                      "WHERE model_name = %s AND status = 'champion'", (name,))
         conn.execute("UPDATE analytics.ml_models SET status = 'champion', promoted_at = now() "
                      "WHERE model_name = %s AND model_version = %s", (name, version))
-    return _select(conn, "model_name = %s AND model_version = %s", (name, version))[0]
+    return entry(conn, version, name)
 
 
 def rollback(conn: psycopg.Connection, name: str = MODEL_NAME) -> Entry:

@@ -5,9 +5,10 @@ Two jobs per cutoff, requested together by the simulated-clock sensor (`sensors.
 - `cutoff_training_job`: `ml/training_set` (the labelled rows up to the cutoff's origin, fed by
   the daily features through `DailyToCutoffPartitionMapping`) -> `postgres/analytics/ml_models`
   (an XGBoost model fitted on them and backtested on the last cutoffs, registered as a
-  challenger, with its artifact) -> `ml/champion` (its promotion). The blocking check
-  `beats_baselines_and_champion` stands between the last two: a model that does not beat
-  seasonal naive, both moving averages and the current champion is never promoted.
+  challenger, with its artifact and its gate's verdict) -> `ml/champion` (its promotion). The
+  blocking check `beats_baselines_and_champion` (`checks.py`) stands between the last two: a
+  model that does not beat seasonal naive, both moving averages and the current champion is
+  never promoted.
 - `cutoff_forecast_job`: `delta/analytics/predictions` and `postgres/analytics/ml_predictions_log`
   (every shelf's interval forecast, quantiles and order) from the champion of an earlier cutoff
   (the `ml/champion` edge maps to the previous partition). So the forecast never waits for its
@@ -57,7 +58,6 @@ MATERIALIZED_KEYS = frozenset({REGISTRY_KEY, PREDICTIONS_KEY, PREDICTIONS_LOG_KE
                                *BACKTEST_KEYS})
 TRAINING_JOB = "cutoff_training_job"
 FORECAST_JOB = "cutoff_forecast_job"
-GATE_CHECK = "beats_baselines_and_champion"
 
 
 def training_set_path(ml_dir: str, partition_key: str) -> Path:
@@ -104,26 +104,21 @@ def forecasting_assets(config: at_cutoff.ForecastConfig,
         partitions_def=cutoffs, deps=[TRAINING_SET_KEY])
 
     @dg.multi_asset(name="demand_model", specs=[registry_spec],
-                    check_specs=[dg.AssetCheckSpec(
-                        GATE_CHECK, asset=REGISTRY_KEY, blocking=True,
-                        description="The new model's backtest WAPE beats seasonal naive, both "
-                                    "moving averages and the current champion's: only then is "
-                                    "it promoted.")])
-    def demand_model(context: dg.AssetExecutionContext, smart_shelf: SmartShelfResource):
+                    description="Train the cutoff's model, backtest it on the last cutoffs and "
+                                "register it as a challenger with its gate's verdict.")
+    def demand_model(context: dg.AssetExecutionContext,
+                     smart_shelf: SmartShelfResource) -> dg.MaterializeResult:
         window = window_of(context)
         key = context.partition_key
         rows = pd.read_parquet(training_set_path(smart_shelf.ml_dir, key))
-        panel = forecast_store.read_panel(smart_shelf.delta_root)
-        promotions = forecast_store.read_promotions(smart_shelf.postgres_dsn())
         try:
             model = DemandModel.fit(rows, window.origin)
         except NotEnoughHistory as error:
             context.log.warning("no model for %s: %s", key, error)
-            yield dg.MaterializeResult(asset_key=REGISTRY_KEY, metadata={
+            return dg.MaterializeResult(metadata={
                 "trained": False, "reason": str(error), "dagster/row_count": len(rows)})
-            yield dg.AssetCheckResult(asset_key=REGISTRY_KEY, check_name=GATE_CHECK,
-                                      passed=False, metadata={"reason": str(error)})
-            return
+        panel = forecast_store.read_panel(smart_shelf.delta_root)
+        promotions = forecast_store.read_promotions(smart_shelf.postgres_dsn())
         summary = evaluation.gate_summary(schedule, panel, promotions, window.cutoff,
                                           config.gate_cutoffs, context.log.info)
         with psycopg.connect(smart_shelf.postgres_dsn()) as conn:
@@ -131,24 +126,20 @@ def forecasting_assets(config: at_cutoff.ForecastConfig,
             result = at_cutoff.gate(summary, current.metrics.get("backtest") if current else None)
             metrics = {"backtest": registry.metrics_json(summary) if len(summary) else {},
                        "gate": {"passed": result.passed, "reasons": list(result.reasons),
-                                "wape": result.wape, "cutoffs": config.gate_cutoffs},
+                                "wape": result.wape, "cutoffs": config.gate_cutoffs,
+                                "champion": current.model_version if current else None},
                        "dispersion": model.phi}
             entry = registry.register(conn, Path(smart_shelf.ml_dir), model, key,
                                       min(rows["origin"]), metrics)
         context.log.info("registered %s %s (%d rows): gate %s", entry.model_name,
                          entry.model_version, model.training_rows,
                          "passed" if result.passed else "; ".join(result.reasons))
-        yield dg.MaterializeResult(asset_key=REGISTRY_KEY, metadata={
+        return dg.MaterializeResult(metadata={
             "trained": True, "model_name": entry.model_name,
             "model_version": entry.model_version, "training_rows": model.training_rows,
             "dispersion": round(model.phi, 4), "artifact": dg.MetadataValue.path(
                 entry.artifact_path),
             **{f"wape_{m}": round(v, 4) for m, v in result.wape.items()}})
-        yield dg.AssetCheckResult(
-            asset_key=REGISTRY_KEY, check_name=GATE_CHECK, passed=result.passed,
-            metadata={"reasons": dg.MetadataValue.json(list(result.reasons)),
-                      "wape": dg.MetadataValue.json(result.wape),
-                      "champion": current.model_version if current else "none"})
 
     @dg.asset(key=CHAMPION_KEY, partitions_def=cutoffs, deps=[REGISTRY_KEY], group_name=GROUP,
               kinds={"python", "xgboost"},

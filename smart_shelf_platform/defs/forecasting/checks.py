@@ -7,8 +7,9 @@
   `one_row_per_shelf` (blocking: every catalogue shelf once), `quantiles_ordered` (no negative
   or NaN quantile, 0.5 <= 0.8 <= 0.9 <= 0.95) and `orders_within_free_capacity` (whole batches
   that fit the warehouse's free capacity).
-The promotion gate is the registry asset's own check (`assets.GATE_CHECK`): it needs the
-backtest the asset computes.
+- `postgres/analytics/ml_models`, `beats_baselines_and_champion` (blocking): the promotion gate,
+  the verdict the asset recorded with the model (its backtest against seasonal naive, both
+  moving averages and the current champion); a cutoff without a model fails it.
 """
 
 
@@ -23,18 +24,19 @@ import pyarrow as pa
 from smart_shelf_platform import quality
 from smart_shelf_platform.defs.analytics.checks import partitioned
 from smart_shelf_platform.defs.forecasting.assets import (
-    PREDICTIONS_KEY, TRAINING_SET_KEY, training_set_path,
+    PREDICTIONS_KEY, REGISTRY_KEY, TRAINING_SET_KEY, training_set_path,
 )
 from smart_shelf_platform.defs.lineage import postgres_key
 from smart_shelf_platform.defs.quality.checks import (
     SHELF, STORE_INVENTORY, read_postgres, result, spec,
 )
 from smart_shelf_platform.defs.resources import SmartShelfResource
-from smart_shelf_platform.ml import forecast_store
+from smart_shelf_platform.ml import forecast_store, registry
 from smart_shelf_platform.ml.forecast import QUANTILE_COLUMNS
 from smart_shelf_platform.ml.training_set import missing_features
 
 TRAINING_COLUMNS_COMPLETE = "training_columns_complete"
+GATE_CHECK = "beats_baselines_and_champion"
 ONE_ROW_PER_SHELF = "one_row_per_shelf"
 QUANTILES_ORDERED = "quantiles_ordered"
 ORDERS_WITHIN_CAPACITY = "orders_within_free_capacity"
@@ -43,8 +45,30 @@ ORDERS_WITHIN_CAPACITY = "orders_within_free_capacity"
 def forecasting_checks(cutoffs: dg.TimeWindowPartitionsDefinition) -> list:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)  # partitioned checks are preview
-        training = _training_check(cutoffs)
-    return [training, _prediction_checks(cutoffs)]
+        return [_training_check(cutoffs), _gate_check(cutoffs), _prediction_checks(cutoffs)]
+
+
+def _gate_check(cutoffs: dg.TimeWindowPartitionsDefinition) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=REGISTRY_KEY, name=GATE_CHECK, blocking=True, partitions_def=cutoffs,
+                    description="The cutoff's model beats seasonal naive, both moving averages "
+                                "and the current champion on its backtest: only then is it "
+                                "promoted.")
+    def beats_baselines_and_champion(context: dg.AssetCheckExecutionContext,
+                                     smart_shelf: SmartShelfResource) -> dg.AssetCheckResult:
+        version = registry.version_for(context.partition_key)
+        with psycopg.connect(smart_shelf.postgres_dsn()) as conn:
+            entry = registry.entry(conn, version)
+        if entry is None:
+            return dg.AssetCheckResult(passed=False, metadata={
+                "reasons": dg.MetadataValue.json(["no model was trained for this cutoff (too "
+                                                  "little history: see the asset's metadata)"])})
+        gate = entry.metrics.get("gate", {})
+        return dg.AssetCheckResult(passed=bool(gate.get("passed")), metadata={
+            "model_version": version, "reasons": dg.MetadataValue.json(gate.get("reasons", [])),
+            "wape": dg.MetadataValue.json(gate.get("wape", {})),
+            "champion": gate.get("champion") or "none"})
+
+    return beats_baselines_and_champion
 
 
 def _training_check(cutoffs: dg.TimeWindowPartitionsDefinition) -> dg.AssetChecksDefinition:
