@@ -51,21 +51,6 @@ LABEL = "sales_qty"
 HISTORY_DAYS = 28
 
 
-class TrainingSetError(ValueError):
-    """The panel cannot make rows: a column is missing or holds NaN where it must not."""
-
-
-def check_panel(panel: pd.DataFrame) -> None:
-    missing = [c for c in PANEL_COLUMNS if c not in panel.columns]
-    if missing:
-        raise TrainingSetError(f"the daily panel lacks column(s) {', '.join(missing)}")
-    required = ["store_id", "shelf_id", "feature_date", "sales_qty", "stockout_events"]
-    for column in required:
-        if panel[column].isna().any():
-            raise TrainingSetError(f"column {column} of the daily panel holds NaN "
-                                   f"({int(panel[column].isna().sum())} rows)")
-
-
 def censored(panel: pd.DataFrame) -> pd.Series:
     return panel["stockout_events"] > 0
 
