@@ -47,7 +47,7 @@ def bench_forecast(settings: Settings, progress: Callable[[str], None],
     first, last = min(panel["feature_date"]), max(panel["feature_date"])
     moments = cutoffs_between(schedule, datetime.combine(first, datetime.min.time(), timezone.utc),
                               datetime.combine(last, datetime.min.time(), timezone.utc)
-                              + pd.Timedelta(days=1))
+                              + pd.Timedelta(days=2))  # a cutoff the day after the last day
     usable = [c for c in moments if first < cutoff_window(schedule, c).origin <= last]
     if not usable:
         raise StackError(f"no cutoff has its origin in the features ({first} .. {last})")
