@@ -23,7 +23,9 @@ from producers.streams import DEFAULT_PREFIX, StreamWriter, total_depth
 from smart_shelf_platform.clock import (
     DEFAULT_KEY_PREFIX, DEFAULT_TOPIC, RedisClock, SimClock, decision_rounds,
 )
+from smart_shelf_platform import cutoff_barrier
 from smart_shelf_platform.progress import wait_until_quiet
+from smart_shelf_platform.rules.supplier import SupplierSchedule
 from smart_shelf_platform.settings import Settings
 from smart_shelf_platform.refdata import load_into_postgres
 from smart_shelf_platform.stack.lifecycle import reference_files
@@ -139,6 +141,34 @@ def simulate(settings: Settings, options: SimulateOptions,
                                  clock_prefix=options.clock_key_prefix,
                                  bootstrap=settings.kafka_bootstrap, progress=log.debug)
 
+    def catch_up() -> int:
+        return meet() if meets else wait_until_quiet(
+            client, options.clock_key_prefix, settings.kafka_bootstrap,
+            unsent=lambda: total_depth(client, writer.streams))
+
+    # With the forecast deciding supplier orders, each cutoff also waits for its forecasts
+    # (`cutoff_barrier`): the platform catches up, the cutoff's Dagster run publishes, and the
+    # platform reads what it published before the cutoff's tick goes out.
+    schedule = SupplierSchedule.parse(settings.supplier_cutoff_days,
+                                      settings.supplier_cutoff_time,
+                                      settings.supplier_delivery_days,
+                                      settings.supplier_delivery_time)
+    forecasting = effects is not None and settings.supplier_rule == "forecast"
+
+    def forecast_barrier(cutoff: datetime) -> int:
+        started = time.monotonic()
+        found = cutoff_barrier.wait_until_landed(client, options.clock_key_prefix, cutoff,
+                                                 settings.forecast_barrier_seconds)
+        if found is None:
+            log.error("no forecast of the cutoff %s landed within %.0f s "
+                      "(SMART_SHELF_FORECAST_BARRIER_SECONDS): its orders follow the rule's "
+                      "plans; see the cutoff's run in Dagster", f"{cutoff:%a %Y-%m-%d %H:%M}",
+                      settings.forecast_barrier_seconds)
+            return 0
+        log.info("clock held before the cutoff %s for %.1f s until its forecasts landed (%s)",
+                 f"{cutoff:%a %Y-%m-%d %H:%M}", time.monotonic() - started, found)
+        return catch_up()
+
     if effects is not None:
         # The ticks that time-driven steps act on (day start: discounts and removals; cutoffs;
         # deliveries; decision rounds) wait until the platform has caught up with everything
@@ -149,9 +179,9 @@ def simulate(settings: Settings, options: SimulateOptions,
 
         def hold(minute: datetime) -> None:
             started = time.monotonic()
-            caught_up = meet() if meets else wait_until_quiet(
-                client, options.clock_key_prefix, settings.kafka_bootstrap,
-                unsent=lambda: total_depth(client, writer.streams))
+            caught_up = catch_up()
+            if forecasting and schedule.is_cutoff(minute):
+                caught_up += forecast_barrier(minute)
             if caught_up:
                 held.append((time.monotonic() - started, caught_up))
                 log.log(logging.DEBUG if meets else logging.INFO,
@@ -167,6 +197,7 @@ def simulate(settings: Settings, options: SimulateOptions,
                                    key_prefix=options.clock_key_prefix, topic=options.clock_topic,
                                    hold_at=hold_at, hold=hold)
     clock.start(reset=True)
+    cutoff_barrier.forget(client, options.clock_key_prefix)
     if options.speed is not None:
         clock_thread = threading.Thread(target=clock.run, kwargs={"until": options.until},
                                         daemon=True, name="sim-clock")

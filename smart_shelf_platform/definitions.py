@@ -64,7 +64,8 @@ def forecasting_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=forecasting_assets(config, cutoffs),
         asset_checks=forecasting_checks(cutoffs),
-        sensors=[simulated_cutoff_sensor(cutoffs, settings.forecast_lead_minutes)],
+        sensors=[simulated_cutoff_sensor(cutoffs, settings.forecast_lead_minutes,
+                                         config.schedule)],
         schedules=schedules)
 
 

@@ -89,9 +89,11 @@ class Settings(BaseSettings):
                     "(a divisor of 1440): only on the ticks of every N-th simulated minute, from "
                     "what happened before them, and a simulator driving the clock meets the "
                     "platform there, so a seed replays the same week exactly")
-    supplier_rule: Literal["platform", "reference"] = Field(
-        "platform", description="warehouse reorder rule: the platform's, or REFERENCE 6.8's "
-                                "(kept to compare lost sales against)")
+    supplier_rule: Literal["platform", "reference", "forecast"] = Field(
+        "platform", description="who makes the supplier plans: the platform's reorder rule, the "
+                                "reference system's rule (kept to compare lost sales against), "
+                                "or the cutoff's demand forecast (forecast: the champion model's "
+                                "orders, the platform rule for shelves it cannot serve)")
     supplier_cutoff_days: str = Field(
         "Sun,Tue,Thu", pattern=_WEEKDAYS, description="pending supplier plans become orders")
     supplier_cutoff_time: str = Field("12:00", pattern=_HH_MM, description="UTC, simulated")
@@ -111,6 +113,10 @@ class Settings(BaseSettings):
         7, ge=1, description="days of features a shelf needs before the model forecasts it (and "
                              "before an origin's rows are used to train); a shelf with fewer "
                              "falls back to its in-stock mean")
+    forecast_barrier_seconds: float = Field(
+        300.0, gt=0, description="with SMART_SHELF_SUPPLIER_RULE=forecast, wall seconds the "
+                                 "simulated clock waits before a cutoff for its forecasts; then "
+                                 "the rule's plans stand, with an error in the log")
     forecast_gate_cutoffs: int = Field(
         6, ge=1, description="past cutoffs a new model is backtested on before it may become "
                              "the champion")

@@ -75,7 +75,7 @@ def test_topic_catalogue_keys_partition_events_by_store_and_shelf():
     assert compacted == {
         "shelf_state", "wh_state", "shelf_batch_state", "wh_batch_state", "daily_discounts",
         "shelf_restock_plan", "wh_supplier_plan", "shelf_policies", "wh_policies",
-        "shelf_profiles", "batch_catalog",
+        "shelf_profiles", "batch_catalog", "ml_predictions",
     }
     # a compacted topic's key is its record's logical key, so compaction keeps one row per key
     assert all(t.key_fields == t.record.key for t in TOPICS if t.compacted)

@@ -25,6 +25,7 @@ EXPECTED_EDGES = [
     ("delta/analytics/daily_discounts", "delta/analytics/shelf_daily_features"),
     ("delta/analytics/daily_discounts", "kafka/daily_discounts"),
     ("delta/analytics/ml_backtest", "postgres/analytics/ml_backtest"),
+    ("delta/analytics/predictions", "kafka/ml_predictions"),
     ("delta/analytics/predictions", "postgres/analytics/ml_predictions_log"),
     ("delta/analytics/shelf_daily_features", "delta/analytics/ml_backtest"),
     ("delta/analytics/shelf_daily_features", "delta/analytics/predictions"),
@@ -83,6 +84,7 @@ EXPECTED_EDGES = [
     ("kafka/dead_letter", "delta/raw/dead_letter"),
     ("kafka/foot_traffic", "delta/raw/foot_traffic"),
     ("kafka/foot_traffic", "kafka/dead_letter"),
+    ("kafka/ml_predictions", "delta/ops/wh_supplier_orders"),
     ("kafka/pos_transaction_items", "kafka/dead_letter"),
     ("kafka/pos_transaction_items", "postgres/ops/pos_transaction_items"),
     ("kafka/pos_transactions", "delta/cleansed/shelf_batch_state"),
@@ -261,6 +263,7 @@ def test_dagster_materializes_the_reference_domain_and_the_daily_features(asset_
     features = {"delta/analytics/shelf_daily_features", "postgres/analytics/shelf_daily_features"}
     forecasting = {"ml/training_set", "postgres/analytics/ml_models", "ml/champion",
                    "delta/analytics/predictions", "postgres/analytics/ml_predictions_log",
+                   "kafka/ml_predictions",
                    "delta/analytics/ml_backtest", "postgres/analytics/ml_backtest"}
     assert materializable == {"files/reference"} | features | forecasting | {
         f"postgres/{t.qualified_name.replace('.', '/')}" for t in POSTGRES_TABLES

@@ -4,6 +4,7 @@ model's quantiles and artifact, the promotion gate and the cutoff sensor's arith
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
@@ -344,6 +345,53 @@ def test_cutoff_partitions_follow_the_configured_schedule_and_the_sensor_request
     assert cutoffs_to_request(cutoffs, "2026-01-04-12:00", at(date(2026, 1, 6), 11), hour) == [
         "2026-01-06-12:00"]
     assert cutoffs_to_request(cutoffs, "2026-01-06-12:00", at(date(2026, 1, 6), 11), hour) == []
+
+
+def test_a_due_cutoff_waits_for_its_origin_s_features_and_the_previous_training_run():
+    from smart_shelf_platform.defs.forecasting.sensors import waiting_for
+
+    key, origin, previous = "2026-01-06-12:00", "2026-01-05", "2026-01-04-12:00"
+    assert "features of 2026-01-05" in waiting_for(key, origin, previous, {"2026-01-04"}, True)
+    assert "training run of cutoff 2026-01-04-12:00" in waiting_for(
+        key, origin, previous, {"2026-01-05"}, False)
+    assert waiting_for(key, origin, previous, {"2026-01-05"}, True) is None
+    assert waiting_for(key, origin, None, {"2026-01-05"}, False) is None  # the first cutoff
+
+
+def test_the_supplier_feed_counts_orders_on_their_way_at_a_moment_and_serialises_forecasts(
+        tmp_path):
+    from deltalake import write_deltalake
+
+    from smart_shelf_platform.contracts.catalogue import DELTA_TABLES_BY_PATH
+    from smart_shelf_platform.ml import supplier_feed
+
+    spec = DELTA_TABLES_BY_PATH[supplier_feed.ORDERS_PATH]
+    t = lambda day, hour: datetime(2026, 1, day, hour, tzinfo=timezone.utc)  # noqa: E731
+    orders = pd.DataFrame({
+        "store_id": ["S001"] * 5, "order_id": [f"o{i}" for i in range(5)],
+        "shelf_id": ["A", "A", "B", "C", "D"], "delivery_date": [date(2026, 1, 5)] * 5,
+        "total_qty": [10, 20, 30, 40, 50], "standard_batch_size": [10] * 5,
+        # A: one order still issued and one delivered after the moment (both on their way);
+        # B: delivered before it; C: placed after it; D: canceled.
+        "status": ["issued", "delivered", "delivered", "issued", "canceled"],
+        "cutoff_ts": [t(4, 12), t(1, 12), t(1, 12), t(6, 12), t(4, 12)],
+        "delivery_ts": [t(5, 8), t(2, 8), t(2, 8), t(7, 8), t(5, 8)],
+        "created_at": [t(4, 12), t(1, 12), t(1, 12), t(6, 12), t(4, 12)],
+        "updated_at": [t(4, 12), t(6, 8), t(2, 8), t(6, 12), t(4, 13)]})
+    write_deltalake(str(tmp_path / spec.path), pa.Table.from_pandas(
+        orders, schema=spec.record.arrow_schema(), preserve_index=False))
+    on_order = supplier_feed.on_order_at(str(tmp_path), t(5, 0))
+    assert on_order.to_dict() == {("S001", "A"): 30}
+
+    (key, value), = supplier_feed.messages(pd.DataFrame([{
+        **{f: None for f in supplier_feed.ML_PREDICTION.field_names},
+        "store_id": "S001", "shelf_id": "A", "cutoff_ts": pd.Timestamp(t(6, 12)),
+        "cutoff_date": date(2026, 1, 6), "q90": np.int64(14), "order_quantile": 0.9,
+        "lead_mean": float("nan")}]))
+    decoded = json.loads(value)
+    assert key == "S001|A|2026-01-06T12:00:00Z"
+    assert (decoded["cutoff_ts"], decoded["cutoff_date"], decoded["q90"], decoded["lead_mean"]) == (
+        "2026-01-06T12:00:00Z", "2026-01-06", 14, None)
 
 
 def test_production_schedules_run_the_features_after_midnight_and_each_cutoff_at_its_lead(

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from smart_shelf_platform.defs.forecasting.assets import (
-    LEDGER_SALES_KEY, PREDICTIONS_KEY, PREDICTIONS_LOG_KEY, REGISTRY_KEY,
+    FORECAST_KEYS, LEDGER_SALES_KEY, PREDICTIONS_KEY, PREDICTIONS_LOG_KEY, REGISTRY_KEY,
     forecasting_assets,
 )
 from smart_shelf_platform.defs.forecasting.checks import (
@@ -79,7 +79,7 @@ def train(history, partition_key: str) -> dg.ExecuteInProcessResult:
 
 
 def forecast(history, partition_key: str) -> dg.ExecuteInProcessResult:
-    return run(history, [PREDICTIONS_KEY, PREDICTIONS_LOG_KEY], partition_key)
+    return run(history, list(FORECAST_KEYS), partition_key)
 
 
 def predictions(history, partition_key: str) -> pd.DataFrame:

@@ -6,6 +6,7 @@ Mon 01-05, Tue 01-06 12:00 for Wed 01-07 (the default schedule).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from datetime import date, datetime, timezone
@@ -165,3 +166,66 @@ def test_cutoff_orders_per_shelf_delivery_brings_lots_that_keep_and_replays_chan
     assert [(o["shelf_id"], o["total_qty"], o["status"], o["delivery_date"])
             for o in new_orders.values()] == [
         (tight["shelf_id"], size[tight["shelf_id"]], "issued", date(2026, 1, 7))]
+
+
+def forecast(profile: dict, cutoff: datetime, method: str, order_units: int) -> dict:
+    """A row of `ml_predictions` as a cutoff's forecast run publishes it (the fields the manager
+    reads set, the others plausible)."""
+    return {"store_id": STORE, "shelf_id": profile["shelf_id"], "cutoff_ts": text(cutoff),
+            "cutoff_date": cutoff.date().isoformat(), "origin_date": "2025-12-31",
+            "interval_start": "2026-01-02", "interval_end": "2026-01-03",
+            "item_category": profile["item_category"], "method": method,
+            "model_name": "demand" if method == "model" else None,
+            "model_version": "2025-12-30-1200" if method == "model" else None,
+            "lead_mean": 1.0, "forecast_mean": 10.0, "q50": 10, "q80": 12, "q90": 14, "q95": 15,
+            "order_quantile": 0.9, "shelf_on_hand": 5, "wh_on_hand": 5, "on_order": 0,
+            "wh_capacity": 100, "batch_size": profile["standard_batch_size"],
+            "order_batches": order_units // profile["standard_batch_size"],
+            "order_units": order_units, "created_at": "2026-01-01T11:59:00Z"}
+
+
+def test_with_the_forecast_deciding_a_cutoff_orders_the_model_s_plans_and_cancels_the_rule_s(
+        settings, spark, query_ctx):
+    """SMART_SHELF_SUPPLIER_RULE=forecast: a shelf the model forecast is ordered by the model's
+    plan alone (its rule plan canceled); one the model orders nothing for is not ordered; a
+    fallback forecast or no forecast leaves the rule's plan to be ordered; and a cutoff whose
+    forecasts never came orders by the rule."""
+    ctx = dataclasses.replace(query_ctx, settings=query_ctx.settings.model_copy(
+        update={"supplier_rule": "forecast"}))
+    profiles = [p for p in store_reference(settings, "shelf_profiles") if not p["perishable"]]
+    by_model, zero, fallback, unforecast = profiles[:4]
+    size = {p["shelf_id"]: p["standard_batch_size"] for p in profiles[:4]}
+    rule_plans = {p["shelf_id"]: plan(p, size[p["shelf_id"]], utc(1, 9)) for p in profiles[:4]}
+    produce(ctx, "wh_supplier_plan", list(rule_plans.values()))
+    produce(ctx, "wh_state", [wh_state(p, 1, 20, 2, utc(1, 9)) for p in profiles[:4]])
+    produce(ctx, "ml_predictions", [
+        forecast(by_model, THU_CUTOFF, "model", 3 * size[by_model["shelf_id"]]),
+        forecast(zero, THU_CUTOFF, "model", 0),
+        forecast(fallback, THU_CUTOFF, "fallback_history", 5 * size[fallback["shelf_id"]])])
+    produce(ctx, "clock_ticks", [tick(utc(1, 8)), tick(THU_CUTOFF)])
+    run_to_end(spark, ctx, supplier_manager.QUERY)
+
+    orders = {o["shelf_id"]: o["total_qty"]
+              for o in table(ctx, "ops/wh_supplier_orders", "order_id").values()}
+    assert orders == {by_model["shelf_id"]: 3 * size[by_model["shelf_id"]],
+                      fallback["shelf_id"]: size[fallback["shelf_id"]],
+                      unforecast["shelf_id"]: size[unforecast["shelf_id"]]}
+    plans = table(ctx, "ops/wh_supplier_plan", "supplier_plan_id")
+    model_plans = [p for p in plans.values() if p["source"] == "model"]
+    assert [(p["shelf_id"], p["suggested_qty"], p["status"], p["model_name"], p["model_version"],
+             p["order_quantile"], p["created_at"]) for p in model_plans] == [
+        (by_model["shelf_id"], 3 * size[by_model["shelf_id"]], "issued", "demand",
+         "2025-12-30-1200", 0.9, THU_CUTOFF)]
+    assert {s: plans[p["supplier_plan_id"]]["status"] for s, p in rule_plans.items()} == {
+        by_model["shelf_id"]: "canceled", zero["shelf_id"]: "canceled",
+        fallback["shelf_id"]: "issued", unforecast["shelf_id"]: "issued"}
+    assert {(p["source"], p["model_name"]) for p in plans.values() if p["source"] == "rule"} == {
+        ("rule", None)}
+
+    # Tuesday's cutoff has no forecast at all (its run did not land): the rule orders.
+    late = plan(zero, size[zero["shelf_id"]], utc(5, 9))
+    produce(ctx, "wh_supplier_plan", [late])
+    produce(ctx, "clock_ticks", [tick(utc(6, 12))])
+    run_to_end(spark, ctx, supplier_manager.QUERY)
+    assert table(ctx, "ops/wh_supplier_plan", "supplier_plan_id")[
+        late["supplier_plan_id"]]["status"] == "issued"

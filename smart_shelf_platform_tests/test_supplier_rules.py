@@ -5,7 +5,7 @@ from datetime import date, datetime, time, timedelta, timezone
 import pytest
 
 from smart_shelf_platform.rules.supplier import (
-    ShelfLife, SupplierSchedule, order_quantity, parse_weekdays,
+    ShelfLife, SupplierSchedule, forecast_or_rule, order_quantity, parse_weekdays,
 )
 
 DEFAULT = SupplierSchedule.parse("Sun,Tue,Thu", "12:00", "Mon,Wed,Fri", "08:00")
@@ -123,3 +123,13 @@ def test_reference_lots_give_perishables_days_and_the_rest_months(settings):
         assert 2 <= life.by_category[category] <= 20, category
     for category in ("CANNED GOODS", "PASTA AND RICE", "WINES"):
         assert life.by_category[category] >= 365, category
+
+
+def test_the_forecast_orders_the_shelves_it_serves_and_leaves_the_rest_to_the_rule():
+    model = forecast_or_rule(["p1", "p2"], "model", 40)
+    assert (model.source, model.canceled, model.model_units) == ("model", ("p1", "p2"), 40)
+    nothing = forecast_or_rule(["p1"], "model", 0)
+    assert (nothing.source, nothing.canceled, nothing.model_units) == ("model", ("p1",), 0)
+    for method in ("fallback_history", None):  # too little history or no champion; no forecast
+        rule = forecast_or_rule(["p1"], method, 40)
+        assert (rule.source, rule.canceled, rule.model_units) == ("rule", (), 0)

@@ -3,7 +3,15 @@ lot (`wh_in`) at the order's slot. Owns `ops/wh_supplier_plan`, `ops/wh_supplier
 `ops/wh_supplier_receipts`.
 
 The warehouse alert engine publishes pending plans on `wh_supplier_plan`; this query takes them
-as new work and publishes their status changes there (the engine follows them). Time comes from
+as new work and publishes their status changes there (the engine follows them). With
+`SMART_SHELF_SUPPLIER_RULE=forecast` it also reads each cutoff's forecasts (`ml_predictions`,
+published by the cutoff's Dagster run before the cutoff minute: `smart_shelf_platform.
+cutoff_barrier`) and, at the cutoff, makes the model's plans itself, so the plan table keeps
+one writer: a shelf the model forecast is ordered by the model's plan alone (source `model`,
+with the model's name and version and the quantile it orders up to; none when it orders
+nothing), the rule's pending plans of that shelf canceled; a shelf it could not serve (a
+fallback forecast, or no forecast at all when the run did not land) is ordered by the rule's
+plans, as without forecasting (`rules.supplier.forecast_or_rule`). Time comes from
 the clock ticks of the cutoff and delivery minutes (`SMART_SHELF_SUPPLIER_*`, default cutoffs
 Sun/Tue/Thu 12:00, slots Mon/Wed/Fri 08:00):
 
@@ -28,14 +36,17 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import date, timedelta
 
 from pyspark.sql import SparkSession
 
+from smart_shelf_platform.contracts.analytics import ML_PREDICTION
 from smart_shelf_platform.contracts.state import WH_STATE, WH_SUPPLIER_ORDER, WH_SUPPLIER_PLAN
 from smart_shelf_platform.contracts.types import Record
-from smart_shelf_platform.rules.supplier import ShelfLife, SupplierSchedule, order_quantity
+from smart_shelf_platform.rules.supplier import (
+    ShelfLife, SupplierSchedule, forecast_or_rule, order_quantity,
+)
 from smart_shelf_platform.settings import Settings
 from streaming import reference, shell
 from streaming.driver_query import DriverQuery, Outputs, Rows, iso, rows_of, tick_source, utc
@@ -51,10 +62,12 @@ RECEIPT_TABLE = "ops/wh_supplier_receipts"
 PLANS = shell.EventSource(PLAN_TOPIC, WH_SUPPLIER_PLAN,
                           dedupe_on=("store_id", "supplier_plan_id", "status"))
 STOCK = shell.EventSource("wh_state", WH_STATE, dead_letters=False)
+FORECASTS = shell.EventSource("ml_predictions", ML_PREDICTION,
+                              dedupe_on=("store_id", "shelf_id", "cutoff_ts"))
 ID_NAMESPACE = uuid.UUID("ca3e45cf-31a4-438a-804b-8e7e3e51d53c")
 # Inputs of one batch are applied in simulated-time order; at equal times, what arrives is
 # known before the tick decides. The last part breaks ties the same way on a replay.
-ORDER = {"plan": 0, "stock": 1, "tick": 2}
+ORDER = {"plan": 0, "forecast": 0, "stock": 1, "tick": 2}
 # A completed plan's id is remembered this long, so a late copy of its pending record is not
 # ordered again.
 FINISHED_MEMORY = timedelta(days=7)
@@ -75,10 +88,11 @@ class SupplierManager(DriverQuery):
         self.ticks = tick_source(s.supplier_cutoff_time, s.supplier_delivery_time)
         self.profiles = reference.shelf_profiles(s)
         self.shelf_life = reference_shelf_life(s, self.profiles)
+        self.forecasting = s.supplier_rule == "forecast"
 
     @property
     def sources(self) -> list[shell.EventSource]:
-        return [PLANS, STOCK, self.ticks]
+        return [PLANS, STOCK, self.ticks] + ([FORECASTS] if self.forecasting else [])
 
     def initial_state(self) -> dict:
         # Capacity and stock of every product from the snapshot the state queries start from,
@@ -86,7 +100,8 @@ class SupplierManager(DriverQuery):
         stock = {f"{r['store_id']}|{r['shelf_id']}": {
             "on_hand": r["wh_current_stock"], "cap": r["wh_max_stock"], "version": r["version"]}
             for r in reference.wh_state_rows(self.ctx.settings).to_pylist()}
-        return {"now": None, "stock": stock, "plans": {}, "orders": {}, "finished": {}}
+        return {"now": None, "stock": stock, "plans": {}, "orders": {}, "finished": {},
+                "forecasts": {}}
 
     def step(self, state: dict, rows: Rows, batch_id: int) -> Outputs:
         out = Outputs()
@@ -95,6 +110,8 @@ class SupplierManager(DriverQuery):
                   + [("stock", r["last_update_ts"], f"{_key(r)}|{r['version']:012d}", r)
                      for r in rows_of(rows, STOCK)]
                   + [("tick", r["sim_time"], r["tick_id"], r) for r in rows_of(rows, self.ticks)])
+        if self.forecasting:
+            inputs += [("forecast", r["cutoff_ts"], _key(r), r) for r in rows_of(rows, FORECASTS)]
         for kind, _, _, row in sorted(inputs, key=lambda i: (utc(i[1]), ORDER[i[0]], i[2])):
             getattr(self, f"_{kind}")(state, row, batch_id, out)
         return out
@@ -107,6 +124,16 @@ class SupplierManager(DriverQuery):
             return
         state["plans"][plan_id] = row | {"order_id": None}
         out.write(PLAN_TABLE, row)
+
+    def _forecast(self, state: dict, row: dict, batch_id: int, out: Outputs) -> None:
+        cutoff = iso(utc(row["cutoff_ts"]))
+        if state["now"] is not None and utc(cutoff) <= utc(state["now"]):
+            log.warning("%s: the forecast of %s %s for cutoff %s came after the cutoff; ignored",
+                        NAME, row["store_id"], row["shelf_id"], cutoff)
+            return
+        state.setdefault("forecasts", {}).setdefault(cutoff, {})[_key(row)] = {
+            f: row[f] for f in ("method", "order_units", "model_name", "model_version",
+                                "order_quantile")}
 
     def _stock(self, state: dict, row: dict, batch_id: int, out: Outputs) -> None:
         key = _key(row)
@@ -135,6 +162,8 @@ class SupplierManager(DriverQuery):
     # ---- decisions -------------------------------------------------------------------
 
     def _cutoff(self, state: dict, now: str, out: Outputs) -> None:
+        if self.forecasting:
+            self._forecast_plans(state, now, out)
         slot = self.schedule.next_delivery(utc(now))
         pending = defaultdict(list)
         for plan in state["plans"].values():
@@ -171,6 +200,47 @@ class SupplierManager(DriverQuery):
             for plan in plans:
                 plan["order_id"] = order["order_id"]
                 self._move(plan, "issued", now, out)
+
+    def _forecast_plans(self, state: dict, now: str, out: Outputs) -> None:
+        """The cutoff's forecasts decide the shelves the model served (`forecast_or_rule`):
+        their rule plans are canceled and the model's orders become pending plans."""
+        forecasts = state.setdefault("forecasts", {}).pop(iso(utc(now)), None)
+        if forecasts is None:
+            log.error("%s: no forecast of cutoff %s has reached the supplier manager; the "
+                      "rule's plans stand", NAME, now)
+            return
+        rule_plans = defaultdict(list)
+        for plan in state["plans"].values():
+            if plan["status"] == "pending" and plan["source"] == "rule":
+                rule_plans[_key(plan)].append(plan["supplier_plan_id"])
+        sources, canceled, units = Counter(), 0, 0
+        for key in sorted(set(forecasts) | set(rule_plans)):
+            forecast = forecasts.get(key) or {}
+            choice = forecast_or_rule(sorted(rule_plans.get(key, ())), forecast.get("method"),
+                                      forecast.get("order_units") or 0)
+            sources[choice.source] += 1
+            for plan_id in choice.canceled:
+                self._move(state["plans"].pop(plan_id), "canceled", now, out)
+                state["finished"][plan_id] = now
+            canceled += len(choice.canceled)
+            if choice.model_units:
+                store_id, shelf_id = key.split("|", 1)
+                plan = {"store_id": store_id, "shelf_id": shelf_id,
+                        "supplier_plan_id": new_id("model_plan", store_id, shelf_id, now),
+                        "suggested_qty": choice.model_units,
+                        "standard_batch_size": self.profiles[key]["standard_batch_size"],
+                        "source": "model", "status": "pending", "created_at": now,
+                        "updated_at": now, "model_name": forecast["model_name"],
+                        "model_version": forecast["model_version"],
+                        "order_quantile": forecast["order_quantile"], "order_id": None}
+                state["plans"][plan["supplier_plan_id"]] = plan
+                record = _contract(WH_SUPPLIER_PLAN, plan)
+                out.send(PLAN_TOPIC, record)
+                out.write(PLAN_TABLE, record)
+                units += choice.model_units
+        log.info("%s: cutoff %s decided by the forecast for %d shelves (%d units planned, %d "
+                 "rule plans canceled), by the rule for %d", NAME, now, sources["model"], units,
+                 canceled, sources["rule"])
 
     def _deliver(self, state: dict, now: str, batch_id: int, out: Outputs) -> None:
         due = sorted((o for o in state["orders"].values()
@@ -246,7 +316,9 @@ def _key(row: dict) -> str:
 
 
 def _contract(record: Record, values: dict) -> dict:
-    return {f: values[f] for f in record.field_names}
+    """The record's fields of `values`; a nullable field it lacks is null (state saved before
+    the field existed)."""
+    return {f.name: values.get(f.name) if f.nullable else values[f.name] for f in record.fields}
 
 
 def _on_the_way(state: dict, key: str) -> int:

@@ -66,7 +66,8 @@ class WarehouseAlertEngine(AlertEngine):
         return {"store_id": store_id, "supplier_plan_id": plan_id, "shelf_id": shelf_id,
                 "suggested_qty": qty, "standard_batch_size": fields["standard_batch_size"],
                 "source": "rule", "status": "pending",
-                "created_at": iso(now), "updated_at": iso(now)}
+                "created_at": iso(now), "updated_at": iso(now),
+                "model_name": None, "model_version": None, "order_quantile": None}
 
 
 

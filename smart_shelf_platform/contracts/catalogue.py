@@ -89,8 +89,12 @@ TOPICS: tuple[Topic, ...] = (
                "shelf alert engine, shelf restock manager",
                "restock plans and their status"),
     _compacted("wh_supplier_plan", state.WH_SUPPLIER_PLAN,
-               "warehouse alert engine, forecaster, supplier manager",
+               "warehouse alert engine, supplier manager",
                "supplier plans and their status"),
+    # A cutoff's forecasts, published by its Dagster run before the cutoff minute: with
+    # SMART_SHELF_SUPPLIER_RULE=forecast the supplier manager turns them into the model's plans.
+    _compacted("ml_predictions", analytics.ML_PREDICTION, "dagster",
+               "every shelf's forecast and order at a supplier cutoff"),
     _compacted("shelf_policies", state.SHELF_POLICY, "Kafka Connect (config.shelf_policies)",
                "shelf refill policies"),
     _compacted("wh_policies", state.WH_POLICY, "Kafka Connect (config.wh_policies)",

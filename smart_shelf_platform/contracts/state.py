@@ -74,9 +74,14 @@ WH_SUPPLIER_PLAN = Record(
     "wh_supplier_plan",
     (STORE_ID, F("supplier_plan_id", UUID), SHELF_ID, F("suggested_qty", INT),
      F("standard_batch_size", INT), F("source", enums.PLAN_SOURCE.type),
-     F("status", enums.PLAN_STATUS.type), CREATED_AT, UPDATED_AT),
+     F("status", enums.PLAN_STATUS.type), CREATED_AT, UPDATED_AT,
+     F("model_name", STRING, nullable=True, description="the forecast's model (source model)"),
+     F("model_version", STRING, nullable=True),
+     F("order_quantile", DOUBLE, nullable=True,
+       description="the quantile of interval demand the model's order tops up to")),
     key=("store_id", "supplier_plan_id"),
-    description="Units to order from the supplier at the next cutoff (pending -> issued -> completed).",
+    description="Units to order from the supplier at the next cutoff (pending -> issued -> "
+                "completed; canceled: a rule's plan the model's decision replaced at a cutoff).",
 )
 
 WH_SUPPLIER_ORDER = Record(

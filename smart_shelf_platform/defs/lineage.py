@@ -91,7 +91,12 @@ EXPLICIT_UPSTREAMS: dict[str, tuple[str, ...]] = {
         "kafka/shelf_state", "kafka/shelf_policies", "kafka/wh_state", "kafka/wh_policies",
         "kafka/shelf_restock_plan", "kafka/shelf_batch_state", "kafka/wh_batch_state",
         "kafka/clock_ticks"),
-    "delta/ops/wh_supplier_orders": ("kafka/wh_supplier_plan", "kafka/clock_ticks"),
+    # With the forecast deciding (SMART_SHELF_SUPPLIER_RULE=forecast), a cutoff's orders come
+    # from its forecasts: the supplier manager makes the model's plans at the cutoff and orders
+    # them. (The edge goes to the orders: the plan table feeds the daily features the forecasts
+    # learn from, so an edge into it would close a loop the graph cannot hold.)
+    "delta/ops/wh_supplier_orders": ("kafka/wh_supplier_plan", "kafka/ml_predictions",
+                                     "kafka/clock_ticks"),
     "delta/ops/wh_supplier_receipts": ("delta/ops/wh_supplier_orders", "kafka/clock_ticks"),
     "delta/analytics/daily_discounts": ("kafka/shelf_batch_state", "kafka/clock_ticks"),
     # The refill bridge: each pick becomes the restocker's task, released by ticks.

@@ -44,6 +44,7 @@ class SmartShelfResource(dg.ConfigurableResource):
     sim_start: str  # ISO-8601 UTC
     freshness_lag_minutes: float
     clock_key_prefix: str = DEFAULT_KEY_PREFIX  # Redis keys of the simulated clock
+    topic_prefix: str = ""  # before every Kafka topic name (a test's private topics)
     ml_dir: str = ""  # model artifacts, training sets and plots (from_settings: <home>/ml)
 
     @classmethod
@@ -84,13 +85,19 @@ class SmartShelfResource(dg.ConfigurableResource):
         return (f"host={self.postgres_host} port={self.postgres_port} dbname={self.postgres_db}"
                 f" user={self.postgres_user} password={self.postgres_password}")
 
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url, decode_responses=True,
+                                    socket_connect_timeout=2, socket_timeout=2)
+
     def delta_uri(self, table: DeltaTable) -> str:
         return table_uri(self.delta_root, table)
 
     def sim_now(self) -> datetime | None:
         """Simulated now from the shared clock; None if the clock never ran or Redis is down."""
-        client = redis.Redis.from_url(self.redis_url, decode_responses=True,
-                                      socket_connect_timeout=2, socket_timeout=2)
+        client = self.redis()
         try:
             return RedisClock(client, self.clock_key_prefix).now()
         except (ClockNotRunning, redis.RedisError):

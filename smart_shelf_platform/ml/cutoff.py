@@ -71,11 +71,11 @@ def gate(summary: pd.DataFrame, champion_metrics: dict | None) -> GateResult:
 def prediction_rows(champion: Entry | None, model: DemandModel | None, panel: pd.DataFrame,
                     promotions: pd.DataFrame, window: CutoffWindow, order_quantile: float,
                     shelf_life_days: pd.Series | None, created_at: datetime,
-                    min_history_days: int) -> pd.DataFrame:
+                    min_history_days: int, on_order: pd.Series | None = None) -> pd.DataFrame:
     """Every shelf's forecast and order at the cutoff, with `champion`'s name and version on the
-    rows its `model` forecast (None: every shelf falls back)."""
+    rows its `model` forecast (None: every shelf falls back); `on_order` as in `order_rows`."""
     forecast = forecast_cutoff(model, panel, promotions, window, min_history_days)
-    rows = order_rows(forecast, panel, window, order_quantile, shelf_life_days)
+    rows = order_rows(forecast, panel, window, order_quantile, shelf_life_days, on_order)
     by_model = rows["method"] == METHOD_MODEL
     rows["model_name"] = np.where(by_model, champion.model_name if champion else None, None)
     rows["model_version"] = np.where(by_model, champion.model_version if champion else None,

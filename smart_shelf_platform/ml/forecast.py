@@ -24,12 +24,12 @@ import pandas as pd
 from smart_shelf_platform.ml.intervals import CutoffWindow
 from smart_shelf_platform.ml.model import QUANTILES, DemandModel, interval_quantiles
 from smart_shelf_platform.ml.training_set import SHELF, build_rows, censored, known_history
-from smart_shelf_platform.rules.supplier import order_up_to_units
+from smart_shelf_platform.rules.supplier import MODEL_METHOD, order_up_to_units
 
 DAY = timedelta(days=1)
 MIN_HISTORY_DAYS = 7
 FALLBACK_DISPERSION = 0.5
-METHOD_MODEL = "model"
+METHOD_MODEL = MODEL_METHOD
 METHOD_FALLBACK = "fallback_history"
 
 
@@ -72,11 +72,14 @@ def forecast_cutoff(model: DemandModel | None, panel: pd.DataFrame, promotions: 
 
 
 def order_rows(forecast: pd.DataFrame, panel: pd.DataFrame, window: CutoffWindow,
-               order_quantile: float, shelf_life_days: pd.Series | None = None) -> pd.DataFrame:
+               order_quantile: float, shelf_life_days: pd.Series | None = None,
+               on_order: pd.Series | None = None) -> pd.DataFrame:
     """`forecast` plus the stock it orders against and the order: shelf_on_hand, wh_on_hand,
     on_order, wh_capacity, batch_size, order_units, order_batches. `shelf_life_days` (indexed by
     SHELF, perishables only) caps a perishable's target by its interval-mean daily demand times
-    the days a new lot keeps."""
+    the days a new lot keeps. `on_order` (indexed by SHELF: units of orders on their way at the
+    origin's end, `supplier_feed.on_order_at`) replaces the features' plans in flight, which
+    count pending plans too."""
     column = quantile_column(order_quantile)
     if column not in forecast.columns:
         raise ValueError(f"no {order_quantile} quantile: the forecasts have {QUANTILE_COLUMNS}")
@@ -86,6 +89,10 @@ def order_rows(forecast: pd.DataFrame, panel: pd.DataFrame, window: CutoffWindow
             "current_stock_shelf": "shelf_on_hand", "current_stock_warehouse": "wh_on_hand",
             "pending_supplier_qty": "on_order", "warehouse_capacity": "wh_capacity",
             "standard_batch_size": "batch_size"})
+    if on_order is not None:
+        stock["on_order"] = stock.set_index(SHELF).index.map(on_order).to_numpy(
+            dtype="float64")
+        stock["on_order"] = np.nan_to_num(stock["on_order"], nan=0.0).astype("int64")
     rows = forecast.merge(stock, on=SHELF, how="inner")
     days = len(window.interval_days)
     life = (rows.set_index(SHELF).index.map(shelf_life_days).to_numpy(dtype="float64")

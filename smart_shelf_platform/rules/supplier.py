@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
+# A forecast row made by the model (`ml.forecast`); any other method is a fallback.
+MODEL_METHOD = "model"
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 # A subcategory with fewer reference lots than this takes its category's shelf life: one odd
 # lot (a perishable drawn two days from expiry) must not decide for every delivery.
@@ -129,3 +131,24 @@ def order_up_to_units(target: float, shelf_on_hand: int, wh_on_hand: int, on_ord
     position = max(0.0, shelf_on_hand + wh_on_hand - lead_demand) + on_order
     requested = math.ceil(max(0.0, target - position))
     return order_quantity(requested, batch_size, wh_capacity, wh_on_hand, on_order)
+
+
+@dataclass(frozen=True)
+class CutoffChoice:
+    """Who orders one shelf at a cutoff under `SMART_SHELF_SUPPLIER_RULE=forecast`."""
+
+    source: str  # "model": the forecast decides; "rule": the rule's pending plans stand
+    canceled: tuple[str, ...]  # the rule's pending plans the model's decision replaces
+    model_units: int  # units of the model's plan (0: the model orders nothing)
+
+
+def forecast_or_rule(rule_plan_ids: Sequence[str], forecast_method: str | None,
+                     forecast_units: int) -> CutoffChoice:
+    """The model orders a shelf when the cutoff's forecast of it is the model's: its order (none
+    when 0) replaces the rule's pending plans, which are canceled, so a shelf is ordered once per
+    cutoff and never by both. The rule's plans stand when the shelf has no forecast for the
+    cutoff (its run did not land in time) or only a fallback (no champion model, too little
+    history): the platform never waits on a forecast it cannot use."""
+    if forecast_method != MODEL_METHOD:
+        return CutoffChoice("rule", (), 0)
+    return CutoffChoice("model", tuple(rule_plan_ids), max(0, int(forecast_units)))

@@ -1,4 +1,6 @@
-"""Create every Delta table of the catalogue, empty, with its contract schema.
+"""Create every Delta table of the catalogue, empty, with its contract schema; add to an existing
+table the nullable columns its contract has gained since it was created (a stack set up by an
+earlier version keeps its data, and its writers find the columns they now write).
 
 delta-rs is used here (not Spark) so `smart-shelf up` does not pay a JVM start for a metadata
 write; Spark reads and writes the same tables later.
@@ -9,7 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from deltalake import DeltaTable, write_deltalake
+from deltalake import DeltaTable, Schema, write_deltalake
 
 from smart_shelf_platform.contracts.catalogue import DELTA_TABLES
 from smart_shelf_platform.contracts.catalogue import DeltaTable as DeltaTableSpec
@@ -28,12 +30,12 @@ def table_uri(delta_root: str, table: DeltaTableSpec) -> str:
 
 
 def ensure_delta_tables(delta_root: str) -> dict[str, str]:
-    """Returns {layer/table: "created" | "exists"}."""
+    """Returns {layer/table: "created" | "exists" | "added <columns>"}."""
     outcome = {}
     for spec in DELTA_TABLES:
         uri = table_uri(delta_root, spec)
         if DeltaTable.is_deltatable(uri):
-            outcome[spec.path] = "exists"
+            outcome[spec.path] = _add_new_columns(uri, spec)
             continue
         if "://" not in uri:
             Path(uri).mkdir(parents=True, exist_ok=True)
@@ -45,3 +47,20 @@ def ensure_delta_tables(delta_root: str) -> dict[str, str]:
         log.info("created Delta table %s", spec.path)
         outcome[spec.path] = "created"
     return outcome
+
+
+def _add_new_columns(uri: str, spec: DeltaTableSpec) -> str:
+    """Add the contract's nullable fields the table lacks; "exists" when it lacks none."""
+    table = DeltaTable(uri)
+    present = {f.name for f in table.schema().fields}
+    wanted = Schema.from_arrow(spec.record.arrow_schema()).fields
+    missing = [f for f in wanted if f.name not in present]
+    if not missing:
+        return "exists"
+    if not all(f.nullable for f in missing):
+        raise ValueError(f"Delta table {spec.path} lacks required columns "
+                         f"{[f.name for f in missing if not f.nullable]}: only nullable columns "
+                         f"can be added to a table that has data")
+    table.alter.add_columns(missing)
+    log.info("added columns %s to Delta table %s", [f.name for f in missing], spec.path)
+    return "added " + ", ".join(f.name for f in missing)

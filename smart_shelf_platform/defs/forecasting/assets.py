@@ -12,7 +12,10 @@ Two jobs per cutoff, requested together by the simulated-clock sensor (`sensors.
 - `cutoff_forecast_job`: `delta/analytics/predictions` and `postgres/analytics/ml_predictions_log`
   (every shelf's interval forecast, quantiles and order) from the champion of an earlier cutoff
   (the `ml/champion` edge maps to the previous partition). So the forecast never waits for its
-  own cutoff's training, and a failed gate leaves the forecast to the current champion.
+  own cutoff's training, and a failed gate leaves the forecast to the current champion. The
+  same rows go to the `kafka/ml_predictions` topic, and the cutoff is marked as landed for the
+  simulated clock's barrier (`smart_shelf_platform.cutoff_barrier`): with
+  `SMART_SHELF_SUPPLIER_RULE=forecast` the supplier manager orders from them at the cutoff.
 
 Without a usable champion (none yet, or an artifact missing or corrupt) every shelf falls back
 to its in-stock mean (`method = fallback_history`), with a warning in the run's metadata: a
@@ -22,21 +25,26 @@ materialized on demand (or by `smart-shelf backtest`).
 """
 
 
-from datetime import datetime, timezone
+from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import psycopg
 
-from smart_shelf_platform.contracts.catalogue import DELTA_TABLES_BY_PATH, POSTGRES_TABLES_BY_NAME
+from smart_shelf_platform import cutoff_barrier
+from smart_shelf_platform.contracts.catalogue import (
+    DELTA_TABLES_BY_PATH, POSTGRES_TABLES_BY_NAME, TOPICS_BY_NAME,
+)
 from smart_shelf_platform.defs import specs
 from smart_shelf_platform.defs.analytics.assets import FEATURES_DELTA_KEY
-from smart_shelf_platform.defs.lineage import CHAMPION_KEY, TRAINING_SET_KEY, delta_key, postgres_key
+from smart_shelf_platform.defs.lineage import (
+    CHAMPION_KEY, TRAINING_SET_KEY, delta_key, postgres_key, topic_key,
+)
 from smart_shelf_platform.defs.partitions import DailyToCutoffPartitionMapping
 from smart_shelf_platform.defs.resources import SmartShelfResource
 from smart_shelf_platform.ml import cutoff as at_cutoff
-from smart_shelf_platform.ml import evaluation, forecast_store, registry
+from smart_shelf_platform.ml import evaluation, forecast_store, registry, supplier_feed
 from smart_shelf_platform.ml.intervals import CutoffWindow, cutoff_window, max_horizon
 from smart_shelf_platform.ml.backtest import summary
 from smart_shelf_platform.ml.model import DemandModel, ModelArtifactError, NotEnoughHistory
@@ -46,16 +54,21 @@ GROUP = "forecasting"
 REGISTRY = POSTGRES_TABLES_BY_NAME["analytics.ml_models"]
 PREDICTIONS = DELTA_TABLES_BY_PATH["analytics/predictions"]
 PREDICTIONS_LOG = POSTGRES_TABLES_BY_NAME["analytics.ml_predictions_log"]
+PREDICTIONS_TOPIC = TOPICS_BY_NAME["ml_predictions"]
 BACKTEST_DELTA = DELTA_TABLES_BY_PATH["analytics/ml_backtest"]
 BACKTEST_POSTGRES = POSTGRES_TABLES_BY_NAME["analytics.ml_backtest"]
 REGISTRY_KEY = postgres_key(REGISTRY)
 PREDICTIONS_KEY = delta_key(PREDICTIONS)
 PREDICTIONS_LOG_KEY = postgres_key(PREDICTIONS_LOG)
+PREDICTIONS_TOPIC_KEY = topic_key(PREDICTIONS_TOPIC)
+# What a cutoff's forecast run materializes, together.
+FORECAST_KEYS = (PREDICTIONS_KEY, PREDICTIONS_LOG_KEY, PREDICTIONS_TOPIC_KEY)
 BACKTEST_KEYS = (delta_key(BACKTEST_DELTA), postgres_key(BACKTEST_POSTGRES))
 LEDGER_SALES_KEY = dg.AssetKey(["postgres", "sim", "ledger_daily_sales"])
-# Tables these assets materialize: the lake and postgres folders leave them out of their specs.
+# Tables and the topic these assets materialize: the lake, postgres and kafka folders leave them
+# out of their specs.
 MATERIALIZED_KEYS = frozenset({REGISTRY_KEY, PREDICTIONS_KEY, PREDICTIONS_LOG_KEY,
-                               *BACKTEST_KEYS})
+                               PREDICTIONS_TOPIC_KEY, *BACKTEST_KEYS})
 TRAINING_JOB = "cutoff_training_job"
 FORECAST_JOB = "cutoff_forecast_job"
 
@@ -165,11 +178,14 @@ def forecasting_assets(config: at_cutoff.ForecastConfig,
                                                                        end_offset=-1))]),
         specs.postgres_spec(PREDICTIONS_LOG).replace_attributes(
             partitions_def=cutoffs, deps=[PREDICTIONS_KEY]),
+        specs.topic_spec(PREDICTIONS_TOPIC).replace_attributes(
+            partitions_def=cutoffs, deps=[PREDICTIONS_KEY]),
     ]
 
     @dg.multi_asset(name="cutoff_predictions", specs=predictions_specs,
                     description="Forecast every shelf's protection interval with the champion "
-                                "and the order it implies; Delta and Postgres.")
+                                "and the order it implies; Delta, Postgres, and the topic the "
+                                "supplier manager orders from.")
     def cutoff_predictions(context: dg.AssetExecutionContext, smart_shelf: SmartShelfResource):
         window = window_of(context)
         key = context.partition_key
@@ -194,12 +210,17 @@ def forecasting_assets(config: at_cutoff.ForecastConfig,
                 current = None
         if warning:
             context.log.warning("cutoff %s: %s", key, warning)
+        origin_end = datetime.combine(window.origin + timedelta(days=1), time(0),
+                                      tzinfo=timezone.utc)
         rows = at_cutoff.prediction_rows(
             current, model, panel, forecast_store.read_promotions(dsn), window,
             config.order_quantile, forecast_store.perishable_shelf_life(dsn),
-            datetime.now(timezone.utc), config.min_history_days)
+            datetime.now(timezone.utc), config.min_history_days,
+            supplier_feed.on_order_at(smart_shelf.delta_root, origin_end))
         version = forecast_store.write_predictions(smart_shelf.delta_root, dsn, rows,
                                                    window.cutoff)
+        topic = smart_shelf.topic(PREDICTIONS_TOPIC.name)
+        published = supplier_feed.publish(smart_shelf.kafka_bootstrap, topic, rows)
         methods = rows["method"].value_counts().to_dict()
         context.log.info("cutoff %s: %d shelves (%s), %d units ordered, Delta version %d", key,
                          len(rows), methods, int(rows["order_units"].sum()), version)
@@ -212,9 +233,18 @@ def forecasting_assets(config: at_cutoff.ForecastConfig,
                   "shelves_ordering": int((rows["order_units"] > 0).sum())}
         if warning:
             common["warning"] = warning
+        client = smart_shelf.redis()
+        try:
+            cutoff_barrier.mark_landed(client, smart_shelf.clock_key_prefix, window.cutoff, {
+                "rows": published, "model_version": common["model_version"],
+                "units_ordered": common["units_ordered"]})
+        finally:
+            client.close()
         yield dg.MaterializeResult(asset_key=PREDICTIONS_KEY,
                                    metadata={**common, "delta_version": version})
         yield dg.MaterializeResult(asset_key=PREDICTIONS_LOG_KEY, metadata=common)
+        yield dg.MaterializeResult(asset_key=PREDICTIONS_TOPIC_KEY,
+                                   metadata={**common, "topic": topic, "messages": published})
 
     backtest_specs = [
         specs.delta_spec(BACKTEST_DELTA).replace_attributes(

@@ -3,7 +3,11 @@
 Simulated time runs at any speed, so the cutoff runs follow the shared clock (`sim:now`), as the
 daily features do: once simulated time reaches a cutoff minus SMART_SHELF_FORECAST_LEAD_MINUTES,
 the sensor requests that cutoff's two runs (training and forecast, `assets.py`), each with the
-partition key in its run key, so a cutoff is requested once. In `SMART_SHELF_ENV=prod` there is
+partition key in its run key, so a cutoff is requested once. It waits for two things first, so
+that a cutoff's forecast is the same however fast the clock ran: the daily features of the
+cutoff's origin day (the last complete day; its run follows the day's end) and the end of the
+previous cutoff's training run (its promotion decides the champion this cutoff forecasts with).
+In `SMART_SHELF_ENV=prod` there is
 no simulated clock: schedules on the wall clock request the daily features after midnight and the
 cutoff runs at the same lead before each cutoff.
 """
@@ -13,13 +17,16 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
+from smart_shelf_platform.defs.analytics.assets import FEATURES_DELTA_KEY
 from smart_shelf_platform.defs.analytics.sensors import FEATURES_JOB
 from smart_shelf_platform.defs.forecasting.assets import (
-    CHAMPION_KEY, FORECAST_JOB, PREDICTIONS_KEY, PREDICTIONS_LOG_KEY, REGISTRY_KEY,
+    CHAMPION_KEY, FORECAST_JOB, FORECAST_KEYS, REGISTRY_KEY,
     TRAINING_JOB, TRAINING_SET_KEY,
 )
 from smart_shelf_platform.defs.partitions import cutoff_at_or_after
 from smart_shelf_platform.defs.resources import SmartShelfResource
+from smart_shelf_platform.ml.intervals import cutoff_window
+from smart_shelf_platform.rules.supplier import SupplierSchedule
 
 SENSOR_NAME = "simulated_cutoff_forecasts"
 MAX_CUTOFFS_PER_EVALUATION = 12
@@ -31,7 +38,7 @@ def cutoff_jobs() -> list:
                                                          CHAMPION_KEY),
         description="A cutoff's training set, model (registered, gated) and its promotion.")
     forecast = dg.define_asset_job(
-        FORECAST_JOB, selection=dg.AssetSelection.assets(PREDICTIONS_KEY, PREDICTIONS_LOG_KEY),
+        FORECAST_JOB, selection=dg.AssetSelection.assets(*FORECAST_KEYS),
         description="A cutoff's forecasts and orders from the current champion, with checks.")
     return [training, forecast]
 
@@ -51,12 +58,28 @@ def cutoffs_to_request(cutoffs: dg.TimeWindowPartitionsDefinition, last_requeste
     return keys
 
 
-def simulated_cutoff_sensor(cutoffs: dg.TimeWindowPartitionsDefinition,
-                            lead_minutes: int) -> dg.SensorDefinition:
+def waiting_for(key: str, origin: str, previous: str | None, materialized_days: set[str],
+                previous_training_finished: bool) -> str | None:
+    """What the cutoff `key` still waits for before its runs are requested (None: nothing):
+    the features of its `origin` day, and the end of the `previous` cutoff's training run."""
+    if origin not in materialized_days:
+        return f"cutoff {key} waits for the daily features of {origin}"
+    if previous is not None and not previous_training_finished:
+        return f"cutoff {key} waits for the training run of cutoff {previous} to end"
+    return None
+
+
+def simulated_cutoff_sensor(cutoffs: dg.TimeWindowPartitionsDefinition, lead_minutes: int,
+                            schedule: SupplierSchedule) -> dg.SensorDefinition:
     training, forecast = cutoff_jobs()
     lead = timedelta(minutes=lead_minutes)
 
-    @dg.sensor(name=SENSOR_NAME, jobs=[training, forecast], minimum_interval_seconds=30,
+    def training_finished(instance: dg.DagsterInstance, key: str) -> bool:
+        runs = instance.get_runs(filters=dg.RunsFilter(
+            job_name=TRAINING_JOB, tags={"dagster/partition": key}), limit=1)
+        return bool(runs) and runs[0].is_finished
+
+    @dg.sensor(name=SENSOR_NAME, jobs=[training, forecast], minimum_interval_seconds=10,
                default_status=dg.DefaultSensorStatus.RUNNING,
                description="Request each cutoff's training and forecast runs once simulated "
                            "time reaches the cutoff minus the lead.")
@@ -65,10 +88,24 @@ def simulated_cutoff_sensor(cutoffs: dg.TimeWindowPartitionsDefinition,
         sim_now = smart_shelf.sim_now()
         if sim_now is None:
             return dg.SkipReason("the simulated clock has not run yet")
-        keys = cutoffs_to_request(cutoffs, context.cursor or None, sim_now, lead)
-        if not keys:
+        due = cutoffs_to_request(cutoffs, context.cursor or None, sim_now, lead)
+        if not due:
             return dg.SkipReason(f"no cutoff within {lead_minutes} simulated minutes of "
                                  f"{sim_now.isoformat()}")
+        days = context.instance.get_materialized_partitions(FEATURES_DELTA_KEY)
+        keys, previous, waiting = [], context.cursor or None, None
+        for key in due:
+            cutoff = cutoffs.time_window_for_partition_key(key).start.astimezone(timezone.utc)
+            waiting = waiting_for(key, cutoff_window(schedule, cutoff).origin.isoformat(),
+                                  previous, days,
+                                  previous is None or training_finished(context.instance,
+                                                                        previous))
+            if waiting:
+                break
+            keys.append(key)
+            previous = key
+        if not keys:
+            return dg.SkipReason(waiting)
         context.log.info("simulated now %s: requesting the forecasting runs of %s",
                          sim_now.isoformat(), ", ".join(keys))
         requests = [dg.RunRequest(run_key=f"{job.name}:{k}", partition_key=k, job_name=job.name)
