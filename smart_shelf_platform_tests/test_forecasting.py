@@ -417,3 +417,20 @@ def test_production_schedules_run_the_features_after_midnight_and_each_cutoff_at
     dg.Definitions.validate_loadable(definitions)  # the schedules name jobs that exist
     assert {s.name for s in definitions.get_repository_def().schedule_defs} == set(schedules)
     assert not build_definitions(Settings()).get_repository_def().schedule_defs  # local: none
+
+
+def test_the_dispersion_is_the_smallest_whose_quantile_covers_its_share_of_fresh_sums():
+    from smart_shelf_platform.ml.model import coverage_dispersion
+
+    rng = np.random.default_rng(7)
+    mean = rng.choice([0.3, 1.0, 4.0, 25.0], size=4000)  # slow movers and fast ones
+    n = 1 / 0.4
+
+    def draw() -> np.ndarray:
+        return rng.negative_binomial(n, n / (n + mean)).astype("float64")
+
+    phi = coverage_dispersion(draw(), mean, 0.9)
+    fresh = draw()
+    covered = (fresh <= interval_quantiles(mean, phi, (0.9,))[0.9]).mean()
+    assert 0.88 <= covered <= 0.93
+    assert coverage_dispersion(np.zeros(5), np.ones(5), 0.9) == 0.0  # Poisson covers already

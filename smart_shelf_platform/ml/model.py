@@ -8,7 +8,10 @@
 - **Quantiles**: a negative binomial around that sum, `Var = M + dispersion * M^2`. The dispersion
   is measured, not assumed: a first model is fitted on all but the last `CALIBRATION_DAYS` origins
   and its sums over each later origin's days are compared with what sold (uncensored shelves
-  only); then the model is refitted on everything. A count's quantiles come out whole and
+  only); the dispersion is the smallest whose `CALIBRATION_QUANTILE` (the quantile orders top up
+  to) covers that share of those sums (`coverage_dispersion`). A moment estimate, dominated by
+  the fast movers, left the many slow movers' intervals too narrow (0.9 covered 83 % in a
+  backtest). Then the model is refitted on everything. A count's quantiles come out whole and
   ordered (0.5 <= 0.8 <= 0.9 <= 0.95) by construction.
 - **Artifact**: XGBoost's own JSON format; the feature list, dispersion and training window are
   stored in the booster's attributes, so the file alone is the model.
@@ -33,6 +36,9 @@ from smart_shelf_platform.ml.training_set import FEATURE_COLUMNS, LABEL, SHELF, 
 DAY = timedelta(days=1)
 QUANTILES = (0.5, 0.8, 0.9, 0.95)
 CALIBRATION_DAYS = 7
+CALIBRATION_QUANTILE = 0.9
+# Dispersions tried by `coverage_dispersion`, smallest first: 0 (Poisson), then 0.005 to 4.
+DISPERSION_GRID = np.concatenate([[0.0], np.geomspace(0.005, 4.0, 60)])
 MIN_TRAINING_ROWS = 200
 PARAMS = {
     "objective": "count:poisson",
@@ -70,12 +76,21 @@ def _predict(booster: xgb.Booster, rows: pd.DataFrame) -> np.ndarray:
     return booster.predict(data)
 
 
-def dispersion(actual: np.ndarray, mean: np.ndarray) -> float:
-    """Method-of-moments negative binomial dispersion: sum((y - m)^2 - m) / sum(m^2), at least 0."""
-    denominator = float((mean ** 2).sum())
-    if denominator <= 0:
+def coverage_dispersion(actual: np.ndarray, mean: np.ndarray,
+                        quantile: float = CALIBRATION_QUANTILE) -> float:
+    """The smallest dispersion of `DISPERSION_GRID` whose `quantile` covers at least that share
+    of `actual` (else the one that covers most): calibrated on what the quantile is used for."""
+    actual = np.asarray(actual, dtype="float64")
+    if actual.size == 0:
         return 0.0
-    return max(0.0, float((((actual - mean) ** 2) - mean).sum()) / denominator)
+    best, best_coverage = 0.0, -1.0
+    for phi in DISPERSION_GRID:
+        coverage = float((actual <= interval_quantiles(mean, phi, (quantile,))[quantile]).mean())
+        if coverage >= quantile:
+            return float(phi)
+        if coverage > best_coverage:
+            best, best_coverage = float(phi), coverage
+    return best
 
 
 def interval_quantiles(mean: np.ndarray, phi: float,
@@ -116,7 +131,8 @@ class DemandModel:
             mean = _predict(_train(early), late)
             sums = late.assign(mean=mean).groupby([*SHELF, "origin"]).agg(
                 actual=(LABEL, "sum"), mean=("mean", "sum"))
-            phi = dispersion(sums["actual"].to_numpy(dtype="float64"), sums["mean"].to_numpy())
+            phi = coverage_dispersion(sums["actual"].to_numpy(dtype="float64"),
+                                      sums["mean"].to_numpy())
         return cls(_train(rows), phi, trained_until, len(rows))
 
     def predict_daily(self, rows: pd.DataFrame) -> np.ndarray:
