@@ -17,7 +17,8 @@ import subprocess
 import sys
 import uuid
 from collections import Counter, defaultdict
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import contextmanager, nullcontext
 from datetime import timedelta
 from pathlib import Path
 
@@ -85,14 +86,20 @@ def stop(process: subprocess.Popen) -> None:
 
 
 @contextmanager
-def closed_loop(settings, tmp: Path, supplier_rule: str = "platform"):
+def closed_loop(settings, tmp: Path, supplier_rule: str = "platform", *,
+                update: dict | None = None, simulated: timedelta | None = None,
+                alongside: Callable | None = None):
     """The simulator, the bridge and the streaming application on a database, topics, tables and
-    clock of their own, run to the end of the window and settled; yields (settings, context,
-    simulation) with the processes stopped and the data kept until the context exits."""
+    clock of their own, run to the end of the window (`simulated` after the start; this
+    module's window by default) and settled; yields (settings, context, simulation) with the
+    processes stopped and the data kept until the context exits. `update` overrides settings;
+    `alongside(settings, context, clock prefix)`, a context manager, runs around the simulation
+    (what another component does meanwhile, as Dagster does at a cutoff)."""
     import redis
 
     own = private_database(settings, delta_root_override=str(tmp / "delta")).model_copy(
-        update={**SCHEDULE, "supplier_rule": supplier_rule, "decision_round_minutes": ROUNDS})
+        update={**SCHEDULE, "supplier_rule": supplier_rule, "decision_round_minutes": ROUNDS,
+                **(update or {})})
     client = redis.Redis.from_url(own.redis_url)
     clock_prefix, stream_prefix = f"loop-{uuid.uuid4().hex[:8]}:", f"loop-{uuid.uuid4().hex[:8]}:"
     ctx = private_context(own, client, clock_prefix, tmp)
@@ -108,11 +115,12 @@ def closed_loop(settings, tmp: Path, supplier_rule: str = "platform"):
             # Holds and settling wait for the queries that report progress: all of them, first.
             wait_until_read(client, clock_prefix, own.kafka_bootstrap,
                             queries=runner.spark_query_names(), timeout=300)
-            sim = simulate(own, SimulateOptions(
-                until=own.sim_start + SIMULATED, speed=None if ROUNDS else SPEED,
-                stream_prefix=stream_prefix,
-                clock_key_prefix=clock_prefix, clock_topic=ctx.topic("clock_ticks"),
-                topic_prefix=ctx.topic_prefix), progress=print)
+            with (alongside(own, ctx, clock_prefix) if alongside else nullcontext()):
+                sim = simulate(own, SimulateOptions(
+                    until=own.sim_start + (simulated or SIMULATED),
+                    speed=None if ROUNDS else SPEED, stream_prefix=stream_prefix,
+                    clock_key_prefix=clock_prefix, clock_topic=ctx.topic("clock_ticks"),
+                    topic_prefix=ctx.topic_prefix), progress=print)
             assert app.poll() is None, app_log.read_text()[-3000:]
         finally:
             stop(app)

@@ -9,7 +9,8 @@ published by the cutoff's Dagster run before the cutoff minute: `smart_shelf_pla
 cutoff_barrier`) and, at the cutoff, makes the model's plans itself, so the plan table keeps
 one writer: a shelf the model forecast is ordered by the model's plan alone (source `model`,
 with the model's name and version and the quantile it orders up to; none when it orders
-nothing), the rule's pending plans of that shelf canceled; a shelf it could not serve (a
+nothing), the shelf's other pending plans canceled (the rule's, or an earlier cutoff's model
+plan the warehouse had no room for: this forecast counts what is there); a shelf it could not serve (a
 fallback forecast, or no forecast at all when the run did not land) is ordered by the rule's
 plans, as without forecasting (`rules.supplier.forecast_or_rule`). Time comes from
 the clock ticks of the cutoff and delivery minutes (`SMART_SHELF_SUPPLIER_*`, default cutoffs
@@ -209,15 +210,16 @@ class SupplierManager(DriverQuery):
             log.error("%s: no forecast of cutoff %s has reached the supplier manager; the "
                       "rule's plans stand", NAME, now)
             return
-        rule_plans = defaultdict(list)
+        # Pending plans: the rule's, and an earlier cutoff's model plans that found no room.
+        pending_plans = defaultdict(list)
         for plan in state["plans"].values():
-            if plan["status"] == "pending" and plan["source"] == "rule":
-                rule_plans[_key(plan)].append(plan["supplier_plan_id"])
+            if plan["status"] == "pending":
+                pending_plans[_key(plan)].append(plan["supplier_plan_id"])
         sources, canceled, units = Counter(), 0, 0
-        for key in sorted(set(forecasts) | set(rule_plans)):
+        for key in sorted(set(forecasts) | set(pending_plans)):
             forecast = forecasts.get(key) or {}
-            choice = forecast_or_rule(sorted(rule_plans.get(key, ())), forecast.get("method"),
-                                      forecast.get("order_units") or 0)
+            choice = forecast_or_rule(sorted(pending_plans.get(key, ())),
+                                      forecast.get("method"), forecast.get("order_units") or 0)
             sources[choice.source] += 1
             for plan_id in choice.canceled:
                 self._move(state["plans"].pop(plan_id), "canceled", now, out)
@@ -239,8 +241,8 @@ class SupplierManager(DriverQuery):
                 out.write(PLAN_TABLE, record)
                 units += choice.model_units
         log.info("%s: cutoff %s decided by the forecast for %d shelves (%d units planned, %d "
-                 "rule plans canceled), by the rule for %d", NAME, now, sources["model"], units,
-                 canceled, sources["rule"])
+                 "pending plans canceled), by the rule for %d", NAME, now, sources["model"],
+                 units, canceled, sources["rule"])
 
     def _deliver(self, state: dict, now: str, batch_id: int, out: Outputs) -> None:
         due = sorted((o for o in state["orders"].values()

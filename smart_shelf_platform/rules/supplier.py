@@ -138,17 +138,19 @@ class CutoffChoice:
     """Who orders one shelf at a cutoff under `SMART_SHELF_SUPPLIER_RULE=forecast`."""
 
     source: str  # "model": the forecast decides; "rule": the rule's pending plans stand
-    canceled: tuple[str, ...]  # the rule's pending plans the model's decision replaces
+    canceled: tuple[str, ...]  # the pending plans the model's decision replaces
     model_units: int  # units of the model's plan (0: the model orders nothing)
 
 
-def forecast_or_rule(rule_plan_ids: Sequence[str], forecast_method: str | None,
+def forecast_or_rule(pending_plan_ids: Sequence[str], forecast_method: str | None,
                      forecast_units: int) -> CutoffChoice:
     """The model orders a shelf when the cutoff's forecast of it is the model's: its order (none
-    when 0) replaces the rule's pending plans, which are canceled, so a shelf is ordered once per
-    cutoff and never by both. The rule's plans stand when the shelf has no forecast for the
-    cutoff (its run did not land in time) or only a fallback (no champion model, too little
-    history): the platform never waits on a forecast it cannot use."""
+    when 0) replaces the shelf's pending plans (the rule's, or an earlier cutoff's model plan the
+    warehouse had no room for: the forecast counts what is on hand and on order), which are
+    canceled, so a shelf is ordered once per cutoff and never by both. The pending plans stand
+    when the shelf has no forecast for the cutoff (its run did not land in time) or only a
+    fallback (no champion model, too little history): the platform never waits on a forecast
+    it cannot use."""
     if forecast_method != MODEL_METHOD:
         return CutoffChoice("rule", (), 0)
-    return CutoffChoice("model", tuple(rule_plan_ids), max(0, int(forecast_units)))
+    return CutoffChoice("model", tuple(pending_plan_ids), max(0, int(forecast_units)))
