@@ -206,6 +206,34 @@ def supplier_order_kpis(orders: pd.DataFrame, receipts: pd.DataFrame, window: Wi
                          "units_delivered": _per_store(received, "received_qty", stores)})
 
 
+def forecast_errors(predictions: pd.DataFrame | None, sales: pd.DataFrame,
+                    stores: Sequence[str], complete_until: date) -> pd.DataFrame:
+    """Per store: the absolute error of the cutoffs' interval forecasts against the true demand
+    of their intervals (sold + lost, from the ledger), that demand, and how many intervals,
+    for the intervals whose every day the ledger has whole (up to `complete_until`;
+    predictions: store_id, shelf_id, interval_start, interval_end, forecast_mean)."""
+    out = pd.DataFrame(0.0, index=list(stores),
+                       columns=["forecast_abs_error", "forecast_demand", "forecast_intervals"])
+    if predictions is None or predictions.empty or sales.empty:
+        return out
+    known = {d for d in sales["sale_date"] if d <= complete_until}
+    rows = predictions.loc[predictions["interval_start"].isin(known)
+                           & predictions["interval_end"].isin(known)].reset_index(drop=True)
+    if rows.empty:
+        return out
+    days = sales.assign(demand=sales["sold_units"] + sales["lost_units"])[
+        [*SHELF, "sale_date", "demand"]]
+    joined = rows.reset_index().merge(days, on=SHELF)
+    inside = joined.loc[(joined["sale_date"] >= joined["interval_start"])
+                        & (joined["sale_date"] <= joined["interval_end"])]
+    truth = inside.groupby("index")["demand"].sum().reindex(rows.index, fill_value=0)
+    rows = rows.assign(error=(rows["forecast_mean"] - truth).abs(), demand=truth, n=1)
+    out["forecast_abs_error"] = _per_store(rows, "error", stores).astype("float64")
+    out["forecast_demand"] = _per_store(rows, "demand", stores).astype("float64")
+    out["forecast_intervals"] = _per_store(rows, "n", stores)
+    return out
+
+
 def plans_by_status(plans: pd.DataFrame, window: Window,
                     stores: Sequence[str]) -> dict[str, dict[str, int]]:
     """Plans created in the window per store and current status (store_id, status,
@@ -286,6 +314,10 @@ class Kpis:
     restock_plans: dict[str, int] = field(default_factory=dict)  # by current status
     restock_minutes: list[float] = field(default_factory=list)  # plan -> completed, sorted
     supplier_plans: dict[str, int] = field(default_factory=dict)
+    supplier_plan_sources: dict[str, int] = field(default_factory=dict)  # rule or model
+    forecast_abs_error: float = 0.0  # summed over the cutoffs' intervals the ledger covers
+    forecast_demand: float = 0.0
+    forecast_intervals: int = 0
     simulated_days: float = 0.0
     average_stock_units: float | None = None  # end-of-day shelf + warehouse units
     average_daily_sold: float = 0.0
@@ -297,6 +329,18 @@ class Kpis:
         """Lost units as a percentage of demand (sold + lost)."""
         demand = self.units_sold + self.lost_units
         return 100.0 * self.lost_units / demand if demand else None
+
+    @property
+    def fill_rate_pct(self) -> float | None:
+        """Units sold as a percentage of demand."""
+        demand = self.units_sold + self.lost_units
+        return 100.0 * self.units_sold / demand if demand else None
+
+    @property
+    def forecast_wape_pct(self) -> float | None:
+        """The cutoffs' interval forecasts' weighted absolute error, % of true demand."""
+        return (100.0 * self.forecast_abs_error / self.forecast_demand
+                if self.forecast_demand else None)
 
     def restock_time(self, percentile: float) -> float | None:
         """A percentile of `restock_minutes` (linear between the nearest two); None without."""
@@ -316,6 +360,7 @@ class Kpis:
         values = asdict(self)
         return {
             "units_sold": self.units_sold,
+            "fill_rate_pct": _round(self.fill_rate_pct),
             "lost_sales": {"units": self.lost_units, "pct_of_demand": _round(self.lost_pct),
                            "warehouse_empty_units": self.lost_units_wh_empty,
                            "warehouse_stocked_units": self.lost_units - self.lost_units_wh_empty},
@@ -330,6 +375,9 @@ class Kpis:
                                      "p95": _round(self.restock_time(95)),
                                      "plans": len(self.restock_minutes)},
             "supplier_plans": values["supplier_plans"],
+            "supplier_plans_by_source": values["supplier_plan_sources"],
+            "forecast": {"wape_pct": _round(self.forecast_wape_pct),
+                         "intervals": self.forecast_intervals},
             "stock_cover": {"simulated_days": _round(self.simulated_days, 3),
                             "average_stock_units": _round(self.average_stock_units),
                             "average_daily_sold": _round(self.average_daily_sold),
@@ -354,11 +402,13 @@ def total(stores: Iterable[Kpis]) -> Kpis:
     stores = list(stores)
     out = Kpis()
     for name in ("units_sold", "lost_units", "lost_units_wh_empty", "waste_shelf_units",
-                 "waste_warehouse_units",
+                 "waste_warehouse_units", "forecast_abs_error", "forecast_demand",
+                 "forecast_intervals",
                  "orders_placed", "units_ordered", "orders_delivered", "units_delivered",
                  "average_daily_sold"):
         setattr(out, name, sum(getattr(k, name) for k in stores))
-    for name in ("restock_plans", "supplier_plans", "alerts_by_type", "alerts_by_status"):
+    for name in ("restock_plans", "supplier_plans", "supplier_plan_sources", "alerts_by_type",
+                 "alerts_by_status"):
         summed: dict[str, int] = {}
         for k in stores:
             for key, n in getattr(k, name).items():
@@ -394,8 +444,11 @@ class ReportInputs:
     orders: pd.DataFrame  # store_id, order_id, total_qty, cutoff_ts
     receipts: pd.DataFrame  # store_id, order_id, received_qty, created_at
     restock_plans: pd.DataFrame  # store_id, status, created_at, updated_at
-    supplier_plans: pd.DataFrame  # store_id, status, created_at
+    supplier_plans: pd.DataFrame  # store_id, status, source, created_at
     alerts: pd.DataFrame  # store_id, alert_type, status, created_at
+    # store_id, shelf_id, interval_start, interval_end, forecast_mean of the cutoffs in the
+    # window; None: no forecast was made
+    predictions: pd.DataFrame | None = None
 
 
 @dataclass
@@ -422,6 +475,7 @@ class Report:
             rows.append((label, [_cell(v) for v in values]))
 
         row("units sold", (k.units_sold for k in kpis))
+        row("fill rate, % of demand", (_pct(k.fill_rate_pct) for k in kpis))
         row("lost sales, units", (k.lost_units for k in kpis))
         row("lost sales, % of demand", (_pct(k.lost_pct) for k in kpis))
         row("lost sales, warehouse empty, units", (k.lost_units_wh_empty for k in kpis))
@@ -440,6 +494,11 @@ class Report:
         row("restock time, minutes: p95", (k.restock_time(95) for k in kpis))
         for status in enums.PLAN_STATUS.values:
             row(f"supplier plans: {status}", (k.supplier_plans.get(status, 0) for k in kpis))
+        for source in enums.PLAN_SOURCE.values:
+            row(f"supplier plans by source: {source}",
+                (k.supplier_plan_sources.get(source, 0) for k in kpis))
+        row("forecast intervals scored", (k.forecast_intervals for k in kpis))
+        row("forecast WAPE, % of demand", (_pct(k.forecast_wape_pct) for k in kpis))
         row("average stock, units", (k.average_stock_units for k in kpis))
         row("average units sold per day", (k.average_daily_sold for k in kpis))
         row("average stock cover, days", (k.stock_cover_days for k in kpis))
@@ -491,6 +550,12 @@ def compute_report(inputs: ReportInputs) -> Report:
     restock_plans = plans_by_status(inputs.restock_plans, window, stores)
     restock_times = restock_minutes(inputs.restock_plans, window, stores)
     supplier_plans = plans_by_status(inputs.supplier_plans, window, stores)
+    plan_sources = _counts(in_window(inputs.supplier_plans, "created_at", window), "source",
+                           stores, enums.PLAN_SOURCE.values)
+    # A day is whole once the simulation has passed its end in every store.
+    complete_until = min(inputs.positions.values()).date() - timedelta(days=1)
+    forecasts = forecast_errors(inputs.predictions, on_days(inputs.sales, "sale_date", window),
+                                stores, complete_until)
     by_type = alerts_by(inputs.alerts, "alert_type", window, stores)
     by_status = alerts_by(inputs.alerts, "status", window, stores)
 
@@ -523,6 +588,10 @@ def compute_report(inputs: ReportInputs) -> Report:
             restock_plans=restock_plans[store],
             restock_minutes=restock_times[store],
             supplier_plans=supplier_plans[store],
+            supplier_plan_sources=plan_sources[store],
+            forecast_abs_error=float(forecasts.at[store, "forecast_abs_error"]),
+            forecast_demand=float(forecasts.at[store, "forecast_demand"]),
+            forecast_intervals=int(forecasts.at[store, "forecast_intervals"]),
             simulated_days=span,
             average_stock_units=average_stock,
             average_daily_sold=sold / span if span > 0 else 0.0,
@@ -585,12 +654,19 @@ def read_ledger(conn: psycopg.Connection, stores: list[str] | None, sim_start: d
             prices = frame("SELECT store_id, shelf_id, item_price "
                            "FROM ref.store_inventory_snapshot WHERE store_id = ANY(%s)",
                            ["store_id", "shelf_id", "item_price"], selected)
+            # The forecasts the cutoffs of the window published (the log has each once).
+            predictions = frame("SELECT store_id, shelf_id, interval_start, interval_end, "
+                                "forecast_mean FROM analytics.ml_predictions_log "
+                                "WHERE store_id = ANY(%s) AND cutoff_date BETWEEN %s AND %s",
+                                ["store_id", "shelf_id", "interval_start", "interval_end",
+                                 "forecast_mean"], selected, window.first, window.last)
     except psycopg.errors.UndefinedTable as exc:
         raise StackError(f"{exc.diag.message_primary}: apply the migrations with "
                          "`smart-shelf up`") from None
     return {"stores": selected, "window": window, "sim_start": sim_start,
             "positions": positions, "sales": sales, "waste": waste,
-            "prices": prices if len(prices) else None}
+            "prices": prices if len(prices) else None,
+            "predictions": predictions if len(predictions) else None}
 
 
 def _at(value: pd.Timestamp) -> pa.Scalar:
@@ -629,6 +705,6 @@ def read_platform(delta_root: str, stores: list[str], window: Window) -> dict:
             "store_id", "receipt_id", "order_id", "received_qty", "created_at"]),
         "restock_plans": latest("ops/shelf_restock_plan", "plan_id", ["status", "created_at"]),
         "supplier_plans": latest("ops/wh_supplier_plan", "supplier_plan_id",
-                                 ["status", "created_at"]),
+                                 ["status", "source", "created_at"]),
         "alerts": latest("ops/alerts", "alert_id", ["alert_type", "status", "created_at"]),
     }

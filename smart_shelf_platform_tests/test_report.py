@@ -14,7 +14,7 @@ import pytest
 
 from smart_shelf_platform.report import (
     WASTE_FROM_EVENTS, WASTE_FROM_LEDGER, Kpis, ReportInputs, Window, alerts_by, compute_report,
-    default_window, end_of_day_stock, event_waste, ledger_waste, plans_by_status,
+    default_window, end_of_day_stock, event_waste, forecast_errors, ledger_waste, plans_by_status,
     restock_minutes, sales_kpis, simulated_days, stock_cover, stock_days, supplier_order_kpis,
     total, waste_kpis,
 )
@@ -197,6 +197,36 @@ def test_stock_cover_is_average_stock_over_average_daily_sales():
 # ---- the report --------------------------------------------------------------------------------
 
 
+def test_the_forecast_is_scored_on_the_intervals_the_ledger_has_whole():
+    demand = sales(("S001", "A", date(2026, 1, 1), 8, 2, 0),   # 10
+                   ("S001", "A", date(2026, 1, 2), 5, 0, 0),   # 5
+                   ("S001", "A", date(2026, 1, 3), 1, 0, 0),   # a day still running
+                   ("S002", "B", date(2026, 1, 1), 4, 0, 0))
+    predictions = frame(
+        "store_id shelf_id interval_start interval_end forecast_mean",
+        ("S001", "A", date(2026, 1, 1), date(2026, 1, 2), 12.0),  # truth 15: error 3
+        ("S001", "A", date(2026, 1, 2), date(2026, 1, 3), 9.0),   # ends on an unfinished day
+        ("S002", "B", date(2026, 1, 1), date(2026, 1, 1), 6.0))   # truth 4: error 2
+    errors = forecast_errors(predictions, demand, STORES, complete_until=date(2026, 1, 2))
+    assert errors.to_dict("index") == {
+        "S001": {"forecast_abs_error": 3.0, "forecast_demand": 15.0, "forecast_intervals": 1},
+        "S002": {"forecast_abs_error": 2.0, "forecast_demand": 4.0, "forecast_intervals": 1}}
+    chain = total([Kpis(forecast_abs_error=3.0, forecast_demand=15.0, forecast_intervals=1),
+                   Kpis(forecast_abs_error=2.0, forecast_demand=4.0, forecast_intervals=1)])
+    assert (chain.forecast_wape_pct, chain.forecast_intervals) == (pytest.approx(500 / 19), 2)
+    assert forecast_errors(None, demand, STORES, date(2026, 1, 2))["forecast_intervals"].sum() == 0
+
+
+def test_supplier_plans_count_by_source():
+    plans = frame("store_id status source created_at",
+                  ("S001", "issued", "model", at("2026-01-01 12:00")),
+                  ("S001", "canceled", "rule", at("2026-01-01 09:00")),
+                  ("S001", "issued", "model", at("2026-01-02 12:00")))
+    kpis = compute_report(inputs(supplier_plans=plans)).stores["S001"]
+    assert kpis.supplier_plan_sources == {"rule": 1, "model": 2}
+    assert kpis.supplier_plans == {"pending": 0, "issued": 2, "completed": 0, "canceled": 1}
+
+
 def inputs(**changes) -> ReportInputs:
     empty_plans = frame("store_id status created_at")
     values = dict(
@@ -265,6 +295,8 @@ def test_the_table_has_a_column_per_store_and_the_json_the_same_figures():
     assert lines[1].split() == ["S001", "total"]
     rows = {label: values for label, *values in (re.split(r"\s{2,}", line) for line in lines[2:])}
     assert rows["lost sales, units"] == ["5", "5"]
+    assert rows["fill rate, % of demand"] == ["85.71%", "85.71%"]
+    assert rows["supplier plans by source: model"] == ["0", "0"]
     assert rows["lost sales, % of demand"] == ["14.29%", "14.29%"]
     assert rows["lost sales, warehouse empty, units"] == ["3", "3"]
     assert rows["lost sales, warehouse stocked, units"] == ["2", "2"]
