@@ -20,6 +20,7 @@ from pathlib import Path
 import dagster as dg
 import psycopg
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from smart_shelf_platform.clock import ClockNotRunning, RedisClock
 from smart_shelf_platform.defs.forecasting.assets import FORECAST_KEYS, forecasting_assets
@@ -31,13 +32,17 @@ from smart_shelf_platform.defs.resources import SmartShelfResource
 from smart_shelf_platform.ml import forecast_store, registry
 from smart_shelf_platform.ml.cutoff import ForecastConfig
 from smart_shelf_platform.ml.forecast import METHOD_MODEL
+from smart_shelf_platform.settings import REPO_ROOT
 from smart_shelf_platform.verify import verify
+from smart_shelf_platform_tests.dashboard_support import app_env
 from smart_shelf_platform_tests.streaming_support import delta_rows
 from smart_shelf_platform_tests.test_daily_features import (
     evaluations, feature_definitions, run_features,
 )
 from smart_shelf_platform_tests.test_forecasting_assets import FIRST, history, train  # noqa: F401
-from smart_shelf_platform_tests.test_replenishment_loop import ROUNDS, closed_loop
+from smart_shelf_platform_tests.test_replenishment_loop import (
+    REPLAY, ROUNDS, closed_loop, final_state,
+)
 
 UTC = timezone.utc
 START = datetime(2026, 1, 1, 21, 0, tzinfo=UTC)
@@ -166,3 +171,38 @@ def test_the_loop_with_the_forecast_ends_in_the_ledger_s_state(forecast_loop):
     own, _, _, _ = forecast_loop
     report = verify(own, stores=["S001"])
     assert all(not c.differences for c in report.comparisons.values()), report.lines()[:40]
+
+
+def test_the_dashboard_s_forecasts_page_shows_the_champion_and_the_cutoff_s_forecasts(
+        forecast_loop):
+    own, _, _, _ = forecast_loop
+    with app_env(own):
+        at = AppTest.from_file(str(REPO_ROOT / "dashboard" / "app.py"), default_timeout=60)
+        at.run()
+        at.switch_page("views/forecasts.py")
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    champion = next(m for m in at.metric if m.label == "Champion")
+    assert champion.value == f"{registry.MODEL_NAME} {registry.version_for(CHAMPION_KEY)}"
+    rows = forecast_store.read_predictions(own.delta_root, CUTOFF)
+    assert at.selectbox(key="fc_shelf").options == sorted(rows["shelf_id"])
+
+
+@pytest.mark.skipif(not REPLAY, reason="runs the loop again: SMART_SHELF_TEST_LOOP_REPLAY=1 does")
+def test_the_same_seed_with_the_forecast_replays_the_same_final_state(
+        settings, forecast_loop, history, tmp_path_factory):  # noqa: F811
+    """The run again from scratch, the same champion and seed: the forecast, the plans, the
+    orders and every other table end row for row the same, and so does the world."""
+    own, ctx, sim, _ = forecast_loop
+    first = final_state((own, ctx, sim))
+    pipeline_settings, _, _ = history
+    with psycopg.connect(pipeline_settings.postgres_dsn()) as conn:
+        champion = registry.entry(conn, registry.version_for(FIRST))
+    with dagster_at_the_cutoff(champion, tmp_path_factory.mktemp("ml"), {}) as alongside, \
+            closed_loop(settings, tmp_path_factory.mktemp("forecast-replay"), "forecast",
+                        update=SETTINGS, simulated=timedelta(hours=5),
+                        alongside=alongside) as run:
+        again = final_state(run)
+    differing = {name: (len(rows), len(set(rows) ^ set(again[name])))
+                 for name, rows in first.items() if rows != again[name]}
+    assert not differing, f"tables differing (rows, rows not in both): {differing}"
