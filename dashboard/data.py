@@ -191,19 +191,20 @@ def backtest_by_cutoff(results: pd.DataFrame, metric: str) -> pd.DataFrame:
     return rows.pivot_table(index="cutoff", columns="method", values="value").reset_index()
 
 
-def sold_over_intervals(predictions: pd.DataFrame, sales: pd.DataFrame) -> pd.DataFrame:
-    """`predictions` of one shelf with `sold`: the units it sold over each forecast's
-    protection interval (`interval_start`..`interval_end`), left empty until the daily features
-    cover the whole interval."""
+def totals_over_intervals(predictions: pd.DataFrame, daily: pd.DataFrame,
+                          name: str) -> pd.DataFrame:
+    """`predictions` of one shelf with column `name`: the total of `daily` (columns `day`,
+    `value`) over each forecast's protection interval (`interval_start`..`interval_end`), left
+    empty until `daily` covers the whole interval."""
     out = predictions.copy()
-    days = pd.to_datetime(sales["feature_date"])
+    days = pd.to_datetime(daily["day"])
     last_day = days.max() if len(days) else pd.NaT
-    sold = []
+    totals = []
     for start, end in zip(pd.to_datetime(out["interval_start"]),
                           pd.to_datetime(out["interval_end"])):
         covered = pd.notna(last_day) and end <= last_day
-        sold.append(sales.loc[(days >= start) & (days <= end), "sales_qty"].sum()
-                    if covered else None)
-    out["sold"] = pd.array(sold, dtype="Int64")
+        totals.append(daily.loc[(days >= start) & (days <= end), "value"].sum()
+                      if covered else None)
+    out[name] = pd.array(totals, dtype="Int64")
     return out
 

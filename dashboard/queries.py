@@ -201,7 +201,16 @@ def ml_backtest(s: Settings) -> pd.DataFrame:
 
 @_cached(LIVE_TTL)
 def daily_sales(s: Settings, store_id: str, shelf_id: str) -> pd.DataFrame:
-    """Units one shelf sold per simulated day, from the daily features."""
+    """Units one shelf sold per simulated day (`day`, `value`), from the daily features."""
     return sources.postgres(
-        s, "SELECT feature_date, sales_qty FROM analytics.shelf_daily_features "
+        s, "SELECT feature_date AS day, sales_qty AS value FROM analytics.shelf_daily_features "
            "WHERE store_id = %s AND shelf_id = %s ORDER BY feature_date", (store_id, shelf_id))
+
+
+def daily_demand(s: Settings, store_id: str, shelf_id: str) -> pd.DataFrame:
+    """Units shoppers wanted from one shelf per simulated day (`day`, `value`: sold + lost to an
+    empty shelf): the simulator's ledger, the truth a forecast is scored against."""
+    return sources.postgres(
+        s, "SELECT sale_date AS day, sold_units + lost_units AS value "
+           "FROM sim.ledger_daily_sales WHERE store_id = %s AND shelf_id = %s "
+           "ORDER BY sale_date", (store_id, shelf_id))

@@ -127,12 +127,12 @@ def test_the_backtest_charts_read_the_latest_run_over_every_shelf():
     assert [t.name for t in fig.data] == ["model", "seasonal_naive"]
 
 
-def test_units_sold_over_each_forecast_interval_wait_for_the_whole_interval():
+def test_totals_over_each_forecast_interval_wait_for_the_whole_interval():
     predictions = pd.DataFrame({"interval_start": [date(2026, 1, 2), date(2026, 1, 4)],
                                 "interval_end": [date(2026, 1, 3), date(2026, 1, 6)]})
-    sales = pd.DataFrame({"feature_date": [date(2026, 1, d) for d in (1, 2, 3, 4, 5)],
-                          "sales_qty": [1, 2, 3, 4, 5]})
-    sold = data.sold_over_intervals(predictions, sales)["sold"]
+    sales = pd.DataFrame({"day": [date(2026, 1, d) for d in (1, 2, 3, 4, 5)],
+                          "value": [1, 2, 3, 4, 5]})
+    sold = data.totals_over_intervals(predictions, sales, "sold")["sold"]
     assert sold[0] == 5 and pd.isna(sold[1])  # the second interval ends after the last day
 
 

@@ -1,5 +1,6 @@
 """Forecasts: the model registry (champion and challengers), the backtest against its
-baselines, each cutoff's forecast per shelf against what the shelf then sold. Columns come from
+baselines, each cutoff's forecast per shelf against what the shelf then sold and what its
+shoppers wanted (the demand: sold + lost, from the simulator's ledger). Columns come from
 the contracts (`smart_shelf_platform.contracts.analytics`); until the forecaster has written its
 tables the page says what will appear and what produces it."""
 
@@ -67,13 +68,14 @@ def backtest(ctx: ui.Context) -> None:
 
 
 def forecast_against_sales(ctx: ui.Context) -> None:
-    st.subheader("Forecast against units sold, per shelf and cutoff")
+    st.subheader("Forecast against demand and units sold, per shelf and cutoff")
     with ui.needs_sources():
         predictions = ui.of_store(queries.ml_predictions(ctx.settings), ctx)
         if predictions.empty:
             st.info("Each cutoff's forecast per shelf (expected units over its protection "
                     "interval, the 90 % quantile and the units ordered) will be set against the "
-                    f"units the shelf then sold, once {CUTOFF_RUNS} forecasts a cutoff.",
+                    "units shoppers then wanted and bought, once "
+                    f"{CUTOFF_RUNS} forecasts a cutoff.",
                     icon=":material/timeline:")
             return
         if not contract_has(analytics.ML_PREDICTION, "shelf_id", "cutoff_ts", "interval_start",
@@ -81,11 +83,14 @@ def forecast_against_sales(ctx: ui.Context) -> None:
             return
         shelf = st.selectbox("Shelf", sorted(predictions["shelf_id"].unique()), key="fc_shelf")
         mine = predictions[predictions["shelf_id"] == shelf].sort_values("cutoff_ts")
-        joined = data.sold_over_intervals(
-            mine, queries.daily_sales(ctx.settings, ctx.store_id, shelf))
+        joined = data.totals_over_intervals(
+            mine, queries.daily_demand(ctx.settings, ctx.store_id, shelf), "demand")
+        joined = data.totals_over_intervals(
+            joined, queries.daily_sales(ctx.settings, ctx.store_id, shelf), "sold")
         st.plotly_chart(figures.lines(joined, "cutoff_ts", {
             "forecast_mean": "forecast (mean)", "q90": "forecast (90 % quantile)",
-            "order_units": "ordered", "sold": "sold"}), key="forecast_sold")
+            "order_units": "ordered", "demand": "demand (sold + lost)", "sold": "sold"}),
+            key="forecast_sold")
 
 
 st.title("Forecasts")
