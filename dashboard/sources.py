@@ -1,5 +1,6 @@
 """Where the dashboard reads from, read-only: Postgres as `smart_shelf_reader` in read-only
-transactions, Delta tables through delta-rs, Redis by GET and HGETALL only.
+transactions, Delta tables through `smart_shelf_platform.delta_reader`, Redis by GET and
+HGETALL only.
 
 Every reader raises `Unavailable` (what is missing and which command brings it) instead of a
 driver's exception, so a page can show a banner and go on with what it has.
@@ -8,14 +9,12 @@ driver's exception, so a page can show a banner and go on with what it has.
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 import pandas as pd
 import psycopg
 import redis
-from deltalake import DeltaTable
-from deltalake.exceptions import TableNotFoundError
 
+from smart_shelf_platform import delta_reader
 from smart_shelf_platform.clock import parse_utc
 from smart_shelf_platform.settings import Settings
 
@@ -54,20 +53,14 @@ def postgres(settings: Settings, query: str, params: tuple | dict = ()) -> pd.Da
 def delta(settings: Settings, path: str, columns: list[str] | None = None) -> pd.DataFrame:
     """A Delta table (`layer/name` under the Delta root) as it is now."""
     try:
-        table = DeltaTable(f"{settings.delta_root}/{path}")
-    except TableNotFoundError as exc:
+        return delta_reader.read(settings.delta_root, path, columns).to_pandas()
+    except delta_reader.MissingTable as exc:
         raise Unavailable(f"The Delta table {path} does not exist yet.", START) from exc
-    return table.to_pandas(columns=columns)
 
 
 def delta_commit(settings: Settings, path: str) -> tuple[int, datetime] | None:
     """The latest version of a Delta table and when it was committed; None if there is none."""
-    location = f"{settings.delta_root}/{path}"
-    if not Path(location, "_delta_log").is_dir():
-        return None
-    table = DeltaTable(location)
-    last = table.history(1)[0]
-    return table.version(), pd.Timestamp(last["timestamp"], unit="ms", tz="UTC").to_pydatetime()
+    return delta_reader.last_commit(f"{settings.delta_root}/{path}")
 
 
 def _redis(settings: Settings) -> redis.Redis:

@@ -2,7 +2,7 @@
 
 The figures are pure functions over pandas frames (one per KPI, and `compute_report` for all of
 them); `read_inputs` reads the simulator's ledger and the catalogue's prices from Postgres and the
-platform's Delta tables (delta-rs, no Spark) into `ReportInputs`; `report` does both.
+platform's Delta tables (`delta_reader`, no Spark) into `ReportInputs`; `report` does both.
 
 The window is a run of whole simulated days [first, last] (UTC), by default the days the ledger
 covers: from the simulated start to the ledger's position. A ledger row belongs to it by its
@@ -38,16 +38,16 @@ from datetime import date, datetime, timedelta
 
 import pandas as pd
 import psycopg
-import pyarrow as pa
 import pyarrow.compute as pc
 
+from smart_shelf_platform import delta_reader
 from smart_shelf_platform.contracts import enums
 from smart_shelf_platform.ml.features import (
     SHELF, stock_at_end_of_day, shelf_movements, wh_movements,
 )
 from smart_shelf_platform.settings import Settings
 from smart_shelf_platform.stack.process import StackError
-from smart_shelf_platform.verify import _read_delta, connect_ledger, select_stores
+from smart_shelf_platform.verify import connect_ledger, select_stores
 
 DAY = timedelta(days=1)
 WASTE_FROM_LEDGER = "ledger (sim.ledger_daily_waste)"
@@ -669,18 +669,14 @@ def read_ledger(conn: psycopg.Connection, stores: list[str] | None, sim_start: d
             "predictions": predictions if len(predictions) else None}
 
 
-def _at(value: pd.Timestamp) -> pa.Scalar:
-    return pa.scalar(value.to_pydatetime(), pa.timestamp("us", tz="UTC"))
-
-
 def read_platform(delta_root: str, stores: list[str], window: Window) -> dict:
     """The platform's Delta tables the report needs. Events are read from the window's start
     to now: the end-of-day stock of a day is the current state minus what moved after it."""
-    store = pc.field("store_id").isin(stores)
-    since = pc.field("timestamp") >= _at(window.start)
+    since = delta_reader.TimeRange("timestamp", window.start.to_pydatetime())
 
-    def delta(path: str, columns: list[str], rows: pc.Expression = store) -> pd.DataFrame:
-        return _read_delta(delta_root, path, columns, rows).to_pandas()
+    def delta(path: str, columns: list[str], **rows) -> pd.DataFrame:
+        return delta_reader.read(delta_root, path, columns, stores=stores,
+                                 **rows).to_pandas()
 
     def state(path: str, column: str) -> pd.DataFrame:
         rows = delta(path, [*SHELF, column, "version"])
@@ -695,9 +691,9 @@ def read_platform(delta_root: str, stores: list[str], window: Window) -> dict:
     return {
         "shelf_events": delta("raw/shelf_events", [
             *SHELF, "event_type", "actor", "quantity", "timestamp"],
-            store & since & pc.field("event_type").isin(list(MOVING_SHELF_EVENTS))),
+            time=since, where=pc.field("event_type").isin(list(MOVING_SHELF_EVENTS))),
         "wh_events": delta("raw/wh_events", [*SHELF, "event_type", "quantity", "timestamp"],
-                           store & since),
+                           time=since),
         "shelf_state": state("cleansed/shelf_state", "current_stock"),
         "wh_state": state("cleansed/wh_state", "wh_current_stock"),
         "orders": latest("ops/wh_supplier_orders", "order_id", ["total_qty", "cutoff_ts"]),

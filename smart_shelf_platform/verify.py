@@ -3,12 +3,11 @@
 After a run drains, every shelf, warehouse and lot quantity in the Delta `cleansed/` tables must
 equal the ledger in Postgres `sim.*`, and every malformed event the simulator injected must be in
 `raw/dead_letter`. The comparison (`compare`) is pure, over plain dicts; `verify` reads both sides
-(Delta with delta-rs, no Spark; the ledger with psycopg) and calls it.
+(Delta through `delta_reader`, no Spark; the ledger with psycopg) and calls it.
 """
 
 from __future__ import annotations
 
-import gc
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -16,11 +15,9 @@ from dataclasses import asdict, dataclass
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import DeltaTable
 
-from smart_shelf_platform.contracts.catalogue import DELTA_TABLES_BY_PATH
+from smart_shelf_platform import delta_reader
 from smart_shelf_platform.settings import Settings
-from smart_shelf_platform.stack.delta_tables import table_uri
 from smart_shelf_platform.stack.process import StackError
 
 Key = tuple[str, ...]  # (store, shelf) or (store, shelf, batch)
@@ -259,8 +256,8 @@ def read_platform(settings: Settings, stores: list[str]) -> PlatformState:
 def read_platform_at(delta_root: str, stores: list[str]) -> PlatformState:
     """The platform's Delta state of `stores` under `delta_root`."""
     def state(path: str, keys: tuple[str, ...], value: str) -> Quantities:
-        table = _read_delta(delta_root, path, [*keys, value, "version"],
-                            pc.field("store_id").isin(stores))
+        table = delta_reader.read(delta_root, path,
+                                  [*keys, value, "version"], stores=stores)
         # A key written twice would break the table's contract (the asset checks say so);
         # the latest version is the platform's current answer.
         return {row[:-1]: row[-1] for row in _rows(table.sort_by("version"), (*keys, value))}
@@ -271,23 +268,12 @@ def read_platform_at(delta_root: str, stores: list[str]) -> PlatformState:
     wh_stock = state("cleansed/wh_state", shelf, "wh_current_stock")
     wh_lots = state("cleansed/wh_batch_state", lot, "batch_quantity_warehouse")
     # Records the platform could not read may carry no store: they are kept for every selection.
-    dead = _read_delta(delta_root, "raw/dead_letter", ["payload", "reason"],
-                       pc.field("store_id").isin(stores) | pc.field("store_id").is_null())
+    store = pc.field("store_id")
+    dead = delta_reader.read(delta_root, "raw/dead_letter",
+                             ["payload", "reason", "store_id"],
+                             where=store.isin(pa.array(stores, pa.string())) | store.is_null())
     return PlatformState(shelf_stock, shelf_lots, wh_stock, wh_lots,
                          [DeadLetter(p, r) for p, r in _rows(dead, ("payload", "reason"))])
-
-
-def _read_delta(delta_root: str, path: str, columns: list[str],
-                rows: pc.Expression) -> pa.Table:
-    uri = table_uri(delta_root, DELTA_TABLES_BY_PATH[path])
-    if not DeltaTable.is_deltatable(uri):
-        raise StackError(f"Delta table {path} is missing at {uri}: create it with "
-                         "`smart-shelf up` (SMART_SHELF_DELTA_ROOT must match the platform's)")
-    table = DeltaTable(uri).to_pyarrow_table(columns=columns, filters=rows)
-    # Join the Arrow scanner's threads now: left to the interpreter's final teardown they can
-    # outlive Arrow's memory pools and abort the process at exit (apache/arrow#34314).
-    gc.collect()
-    return table
 
 
 def _rows(table: pa.Table, columns: Iterable[str]) -> Iterable[tuple]:

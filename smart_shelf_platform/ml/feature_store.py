@@ -1,7 +1,7 @@
 """Reading the daily features' inputs and writing the feature rows (no Dagster).
 
-- `read_inputs(delta_root, dsn, day)`: the streaming pipeline's Delta tables (delta-rs, no
-  Spark) and the catalogue, promotions and policies from Postgres, as `features.FeatureInputs`.
+- `read_inputs(delta_root, dsn, day)`: the streaming pipeline's Delta tables (`delta_reader`,
+  no Spark) and the catalogue, promotions and policies from Postgres, as `features.FeatureInputs`.
   Event tables are read from the earliest day a feature looks at (14 days of sales, 30 of alerts)
   up to now, because the stock at the end of a past day is the current state minus what moved
   after it.
@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
 from psycopg import sql
 
+from smart_shelf_platform import delta_reader
 from smart_shelf_platform.contracts.catalogue import (
     DELTA_TABLES_BY_PATH, POSTGRES_TABLES_BY_NAME, PostgresTable,
 )
@@ -44,17 +45,11 @@ POSTGRES_INPUTS = ("ref.store_inventory_snapshot", "config.shelf_profiles", "ref
 
 
 class MissingInput(RuntimeError):
-    """A table the features need does not exist (the stack was not brought up)."""
+    """A table the features are written to does not exist (the stack was not brought up)."""
 
 
 def _midnight(day: date) -> datetime:
     return datetime.combine(day, time(0), tzinfo=timezone.utc)
-
-
-def _at(value: datetime | date) -> pa.Scalar:
-    if isinstance(value, datetime):
-        return pa.scalar(value, pa.timestamp("us", tz="UTC"))
-    return pa.scalar(value, pa.date32())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -62,13 +57,8 @@ def _at(value: datetime | date) -> pa.Scalar:
 # ------------------------------------------------------------------------------------------------
 
 
-def read_delta(delta_root: str, path: str, columns: Sequence[str],
-               rows: pc.Expression | None = None) -> pa.Table:
-    spec = DELTA_TABLES_BY_PATH[path]
-    uri = table_uri(delta_root, spec)
-    if not DeltaTable.is_deltatable(uri):
-        raise MissingInput(f"Delta table {path} is missing at {uri} (smart-shelf up creates it)")
-    return DeltaTable(uri).to_pyarrow_table(columns=list(columns), filters=rows)
+def _utc(moment: datetime) -> pa.Scalar:
+    return pa.scalar(moment, pa.timestamp("us", tz="UTC"))
 
 
 def latest_state(table: pa.Table, spec: DeltaTableSpec, columns: Sequence[str]) -> pd.DataFrame:
@@ -93,18 +83,17 @@ def read_inputs(delta_root: str, dsn: str, day: date) -> FeatureInputs:
     start, end = _midnight(day), _midnight(day + DAY)
     sales_from = _midnight(day - max(features.SALES_WINDOWS_DAYS) * DAY)
     alerts_from = _midnight(day - (features.ALERT_WINDOW_DAYS - 1) * DAY)
-    ts = pc.field("timestamp")
+    since_start = delta_reader.TimeRange("timestamp", start)
 
-    def delta(path: str, columns: Sequence[str], rows: pc.Expression | None = None) -> pa.Table:
-        return read_delta(delta_root, path, columns, rows)
+    def delta(path: str, columns: Sequence[str], **rows) -> pa.Table:
+        return delta_reader.read(delta_root, path, columns, **rows)
 
     def state(path: str, columns: Sequence[str]) -> pd.DataFrame:
         spec = DELTA_TABLES_BY_PATH[path]
         return latest_state(delta(path, [*columns, "version"]), spec, columns)
 
     receipts = delta("raw/pos_transactions", ["store_id", "timestamp", "items"],
-                     ts >= _at(sales_from))
-    discount_date = pc.field("discount_date")
+                     time=delta_reader.TimeRange("timestamp", sales_from))
     with psycopg.connect(dsn) as conn:
         def pg(name: str, columns: Sequence[str], where=sql.SQL("TRUE"), params=()):
             return read_postgres(conn, POSTGRES_TABLES_BY_NAME[name], columns, where, params)
@@ -125,14 +114,14 @@ def read_inputs(delta_root: str, dsn: str, day: date) -> FeatureInputs:
         catalogue=catalogue,
         warehouse_capacity=warehouse_capacity,
         foot_traffic=delta("raw/foot_traffic", ["store_id", "event_type", "timestamp"],
-                           (ts >= _at(start)) & (ts < _at(end))).to_pandas(),
+                           time=delta_reader.TimeRange("timestamp", start, end)).to_pandas(),
         receipt_lines=features.explode_receipts(receipts),
         shelf_events=delta("raw/shelf_events", [
             "event_id", "store_id", "shelf_id", "event_type", "actor", "batch_code", "quantity",
-            "timestamp"], ts >= _at(start)).to_pandas(),
+            "timestamp"], time=since_start).to_pandas(),
         wh_events=delta("raw/wh_events", [
             "event_id", "store_id", "shelf_id", "event_type", "quantity", "timestamp"],
-            ts >= _at(start)).to_pandas(),
+            time=since_start).to_pandas(),
         shelf_state=state("cleansed/shelf_state", ["store_id", "shelf_id", "current_stock"]),
         wh_state=state("cleansed/wh_state", ["store_id", "shelf_id", "wh_current_stock"]),
         shelf_lots=state("cleansed/shelf_batch_state", [
@@ -141,16 +130,17 @@ def read_inputs(delta_root: str, dsn: str, day: date) -> FeatureInputs:
         # after it): either way updated since the window started, or still open.
         alerts=delta("ops/alerts", [
             "store_id", "shelf_id", "alert_type", "location", "status", "created_at",
-            "updated_at"], (pc.field("updated_at") >= _at(alerts_from))
+            "updated_at"], where=(pc.field("updated_at") >= _utc(alerts_from))
             | pc.field("status").isin(list(features.OPEN_ALERT_STATUSES))).to_pandas(),
         supplier_plans=delta("ops/wh_supplier_plan", [
             "store_id", "shelf_id", "suggested_qty", "status", "created_at", "updated_at"],
-            (pc.field("updated_at") >= _at(end))
+            where=(pc.field("updated_at") >= _utc(end))
             | pc.field("status").isin(list(features.IN_FLIGHT_PLAN_STATUSES))).to_pandas(),
         daily_discounts=delta("analytics/daily_discounts", [
             "store_id", "shelf_id", "discount_date", "discount"],
-            (discount_date >= _at(day))
-            & (discount_date <= _at(day + features.DISCOUNT_LOOKAHEAD_DAYS * DAY))).to_pandas(),
+            time=delta_reader.TimeRange(
+                "discount_date", day,
+                day + (features.DISCOUNT_LOOKAHEAD_DAYS + 1) * DAY)).to_pandas(),
         weekly_discounts=weekly,
         shelf_policies=shelf_policies,
         wh_policies=wh_policies,
@@ -179,8 +169,8 @@ def write_delta_partition(delta_root: str, rows: pa.Table, day: date) -> int:
 
 
 def read_delta_partition(delta_root: str, day: date) -> pa.Table:
-    return read_delta(delta_root, FEATURES_DELTA.path, FEATURES_DELTA.record.field_names,
-                      pc.field(PARTITION_COLUMN) == _at(day))
+    return delta_reader.read(delta_root, FEATURES_DELTA.path, FEATURES_DELTA.record.field_names,
+                             time=delta_reader.TimeRange(PARTITION_COLUMN, day, day + DAY))
 
 
 def upsert_postgres(dsn: str, rows: pa.Table, day: date) -> tuple[int, int]:

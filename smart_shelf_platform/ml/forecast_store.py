@@ -11,20 +11,20 @@ Writes: a cutoff's predictions (Delta `analytics/predictions`, replaced per cuto
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import psycopg
 import pyarrow as pa
-import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
 
+from smart_shelf_platform import delta_reader
 from smart_shelf_platform.contracts.analytics import ML_PREDICTION
 from smart_shelf_platform.contracts.catalogue import (
     DELTA_TABLES_BY_PATH, POSTGRES_TABLES_BY_NAME, PostgresTable,
 )
 from smart_shelf_platform.contracts.catalogue import DeltaTable as DeltaTableSpec
-from smart_shelf_platform.ml.feature_store import FEATURES_DELTA, MissingInput, read_delta
+from smart_shelf_platform.ml.feature_store import FEATURES_DELTA, MissingInput
 from smart_shelf_platform.ml.training_set import PANEL_COLUMNS, PROMOTION_COLUMNS
 from smart_shelf_platform.rules.supplier import ShelfLife
 from smart_shelf_platform.stack.delta_tables import table_uri
@@ -38,7 +38,7 @@ FLOAT_COLUMNS = ("item_price", "discount")
 
 def read_panel(delta_root: str) -> pd.DataFrame:
     """Every day's feature rows, PANEL_COLUMNS, dates as `datetime.date`, decimals as floats."""
-    frame = read_delta(delta_root, FEATURES_DELTA.path, PANEL_COLUMNS).to_pandas()
+    frame = delta_reader.read(delta_root, FEATURES_DELTA.path, PANEL_COLUMNS).to_pandas()
     for column in FLOAT_COLUMNS:
         frame[column] = frame[column].astype("float64")
     return frame.sort_values(["feature_date", "store_id", "shelf_id"]).reset_index(drop=True)
@@ -129,8 +129,10 @@ def write_predictions(delta_root: str, dsn: str, rows: pd.DataFrame, cutoff: dat
 
 
 def read_predictions(delta_root: str, cutoff: datetime) -> pd.DataFrame:
-    table = read_delta(delta_root, PREDICTIONS_DELTA.path, ML_PREDICTION.field_names,
-                       pc.field("cutoff_date") == pa.scalar(cutoff.date(), pa.date32()))
+    day = cutoff.date()
+    table = delta_reader.read(delta_root, PREDICTIONS_DELTA.path, ML_PREDICTION.field_names,
+                              time=delta_reader.TimeRange("cutoff_date", day,
+                                                          day + timedelta(days=1)))
     frame = table.to_pandas()
     return frame.loc[frame["cutoff_ts"] == pd.Timestamp(cutoff)].reset_index(drop=True)
 

@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 from confluent_kafka import Producer
 
+from smart_shelf_platform import delta_reader
 from smart_shelf_platform.clock import iso_utc
 from smart_shelf_platform.contracts.analytics import ML_PREDICTION
 from smart_shelf_platform.contracts.catalogue import TOPICS_BY_NAME
-from smart_shelf_platform.ml.feature_store import read_delta
 from smart_shelf_platform.ml.training_set import SHELF
 
 ORDERS_PATH = "ops/wh_supplier_orders"
@@ -31,7 +31,7 @@ TOPIC = TOPICS_BY_NAME["ml_predictions"]
 
 def on_order_at(delta_root: str, moment: datetime) -> pd.Series:
     """Units on their way at `moment` per (store_id, shelf_id); shelves without any are absent."""
-    orders = read_delta(delta_root, ORDERS_PATH, [
+    orders = delta_reader.read(delta_root, ORDERS_PATH, [
         "store_id", "shelf_id", "total_qty", "status", "cutoff_ts", "updated_at"]).to_pandas()
     at = pd.Timestamp(moment)
     placed = pd.to_datetime(orders["cutoff_ts"], utc=True) < at

@@ -11,13 +11,11 @@ runs, and the freshness checks built on these materializations need it on from t
 
 
 import json
-from dataclasses import dataclass
 from datetime import datetime
 
 import dagster as dg
-import pyarrow as pa
-from deltalake import DeltaTable, QueryBuilder
 
+from smart_shelf_platform import delta_reader
 from smart_shelf_platform.contracts.catalogue import DELTA_TABLES
 from smart_shelf_platform.contracts.catalogue import DeltaTable as DeltaTableSpec
 from smart_shelf_platform.contracts.types import Record
@@ -39,25 +37,7 @@ def time_column(record: Record) -> str | None:
     return next((c for c in TIME_COLUMNS if c in record.field_names), None)
 
 
-@dataclass(frozen=True)
-class TableSnapshot:
-    version: int
-    row_count: int
-    latest_event_time: datetime | None
-
-
-def read_snapshot(uri: str, time_col: str | None) -> TableSnapshot:
-    """Version, exact row count and max event time; DataFusion answers from file statistics
-    where it can and honours deletion vectors where it cannot."""
-    table = DeltaTable(uri)
-    latest = f'max("{time_col}")' if time_col else "NULL"
-    result = pa.table(QueryBuilder().register("t", table).execute(
-        f"SELECT count(*) AS row_count, {latest} AS latest FROM t").read_all())
-    row = result.to_pylist()[0]
-    return TableSnapshot(table.version(), int(row["row_count"]), row["latest"])
-
-
-def materialization(spec: DeltaTableSpec, uri: str, snapshot: TableSnapshot,
+def materialization(spec: DeltaTableSpec, uri: str, snapshot: delta_reader.TableSnapshot,
                     sim_now: datetime | None) -> dg.AssetMaterialization:
     metadata: dict = {
         "delta_version": snapshot.version,
@@ -87,12 +67,11 @@ def delta_table_versions(context: dg.SensorEvaluationContext,
     for spec in streaming_tables():
         uri = smart_shelf.delta_uri(spec)
         try:
-            if not DeltaTable.is_deltatable(uri):
+            if not delta_reader.exists(uri):
                 continue
-            version = DeltaTable(uri).version()
-            if cursor.get(spec.path, -1) >= version:
+            if cursor.get(spec.path, -1) >= delta_reader.version(uri):
                 continue
-            snapshot = read_snapshot(uri, time_column(spec.record))
+            snapshot = delta_reader.snapshot(uri, time_column(spec.record))
         except Exception as exc:  # noqa: BLE001 - one unreadable table must not hide the others
             context.log.warning("skipping Delta table %s: %s", spec.path, exc)
             continue

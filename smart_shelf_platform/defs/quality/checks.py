@@ -2,9 +2,9 @@
 references to the catalogue, lots that add up to the stock, and freshness of the streaming outputs.
 
 The rules are `smart_shelf_platform.quality`'s pure functions; this module only reads each table
-through the resource (Postgres with psycopg, Delta with delta-rs) and hands the rows to them. One
-multi-asset check per table reads it once and reports every rule on it, each under a check name
-from the constants below (the same name on every table it applies to).
+through the resource (Postgres with psycopg, Delta with `delta_reader`) and hands the rows to
+them. One multi-asset check per table reads it once and reports every rule on it, each under a
+check name from the constants below (the same name on every table it applies to).
 
 What stops downstream work (`blocking=True`, severity ERROR):
 - the reference snapshots and `config.batch_catalog`: every state fold and every lot decision
@@ -26,15 +26,14 @@ import dagster as dg
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import DeltaTable
 from psycopg import sql
 
-from smart_shelf_platform import quality, verify
+from smart_shelf_platform import delta_reader, quality, verify
 from smart_shelf_platform.contracts.catalogue import (
     DELTA_TABLES_BY_PATH, POSTGRES_TABLES_BY_NAME, PostgresTable,
 )
 from smart_shelf_platform.contracts.catalogue import DeltaTable as DeltaTableSpec
-from smart_shelf_platform.defs.lake.sensors import read_snapshot, time_column
+from smart_shelf_platform.defs.lake.sensors import time_column
 from smart_shelf_platform.defs.lineage import delta_key, postgres_key
 from smart_shelf_platform.defs.resources import SmartShelfResource
 from smart_shelf_platform.stack.process import StackError
@@ -90,10 +89,9 @@ def read_postgres(conn: psycopg.Connection, table: PostgresTable,
 def read_delta(smart_shelf: SmartShelfResource, table: DeltaTableSpec,
                columns: Sequence[str]) -> pa.Table | None:
     """`columns` of the table's current version; None when there is no Delta table at its uri."""
-    uri = smart_shelf.delta_uri(table)
-    if not DeltaTable.is_deltatable(uri):
+    if not delta_reader.exists(smart_shelf.delta_uri(table)):
         return None
-    return DeltaTable(uri).to_pyarrow_table(columns=list(columns))
+    return delta_reader.read(smart_shelf.delta_root, table.path, columns)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -282,10 +280,10 @@ def freshness_checks(paths: Sequence[str] = FRESHNESS_TABLES) -> dg.AssetChecksD
         sim_now, bound = smart_shelf.sim_now(), smart_shelf.freshness_bound
         for table in tables:
             key, uri = delta_key(table), smart_shelf.delta_uri(table)
-            if not DeltaTable.is_deltatable(uri):
+            if not delta_reader.exists(uri):
                 yield from missing_table(key, [FRESH_WITHIN_LAG], uri)
                 continue
-            latest = read_snapshot(uri, time_column(table.record)).latest_event_time
+            latest = delta_reader.snapshot(uri, time_column(table.record)).latest_event_time
             yield result(key, FRESH_WITHIN_LAG, quality.within_lag(latest, sim_now, bound),
                          severity=dg.AssetCheckSeverity.WARN)
 
