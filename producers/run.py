@@ -29,6 +29,8 @@ from smart_shelf_platform.rules.supplier import SupplierSchedule
 from smart_shelf_platform.settings import Settings
 from smart_shelf_platform.refdata import load_into_postgres
 from smart_shelf_platform.stack.lifecycle import reference_files
+from smart_shelf_platform.stack.process import StackError
+from smart_shelf_platform.verify import connect_ledger
 
 log = logging.getLogger(__name__)
 EFFECT_TOPICS = ("wh_events", "restock_tasks", "daily_discounts", "alerts")
@@ -113,9 +115,10 @@ class EffectsFeed:
 
 def simulate(settings: Settings, options: SimulateOptions,
              progress: Callable[[str], None]) -> Simulation:
+    store_ids = stores_of_group(settings.stores, *options.store_group)
+    refuse_unknown_stores(platform_stores(settings), store_ids, settings.stores)
     files = reference_files(settings)
     load_into_postgres(settings.postgres_dsn(), files)
-    store_ids = stores_of_group(settings.stores, *options.store_group)
     client = redis.Redis.from_url(settings.redis_url)
     writer = StreamWriter(client, options.stream_prefix, max_depth=options.max_depth)
     ledger = Ledger(settings.postgres_dsn())
@@ -243,6 +246,32 @@ def simulate(settings: Settings, options: SimulateOptions,
     if refills is not None:
         progress(refills)
     return sim
+
+
+def platform_stores(settings: Settings) -> list[str]:
+    """The stores the platform was set up with (`smart-shelf up` loads them into `ref.stores`
+    from the reference data of SMART_SHELF_STORES stores)."""
+    with connect_ledger(settings) as conn:
+        return [row[0] for row in conn.execute("SELECT store_id FROM ref.stores ORDER BY 1")]
+
+
+def _named(stores: list[str]) -> str:
+    return ", ".join(stores) if len(stores) <= 3 else f"{stores[0]} to {stores[-1]}"
+
+
+def refuse_unknown_stores(known: list[str], wanted: list[str], chain: int) -> None:
+    """StackError, before anything is emitted, when the simulation would run stores the platform
+    does not know: their every event would be dead-lettered. A platform's state starts from its
+    reference data once, so a larger chain needs a platform set up for it."""
+    unknown = sorted(set(wanted) - set(known))
+    if not unknown:
+        return
+    have = (f"was set up with {len(known)} store{'' if len(known) == 1 else 's'} "
+            f"({_named(known)})" if known else "has no stores yet")
+    raise StackError(
+        f"the platform {have} and does not know {_named(unknown)}: to simulate {chain} stores, "
+        f"set SMART_SHELF_STORES={chain} and start a new platform with it (`./smart-shelf down`, "
+        f"a new SMART_SHELF_HOME, `./smart-shelf up`)")
 
 
 def stores_of_group(stores: int, group: int, groups: int) -> list[str]:

@@ -170,6 +170,36 @@ def test_ctrl_c_stops_cleanly_and_loses_nothing(settings, clean_streams):
     assert emitted > 0 and _stream_total(clean_streams) == emitted
 
 
+def test_a_chain_the_platform_does_not_know_is_refused_in_one_line_before_any_event(
+        settings, clean_streams):
+    """The session's platform was set up with one store: simulating three would dead-letter
+    every event of the two it does not know, so nothing runs, and the one line says how to get
+    a platform with three."""
+    from producers.run import platform_stores
+
+    assert platform_stores(settings) == ["S001"]
+    manifest = settings.data_dir / "reference" / "manifest.json"
+    before = manifest.read_bytes()
+    for how in (["--stores", "3"], []):
+        result = subprocess.run(
+            [sys.executable, "-m", "smart_shelf_platform.cli", "simulate", *how, "--days", "0.1",
+             "--bad-events", "0.05", "--no-effects"],
+            env={**os.environ, **settings.as_env(), **({} if how else {"SMART_SHELF_STORES": "3"})},
+            capture_output=True, text=True, timeout=120)
+        assert result.returncode == 1
+        assert result.stdout == ""
+        assert result.stderr.splitlines() == [
+            "smart-shelf: error: the platform was set up with 1 store (S001) and does not know "
+            "S002, S003: to simulate 3 stores, set SMART_SHELF_STORES=3 and start a new platform "
+            "with it (`./smart-shelf down`, a new SMART_SHELF_HOME, `./smart-shelf up`)"]
+    # Nothing emitted (so nothing to dead-letter), nothing in the ledger, the platform's
+    # reference data as it was.
+    assert _stream_total(clean_streams) == 0
+    assert _ledger(settings, "SELECT count(*) FROM sim.ledger_position "
+                             "WHERE store_id IN ('S002', 'S003')") == (0,)
+    assert platform_stores(settings) == ["S001"] and manifest.read_bytes() == before
+
+
 def _stream_fingerprint(client) -> str:
     import hashlib
 
