@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import psycopg
 import pyarrow as pa
@@ -41,6 +41,7 @@ class Comparison:
     name: str
     keys: int  # keys on either side
     differences: list[Difference]
+    store_keys: dict[str, int] = field(default_factory=dict)  # keys on either side, per store
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class VerifyReport:
     bad_events: int  # injected by the simulator
     missing_dead_letters: list[InjectedBadEvent]
     dead_letter_reasons: dict[str, int]  # rows per reason prefix, information only
+    store_bad_events: dict[str, int] = field(default_factory=dict)  # injected, per store
 
     @property
     def difference_count(self) -> int:
@@ -97,8 +99,27 @@ class VerifyReport:
     def ok(self) -> bool:
         return self.difference_count == 0
 
+    def store_lines(self) -> list[str]:
+        """One line per store: its keys, its differences by table, its bad events."""
+        missing = Counter(b.store_id for b in self.missing_dead_letters)
+        lines = []
+        for store in self.stores:
+            keys = sum(c.store_keys.get(store, 0) for c in self.comparisons.values())
+            differs = {c.name: n for c in self.comparisons.values()
+                       if (n := sum(d.key[0] == store for d in c.differences))}
+            count = sum(differs.values()) + missing[store]
+            detail = ", ".join([*(f"{name} {n}" for name, n in differs.items()),
+                                *([f"raw/dead_letter {missing[store]}"] if missing[store] else [])])
+            injected = self.store_bad_events.get(store, 0)
+            lines.append(f"  {store}: {_plural(keys, 'key')}, {_plural(count, 'difference')}"
+                         + (f" ({detail})" if detail else "")
+                         + f", {_plural(injected, 'bad event')} injected")
+        return lines
+
     def lines(self) -> list[str]:
-        """The report as printed: a summary per comparison, each difference indented below it."""
+        """The report as printed: a summary per comparison, each difference indented below it
+        (in store order), the bad events, then a line per store and the verdict, with the
+        differences per store."""
         lines = []
         for c in self.comparisons.values():
             lines.append(f"{c.name}: {_plural(c.keys, 'key')}, "
@@ -110,13 +131,19 @@ class VerifyReport:
         reasons = ", ".join(f"{r}: {n}" for r, n in self.dead_letter_reasons.items())
         lines.append(f"dead letters: {_plural(sum(self.dead_letter_reasons.values()), 'row')}"
                      + (f" ({reasons})" if reasons else ""))
+        lines.append("stores:")
+        lines += self.store_lines()
         if self.ok:
             keys = sum(c.keys for c in self.comparisons.values())
             lines.append(f"verify: OK ({_plural(len(self.stores), 'store')}, "
                          f"{_plural(keys, 'key')}, "
                          f"{_plural(self.bad_events, 'bad event')} dead-lettered)")
         else:
-            lines.append(f"verify: {_plural(self.difference_count, 'difference')}")
+            per_store = Counter(d.key[0] for c in self.comparisons.values()
+                                for d in c.differences)
+            per_store.update(b.store_id for b in self.missing_dead_letters)
+            lines.append(f"verify: {_plural(self.difference_count, 'difference')} ("
+                         + ", ".join(f"{s}: {per_store[s]}" for s in sorted(per_store)) + ")")
         return lines
 
     def as_dict(self) -> dict:
@@ -132,7 +159,8 @@ def compare_quantities(name: str, platform: Quantities, ledger: Quantities) -> C
     keys = platform.keys() | ledger.keys()
     differences = [Difference(k, platform.get(k, 0), ledger.get(k, 0)) for k in sorted(keys)
                    if platform.get(k, 0) != ledger.get(k, 0)]
-    return Comparison(name, len(keys), differences)
+    return Comparison(name, len(keys), differences, dict(sorted(Counter(k[0] for k in keys)
+                                                                .items())))
 
 
 def per_shelf(lots: Quantities) -> Quantities:
@@ -175,6 +203,7 @@ def compare(platform: PlatformState, ledger: LedgerState) -> VerifyReport:
         bad_events=len(ledger.bad_events),
         missing_dead_letters=[b for b in ledger.bad_events if b.payload not in dead_payloads],
         dead_letter_reasons=dict(reasons.most_common()),
+        store_bad_events=dict(sorted(Counter(b.store_id for b in ledger.bad_events).items())),
     )
 
 

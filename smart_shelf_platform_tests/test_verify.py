@@ -73,7 +73,30 @@ def test_every_difference_is_reported_with_both_quantities():
     lines = report.lines()
     assert "shelf_state: 2 keys, 1 difference" in lines
     assert "  S001 SH1 W1: platform 9, ledger 10" in lines
-    assert lines[-1] == "verify: 3 differences"
+    assert lines[-1] == "verify: 3 differences (S001: 3)"
+
+
+def test_a_chain_s_differences_are_counted_per_store():
+    """Three stores, two of them off: each store's line says what differs in it, and the
+    verdict which stores the differences are in."""
+    bad_s3 = InjectedBadEvent("S003", "bad-3", "pos_transactions", "broken_json", '{"x')
+    report = compare(
+        platform(shelf_stock={("S001", "SH1"): 5, ("S001", "SH2"): 4, ("S002", "SH1"): 1,
+                              ("S003", "SH1"): 2},
+                 shelf_lots={("S001", "SH1", "B1"): 7, ("S001", "SH2", "B3"): 4,
+                             ("S002", "SH1", "B1"): 1, ("S003", "SH1", "B1"): 2}),
+        ledger(stores=["S001", "S002", "S003"],
+               shelf_lots={("S001", "SH1", "B1"): 5, ("S001", "SH2", "B3"): 4,
+                           ("S002", "SH1", "B1"): 3, ("S003", "SH1", "B1"): 2},
+               bad_events=[BAD, bad_s3]))
+    lines = report.lines()
+    assert lines[lines.index("stores:") + 1:] == [
+        "  S001: 6 keys, 0 differences, 1 bad event injected",
+        "  S002: 2 keys, 2 differences (shelf_state 1, shelf_batch_state 1), 0 bad events "
+        "injected",
+        "  S003: 2 keys, 1 difference (raw/dead_letter 1), 1 bad event injected",
+        "verify: 3 differences (S002: 2, S003: 1)"]
+    assert "  S002 SH1: platform 1, ledger 3" in lines
 
 
 def test_a_key_missing_on_one_side_counts_as_zero_there():
@@ -196,7 +219,9 @@ def test_verify_command_agrees_then_reports_a_lot_that_differs(settings, store, 
     assert differs.returncode == 1, differs.stdout + differs.stderr
     assert f"  {store} SH1 W1: platform 10, ledger 8" in differs.stdout
     assert f"  {store} SH1: platform 10, ledger 8" in differs.stdout
-    assert differs.stdout.splitlines()[-1] == "verify: 2 differences"
+    assert f"  {store}: 4 keys, 2 differences (wh_state 1, wh_batch_state 1), 1 bad event " \
+        "injected" in differs.stdout
+    assert differs.stdout.splitlines()[-1] == f"verify: 2 differences ({store}: 2)"
     assert json.loads((tmp_path / "report.json").read_text())["differences"] == 2
 
     in_process = verify(settings.model_copy(update={"delta_root_override": delta_root}), [store])
