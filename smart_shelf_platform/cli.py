@@ -20,7 +20,7 @@ from pydantic import ValidationError
 # typer vendors its own click; its exception classes live here.
 from typer._click import exceptions as click_exc
 
-from smart_shelf_platform.settings import REPO_ROOT, get_settings
+from smart_shelf_platform.settings import REPO_ROOT, Settings, get_settings
 from smart_shelf_platform.stack.process import StackError
 
 app = typer.Typer(
@@ -243,9 +243,38 @@ def simulate(
         stores_of_group(settings.stores, group, groups)
     except ValueError:
         raise StackError(f"--store-group takes K/N with 0 <= K < N, not {store_group!r}") from None
+    if effects:
+        _wait_for_the_streaming_queries(settings)
     run(settings, SimulateOptions(until=until_from(settings, days, until), speed=clock_speed,
                                   bad_event_rate=bad_events, effects=effects,
                                   store_group=(group, groups)), _progress)
+
+
+def _wait_for_the_streaming_queries(settings: Settings, timeout: float = 600) -> None:
+    """With the streaming application running, wait until every one of its queries has started
+    and read its topics: the clock's holds wait only for queries that report, so a simulation
+    started right after `up` would otherwise run ahead of a query still starting (and a day's
+    features be computed before its receipts reached Delta)."""
+    import redis
+
+    from smart_shelf_platform.clock import DEFAULT_KEY_PREFIX
+    from smart_shelf_platform.progress import wait_until_read
+    from smart_shelf_platform.stack.components import Streaming
+    from streaming.runner import spark_query_names
+
+    if Streaming(settings).pid() is None:
+        return
+    queries = spark_query_names()
+    _progress(f"waiting until the {len(queries)} streaming queries have started and read "
+              "their topics")
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        wait_until_read(client, DEFAULT_KEY_PREFIX, settings.kafka_bootstrap, queries=queries,
+                        timeout=timeout, progress=_progress)
+    except TimeoutError as exc:
+        raise StackError(f"{exc}: see {settings.home / 'logs' / 'streaming.log'}") from None
+    finally:
+        client.close()
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
