@@ -521,6 +521,34 @@ def generate_data(
         typer.echo(f"{name}: {path}")
 
 
+@app.command()
+def docs(
+    check: Annotated[bool, typer.Option(
+        "--check", help="Write nothing; exit 1 naming the first file whose tables are stale.")]
+        = False,
+) -> None:
+    """Regenerate the tables of docs/ that come from the code: every topic and table with its
+    writer and readers (docs/architecture.md), every SMART_SHELF_* setting
+    (docs/operations.md)."""
+    from smart_shelf_platform import doc_tables
+
+    try:
+        if check:
+            stale = doc_tables.stale()
+            if stale:
+                raise StackError(f"{stale[0].relative_to(REPO_ROOT)} is stale: run "
+                                 "./smart-shelf docs")
+            typer.echo("docs: up to date")
+            return
+        changed = doc_tables.write()
+    except doc_tables.DocsError as error:
+        raise StackError(str(error)) from None
+    for path in changed:
+        typer.echo(f"docs: wrote {path.relative_to(REPO_ROOT)}")
+    if not changed:
+        typer.echo("docs: up to date")
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def test(ctx: typer.Context) -> None:
     """Set up what is missing, then run the whole test suite (unit, in-process and integration

@@ -25,46 +25,57 @@ _HH_MM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SMART_SHELF_", extra="ignore")
 
-    env: str = Field("local", description="local | docker | prod: selects resource wiring")
-    home: Path = Field(REPO_ROOT / ".smart_shelf", description="state dir: data, logs, pids")
+    env: str = Field("local", description="local | docker | prod: how Dagster resources are "
+                                          "wired (prod adds wall-clock schedules)")
+    home: Path = Field(REPO_ROOT / ".smart_shelf",
+                       description="state directory: service data, logs "
+                                   "(logs/<component>.log), pids")
     jvm_lib: Path = Field(REPO_ROOT / "jvm" / "lib", description="jars resolved by setup")
     data_dir: Path = Field(REPO_ROOT / "data", description="reference data generator outputs")
 
     # Postgres
-    postgres_host: str = "127.0.0.1"
-    postgres_port: int = 15432
+    postgres_host: str = Field("127.0.0.1", description="Postgres host")
+    postgres_port: int = Field(
+        15432, description="Postgres port (not 5432, so a system server is left alone)")
     postgres_external: bool = Field(False, description="reuse a running server, do not start one")
-    postgres_db: str = "smart_shelf"
+    postgres_db: str = Field("smart_shelf", description="the platform's database")
     postgres_user: str = Field("smart_shelf", description="owner of the database")
-    postgres_password: str = "smart_shelf"
-    postgres_writer_password: str = "smart_shelf_writer"
-    postgres_reader_password: str = "smart_shelf_reader"
+    postgres_password: str = Field("smart_shelf", description="password of the owner")
+    postgres_writer_password: str = Field(
+        "smart_shelf_writer", description="password of the role smart_shelf_writer (the platform)")
+    postgres_reader_password: str = Field(
+        "smart_shelf_reader", description="password of the role smart_shelf_reader (the dashboard)")
 
     # Redis
-    redis_host: str = "127.0.0.1"
-    redis_port: int = 16379
-    redis_external: bool = False
+    redis_host: str = Field("127.0.0.1", description="Redis host")
+    redis_port: int = Field(16379, description="Redis port (not 6379)")
+    redis_external: bool = Field(False, description="reuse a running server, do not start one")
 
     # Kafka (KRaft, combined broker + controller) and Kafka Connect
-    kafka_host: str = "127.0.0.1"
-    kafka_port: int = 19092
-    kafka_controller_port: int = 19093
+    kafka_host: str = Field("127.0.0.1", description="Kafka broker host")
+    kafka_port: int = Field(19092, description="Kafka broker listener")
+    kafka_controller_port: int = Field(19093, description="KRaft controller listener")
     kafka_external: bool = Field(False, description="use SMART_SHELF_KAFKA_BOOTSTRAP, start none")
-    kafka_bootstrap_override: str = Field("", alias="SMART_SHELF_KAFKA_BOOTSTRAP")
-    kafka_partitions: int = Field(3, description="default partitions per topic")
-    kafka_replication_factor: int = 1
-    kafka_retention_ms: int = Field(7 * 24 * 3600 * 1000, description="append-only topics")
-    kafka_heap: str = "512m"
-    connect_port: int = 18083
-    connect_heap: str = "512m"
-    connect_enabled: bool = True
+    kafka_bootstrap_override: str = Field(
+        "", alias="SMART_SHELF_KAFKA_BOOTSTRAP",
+        description="bootstrap servers of an existing cluster; empty: host:port above")
+    kafka_partitions: int = Field(
+        3, description="default partitions per topic (raising it adds partitions to existing "
+                       "topics on the next up)")
+    kafka_replication_factor: int = Field(1, description="for a multi-broker cluster")
+    kafka_retention_ms: int = Field(
+        7 * 24 * 3600 * 1000, description="retention of the append-only topics (7 days)")
+    kafka_heap: str = Field("512m", description="JVM heap of the Kafka broker")
+    connect_port: int = Field(18083, description="Kafka Connect REST port")
+    connect_heap: str = Field("512m", description="JVM heap of the Kafka Connect worker")
+    connect_enabled: bool = Field(True, description="run the Kafka Connect worker")
 
     # Processes of the platform itself that `up` starts
     bridge_enabled: bool = Field(True, description="run the Redis->Kafka bridge")
     dagster_enabled: bool = Field(True, description="run the Dagster webserver and daemon")
-    dagster_port: int = 13000
+    dagster_port: int = Field(13000, description="Dagster UI port")
     dashboard_enabled: bool = Field(True, description="run the Streamlit dashboard")
-    dashboard_port: int = 18501
+    dashboard_port: int = Field(18501, description="dashboard port (bound to 127.0.0.1)")
     dashboard_clock_prefix: str = Field(
         "sim:", description="Redis prefix of the clock and query progress the dashboard shows")
     streaming_enabled: bool = Field(True, description="run the Spark streaming application")
@@ -74,15 +85,16 @@ class Settings(BaseSettings):
     # Spark (streaming jobs and Dagster's Spark work)
     spark_master: str = Field("local[2]", description="local[N] or spark://host:7077")
     shuffle_partitions: int = Field(4, description="micro-batches are small: not Spark's 200")
-    spark_driver_memory: str = "1g"
-    spark_ui: bool = False
+    spark_driver_memory: str = Field("1g", description="Spark driver heap")
+    spark_ui: bool = Field(False, description="serve the Spark UI (port 4040)")
 
     # Replenishment loop (simulated time)
     restock_handling_seconds: int = Field(
-        60, ge=0, description="a restock plan is picked from the warehouse this long after it "
-                              "was made")
+        60, ge=0, description="a restock plan is picked from the warehouse at the first clock "
+                              "tick this long (simulated) after it was made")
     refill_delay_minutes: int = Field(
-        3, ge=0, description="picked units reach the shelf this long after the warehouse pick")
+        3, ge=0, description="a pick becomes the restocker's refill task this long (simulated) "
+                             "after it; the restocker puts on the shelf what fits")
     decision_round_minutes: int = Field(
         0, ge=0, le=1440,
         description="0: restock and supplier plans and picks are decided as events arrive; N "
@@ -126,16 +138,21 @@ class Settings(BaseSettings):
         60.0, description="streaming outputs older than this (simulated minutes) warn")
 
     # Delta Lake
-    delta_root_override: str = Field("", alias="SMART_SHELF_DELTA_ROOT")
+    delta_root_override: str = Field(
+        "", alias="SMART_SHELF_DELTA_ROOT",
+        description="Delta Lake root, a path or an object-store URI; empty: "
+                    "$SMART_SHELF_HOME/delta")
 
     # Simulated clock
-    sim_start: datetime = datetime(2026, 1, 1, 7, 0, tzinfo=timezone.utc)
+    sim_start: datetime = Field(datetime(2026, 1, 1, 7, 0, tzinfo=timezone.utc),
+                                description="simulated start (UTC)")
     sim_speed: float = Field(10.0, description="simulated seconds per wall-clock second")
-    sim_step_seconds: int = Field(5, description="simulated seconds per clock step")
+    sim_step_seconds: int = Field(5, description="simulated seconds per clock step (its "
+                                                 "resolution)")
 
     # Reference data
-    seed: int = 42
-    stores: int = 1
+    seed: int = Field(42, description="seed of the reference data and the simulator")
+    stores: int = Field(1, description="number of stores the platform is set up with")
 
     # Expiry loop
     discount_ladder: str = Field(
