@@ -17,8 +17,8 @@ Plans belong to their manager once published (it writes the plan table and moves
 the engine follows the statuses on the plan topic: an issued plan acknowledges the stock alert,
 and a plan counts as in flight until the stock it brought is visible in the state.
 
-Nothing rescans an ops table: episodes, cooldowns and plans in flight are state (REFERENCE 11
-items 13, 15, 24).
+Nothing rescans an ops table: episodes, cooldowns and plans in flight are state (the reference
+system rescanned its tables to find them).
 """
 
 from __future__ import annotations

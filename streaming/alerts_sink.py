@@ -4,7 +4,7 @@ Engines publish every lifecycle step of an alert under the alert's deterministic
 keeps the furthest step (open -> acknowledged -> resolved | dismissed), the first `created_at`
 and the step's simulated `updated_at` (`rules.alerts.furthest_step`). The upsert runs once per
 micro-batch (txn), and steps that arrive twice or out of order never move an alert backwards
-(REFERENCE 6.9, 11 item 13).
+(the furthest step wins).
 """
 
 from __future__ import annotations

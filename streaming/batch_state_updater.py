@@ -2,7 +2,7 @@
 
 A shelf lot loses units when a receipt line names it (the customer paid for them) or when an
 expired lot is removed, and gains them when a restocker's refill puts them on the shelf, not
-when the warehouse picks them (REFERENCE 11 item 8: the reference added them at the pick, three
+when the warehouse picks them (the reference system added them at the pick, three
 minutes before the shelf had them). Customers' pickups and putbacks carry no lot, so units in a
 cart still count here until checkout. A lot new to the shelf takes its dates from the warehouse
 lot it came from. Every receipt's lines are also published flat, one message each, to

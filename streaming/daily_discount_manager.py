@@ -5,8 +5,8 @@ ladder (`SMART_SHELF_DISCOUNT_LADDER`, days to expiry -> fraction off) gets that
 a row of `analytics/daily_discounts` and a message on the compacted topic `daily_discounts`,
 keyed store|shelf|date so two days of one shelf never collapse; the simulator's shoppers and
 tills apply it. The discount is a pure function of the lots and the day, and a day is decided
-once, so re-running or replaying a day writes the same rows and never compounds (REFERENCE 6.12
-and 11 item 12: random draws stacked on every run, and the topic was keyed by shelf alone).
+once, so re-running or replaying a day writes the same rows and never compounds (in the
+reference system random draws stacked on every run, and the topic was keyed by shelf alone).
 
 Each discount comes with a `near_expiry_discount` alert: open at D 00:00, resolved when the lot
 that earned it has no units left or at the next day's first tick, whichever comes first.

@@ -7,8 +7,8 @@ units are still on the shelf rather than in shoppers' carts (its lots count both
 receipt), so the alert is a work order for the store staff: they remove what is physically
 there and the shelf sensors report each lot's removal as an `expired_removal` shelf event
 (actor restocker, lot, units), which the shelf aggregator and the batch state updater apply
-like any other movement. The reference wrote the state tables itself and alerted once per lot
-(REFERENCE 6.13, 11 item 11).
+like any other movement. The reference system wrote the state tables itself and alerted once
+per lot.
 
 The order resolves under the same id, with the units actually removed, once every lot it
 expected is accounted for: its removal event arrived, or it has no units left (the ones in

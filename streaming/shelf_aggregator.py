@@ -3,7 +3,8 @@
 Units on a shelf are a fold over its events: a pickup takes units, a putback (a customer's or a
 restocker's refill) returns them, an expired-lot removal takes them away; weight changes are
 kept in the raw table but move no units. State stays within [0, max_stock] and is published to
-the compacted `shelf_state` topic after every micro-batch (REFERENCE 6.1 with items 6, 9 fixed).
+the compacted `shelf_state` topic after every micro-batch (the reference system let a shelf go
+negative and past its capacity).
 
 Run it alone with `python -m streaming.shelf_aggregator`, or with the others through
 `smart-shelf stream`.

@@ -5,7 +5,9 @@ change re-evaluates the store's shelves at once) and the first clock tick of eac
 (re-evaluates near-expiry). A shelf below its policy's threshold percentage or minimum quantity
 opens a `refill_request` and, unless a plan for the shelf is still in flight, a restock plan up to
 the target percentage (topic `shelf_restock_plan`, handled by the shelf restock manager); the
-alert is acknowledged when the plan is issued and resolves when the shelf is back above the line. REFERENCE 6.3 with items 7, 13-15 fixed.
+alert is acknowledged when the plan is issued and resolves when the shelf is back above the line.
+One policy per shelf (the most specific), one plan in flight per shelf, alert ids a replay
+reproduces; where the reference system differs, docs/behaviour.md says how.
 """
 
 from __future__ import annotations

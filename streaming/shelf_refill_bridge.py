@@ -4,8 +4,8 @@ restocker, due `SMART_SHELF_REFILL_DELAY_MINUTES` after the pick, released by cl
 A pick waits in the query's state until the first tick at or after its due time (or, if the
 clock has passed that time already when the pick arrives, goes at once), then goes out as a
 `restock_task` (pick event id, plan, store, shelf, lot, units, due time) on `restock_tasks`.
-Ticks release tasks even when no other warehouse event comes (REFERENCE 6.5 and item 8: refills
-stuck until an unrelated event).
+Ticks release tasks even when no other warehouse event comes (in the reference system a refill
+waited for an unrelated event).
 
 The bridge does not put the units on the shelf itself. Like an expired-removal work order, the
 task goes to the store, whose restocker puts on the shelf what fits there at that moment and

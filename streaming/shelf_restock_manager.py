@@ -21,7 +21,8 @@ The manager keeps its own view of the warehouse lots: the reference snapshot, th
 (`wh_in`) it reads, and the picks, returns and removals it makes itself. Being the only query
 that takes units out of the warehouse, it can decide exactly, without waiting for the state
 queries; for the same reason it also removes the lots that expired (on the first tick of a
-day), with one `expired_removal` alert per product carrying the units. REFERENCE 6.4 with items 7, 14 fixed.
+day), with one `expired_removal` alert per product carrying the units. Unlike the reference
+system, a young plan waits instead of being dropped and empty or expired lots are never picked.
 """
 
 from __future__ import annotations

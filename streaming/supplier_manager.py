@@ -29,8 +29,8 @@ Sun/Tue/Thu 12:00, slots Mon/Wed/Fri 08:00):
   lots of its subcategory or category: days for fish, years for canned goods), and a receipt;
   the order moves to delivered and its plans to completed.
 
-REFERENCE 6.11 with items 10, 12, 14 and 16 fixed: one writer per table, upserts by key instead
-of read-all/overwrite, expiry per category, in-transit units count against the capacity.
+Unlike the reference system's supplier job: one writer per table, upserts by key instead of
+read-all/overwrite, expiry per category, in-transit units count against the capacity.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Units of a product in the warehouse: a supplier delivery (`wh_in`) adds them, a pick for a shelf
 (`wh_out`) and an expired-lot removal (`wh_removal`) take them. State stays within
-[0, wh_max_stock] and is published to the compacted `wh_state` topic (REFERENCE 6.6 with items
-6, 9 fixed). Run alone with `python -m streaming.wh_aggregator`.
+[0, wh_max_stock] (the reference system let it go negative and past capacity) and is published
+to the compacted `wh_state` topic. Run alone with `python -m streaming.wh_aggregator`.
 """
 
 from __future__ import annotations

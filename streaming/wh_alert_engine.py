@@ -5,8 +5,8 @@ From `wh_state`, `wh_batch_state`, `wh_policies` (live) and `clock_ticks`. A pro
 warehouse stock is below its reorder point (the most specific active policy, else 5 % of the
 warehouse capacity) opens a `supplier_request`; a supplier plan of whole standard batches is
 added when stock on hand plus the plans in flight is still below the reorder point, within the
-free capacity (topic `wh_supplier_plan`, ordered by the supplier manager). REFERENCE 6.8 with items 12,
-13, 16 fixed: no "resolved" flood for healthy shelves, in-transit quantities count.
+free capacity (topic `wh_supplier_plan`, ordered by the supplier manager). Unlike the reference
+system: no "resolved" flood for healthy shelves, in-transit quantities count.
 `SMART_SHELF_SUPPLIER_RULE=reference` plans with the reference's own rule instead, for the
 loop's lost-sales comparison.
 """

@@ -1,7 +1,7 @@
 """Warehouse batch state updater: `wh_events` -> Delta `cleansed/wh_batch_state`.
 
 Units per warehouse lot: a delivery creates the lot with the dates it carries, picks and
-removals take units from it (REFERENCE 6.7, without touching the shelf lots: the batch state
+removals take units from it (without touching the shelf lots: the batch state
 updater adds those when the refill reaches the shelf). Bad records of `wh_events` are reported
 by the warehouse aggregator. Run alone with `python -m streaming.wh_batch_state_updater`.
 """

@@ -2,7 +2,7 @@
 
 An alert episode starts when a condition becomes true and ends when it is resolved; its id is
 derived from what it is about and when the episode opened, so a replay produces the same id and
-the lifecycle steps of one alert always carry that id (REFERENCE 11 item 13).
+the lifecycle steps of one alert always carry that id: a replay cannot split one alert in two.
 """
 
 from __future__ import annotations

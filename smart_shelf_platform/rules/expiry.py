@@ -1,8 +1,8 @@
 """Expiry rules: near-expiry alerts, the daily discount ladder and expired lots.
 
-Only lots that still hold units count (REFERENCE 11 item 14: the reference looked at empty lots
-too), and discounts come from a fixed ladder instead of a random draw that compounded on every
-re-run (REFERENCE 6.12).
+Only lots that still hold units count (the reference system looked at empty lots too), and
+discounts come from a fixed ladder instead of a random draw that compounded on every re-run (see
+docs/behaviour.md).
 """
 
 from __future__ import annotations

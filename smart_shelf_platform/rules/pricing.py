@@ -14,7 +14,7 @@ def combined_discount(weekly: float, daily: float) -> float:
     """Discounts stack multiplicatively (30 % then 20 % off is 44 % off), capped at 95 %.
 
     Used for both the shopper's choice and the receipt, so picking and pricing never disagree
-    (REFERENCE 11 item 4).
+    (in the reference system the two could disagree).
     """
     combined = 1.0 - (1.0 - max(weekly, 0.0)) * (1.0 - max(daily, 0.0))
     return min(max(combined, 0.0), MAX_DISCOUNT)

@@ -1,9 +1,10 @@
 """When a shelf needs a refill and how much, when the warehouse needs an order and how much.
 
-Reference behaviour (REFERENCE 6.3, 6.8) with its flaws fixed (items 7, 15, 16): the most
-specific active policy wins (no cross join with a global row), a shelf with a plan in flight is
-not planned again, and supplier orders count what is already on its way. The reference's own
-supplier rule is kept too (`reference_supplier_order_quantity`), to measure ours against it.
+The reference system's refill and reorder rules with its flaws fixed: the most specific active
+policy wins (it cross-joined every shelf with the store-wide row too), a shelf with a plan in
+flight is not planned again, and supplier orders count what is already on its way. The reference
+system's own supplier rule is kept too (`reference_supplier_order_quantity`), to measure ours
+against it (docs/behaviour.md).
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def supplier_order_quantity(on_hand: int, in_transit: int, reorder_point: int,
 
 
 def reference_supplier_order_quantity(on_hand: int, reorder_point: int, batch_size: int) -> int:
-    """REFERENCE 6.8's rule (`SMART_SHELF_SUPPLIER_RULE=reference`): below the reorder point,
+    """The reference system's rule (`SMART_SHELF_SUPPLIER_RULE=reference`): below the reorder point,
     its gap rounded up to whole batches (usually one); what is already ordered is not counted.
     0 when no order is due."""
     if batch_size <= 0:

@@ -1,9 +1,9 @@
 """Shelf restocking: when a plan is picked, which warehouse lots it takes, when units arrive.
 
-REFERENCE 6.4/6.5 with items 7 and 8 fixed: a plan younger than the handling delay waits for a
-later clock tick instead of being dropped, lots are picked earliest-expiry-first from what is
-left after earlier picks (never twice), expired lots are never picked, and the refill reaches
-the shelf a fixed delay after the pick, released by the clock.
+The reference system's restocking with its flaws fixed: a plan younger than the handling delay
+waits for a later clock tick instead of being dropped, lots are picked earliest-expiry-first
+from what is left after earlier picks (never twice), expired lots are never picked, and the
+refill reaches the shelf a fixed delay after the pick, released by the clock.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""How a net movement of units changes a stock (REFERENCE 11 items 6 and 9: the reference let
-shelf and warehouse stock go negative and past the shelf's capacity)."""
+"""How a net movement of units changes a stock (the reference system let shelf and warehouse
+stock go negative and past the shelf's capacity; here a stock stays within [0, capacity])."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """Supplier ordering: when orders are placed and delivered, how many units, how long lots keep.
 
-REFERENCE 6.11 with items 14 and 16 fixed: an order counts what is already on its way against
-the warehouse's free capacity, and a delivered lot expires after the shelf life of its product's
-kind (days for fish, not the reference's flat year), learned from the reference lots.
+The reference system's ordering with two flaws fixed: an order counts what is already on its
+way against the warehouse's free capacity, and a delivered lot expires after the shelf life of
+its product's kind (days for fish, not the reference system's flat year), learned from the
+reference lots.
 """
 
 from __future__ import annotations
