@@ -28,9 +28,9 @@ How it stays correct when things fail:
 
 Run one bridge per set of streams: two at once would interleave entries of one stream.
 
-Unlike the reference bridge (REFERENCE.md 5.4, 11 item 29), sends are asynchronous and batched
-(no one-message-at-a-time ceiling), pending entries are retried at once rather than only when the
-stream is idle, and nothing is ever trimmed unforwarded.
+Unlike the reference system's bridge, which sent one message at a time, retried pending entries
+only when the stream was idle and lost what its producers had trimmed, sends are asynchronous and
+batched, pending entries are retried at once, and nothing is ever trimmed unforwarded.
 """
 
 from __future__ import annotations

@@ -175,8 +175,9 @@ def simulate(settings: Settings, options: SimulateOptions,
     if effects is not None:
         # The ticks that time-driven steps act on (day start: discounts and removals; cutoffs;
         # deliveries; decision rounds) wait until the platform has caught up with everything
-        # before them, so a plan never misses its cutoff because a query lagged (REFERENCE 11
-        # item 23). At max rate too: the simulator then stops short of such a minute and waits.
+        # before them, so a plan never misses its cutoff because a query lagged (a lagging query
+        # must not change what the platform decides). At max rate too: the simulator then stops
+        # short of such a minute and waits.
         hold_at = frozenset({"00:00", settings.supplier_cutoff_time,
                              settings.supplier_delivery_time}) | rounds
 

@@ -10,8 +10,8 @@ This module owns the one convention both sides share, so neither needs to know t
   confirmed it, so XLEN counts the entries not yet forwarded.
 
 Writers never trim (no MAXLEN, no XTRIM): the reference system's producers trimmed at ~20,000
-entries and so silently dropped whatever a lagging bridge had not forwarded (REFERENCE.md 2.3 and
-11 item 29). Here a writer waits once that count passes `max_depth` instead (back-pressure): a slow
+entries and so silently dropped whatever a lagging bridge had not forwarded. Here a writer waits
+once that count passes `max_depth` instead (back-pressure): a slow
 or stopped bridge slows the simulator down, and nothing is lost.
 """
 

@@ -1,5 +1,6 @@
 """The simulated clock: the only writer of the Redis keys `sim:now`, `sim:today`, `sim:position`
-and of the Kafka topic `clock_ticks` (ARCHITECTURE.md principle 4, "Time is data").
+and of the Kafka topic `clock_ticks`: time is data, so every time-driven decision of the
+platform follows the ticks, never the wall clock (docs/architecture.md).
 
 Three layers:
 - a pure core (`ClockState`, `minutes_crossed`, `tick_event`) that decides where time goes and which
@@ -9,7 +10,7 @@ Three layers:
   commit the new position. A crash after publishing and before committing re-publishes the same
   deterministic tick ids on restart (consumers dedupe by `tick_id`); no order of failures skips one.
 
-Unlike the reference clock (REFERENCE.md section 4) it resumes where it stopped instead of jumping
+Unlike the reference system's clock it resumes where it stopped instead of jumping
 back to the start, writes now/today in one transaction, and does not drift with loop overhead.
 """
 

@@ -113,7 +113,7 @@ def test_shelf_life_is_at_least_a_day():
 
 def test_reference_lots_give_perishables_days_and_the_rest_months(settings):
     """On the generated reference data: fresh categories keep days, dry goods a year or more
-    (REFERENCE 11 item 14: the reference gave every delivery 365 days)."""
+    (the reference system gave every delivery 365 days)."""
     from streaming import reference
     from streaming.supplier_manager import reference_shelf_life
 

@@ -52,7 +52,8 @@ class ShopperSettings:
     last_action_before_exit_s: int = 30
 
 
-# REFERENCE 5.2: shelf actions per visit, 20 % few, 50 % some, 30 % many (mean about 13).
+# Shelf actions per visit, as the reference system's simulation drew them: 20 % few, 50 % some,
+# 30 % many (mean about 13).
 ACTIONS_PER_VISIT = ((0.20, 3, 6), (0.70, 7, 15), (1.0, 16, 30))
 
 

@@ -1,4 +1,5 @@
-"""Foot traffic (REFERENCE 5.1): how many customers come each day, when, and for how long.
+"""Foot traffic: how many customers come each day, when, and for how long (the reference
+system's weekday and time-slot weights and trip durations).
 
 Pure functions of a `random.Random`, so a seed gives the same customers every run.
 """
@@ -79,7 +80,7 @@ def draw_tiered(rng: random.Random, tiers: tuple[tuple[float, int, int], ...]) -
     return rng.randint(low, high)
 
 
-# REFERENCE 5.1: 35 % short trips, 39 % medium, 26 % long.
+# Trip durations, as in the reference system: 35 % short trips, 39 % medium, 26 % long.
 TRIP_MINUTES = ((0.35, 10, 29), (0.74, 30, 44), (1.0, 45, 75))
 
 

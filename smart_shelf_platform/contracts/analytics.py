@@ -39,7 +39,8 @@ SHELF_DAILY_FEATURES = Record(
         F("computed_at", TIMESTAMP),
     ),
     key=("store_id", "shelf_id", "feature_date"),
-    description="One row per shelf and simulated day: the ML feature set of REFERENCE 7.1.",
+    description="One row per shelf and simulated day: the features the demand forecast learns "
+                "from (see smart_shelf_platform/ml/features.py).",
 )
 
 MODEL_STATUSES = ("challenger", "champion", "retired")

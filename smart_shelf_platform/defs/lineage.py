@@ -1,4 +1,4 @@
-"""Asset keys and the platform's data flow (ARCHITECTURE.md section 3) as asset dependencies.
+"""Asset keys and the platform's data flow (docs/architecture.md) as asset dependencies.
 
 Key scheme: the first part names the store, because Delta layers and Postgres schemas share
 names (`ops`, `analytics`) and a key must say which of the two it is:

@@ -31,7 +31,8 @@ COLUMN_SCHEMA = "dagster/column_schema"
 TABLE_NAME = "dagster/table_name"
 
 # Writers that are Python processes; anything from Kafka Connect is "kafka_connect"; every other
-# writer named in the catalogue is a Spark streaming query (ARCHITECTURE.md section 4).
+# writer named in the catalogue is a Spark streaming query (docs/architecture.md, one writer per
+# table).
 PYTHON_WRITERS = frozenset({"bridge", "sim clock", "simulator", "reference loader", "dagster"})
 HUMAN_WRITERS = frozenset({"operators"})
 

@@ -6,7 +6,8 @@ reads the Delta tables and Postgres into `FeatureInputs`; the Dagster asset writ
 Day D is the simulated UTC window [D 00:00, D+1 00:00); an event belongs to the day of its
 `timestamp`, a receipt to the day of its checkout, an alert or plan to the day of `created_at`.
 
-What each feature is (REFERENCE 7.1's names; the reference filled most of them with constants):
+What each feature is (the reference system's feature names; it filled most of them with
+constants, here each is computed from the platform's tables):
 
 - item_category, item_subcategory, item_price, shelf_capacity, standard_batch_size: the
   catalogue (`ref.store_inventory_snapshot`); the price is the list price, capacity

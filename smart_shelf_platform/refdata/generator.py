@@ -1,8 +1,8 @@
 """Deterministic reference-data generator: catalogue, bootstrap stock, lots, promotions, policies.
 
-Reproduces the reference generators (REFERENCE 3.1 inventory + batches, 3.2 weekly discounts) from
-`catalogue.yaml`, with the reference's inconsistencies fixed (REFERENCE 11 item 17, see
-`data/README.md`): every date is relative to `sim_start`, perishables get a cold-room warehouse that
+Reproduces the reference system's generators (inventory with its lots, weekly discounts) from
+`catalogue.yaml`, with that system's inconsistencies fixed (see `data/README.md`): every date is
+relative to `sim_start`, perishables get a cold-room warehouse that
 starts with exactly one lot, and every lot reconciles with the stock it belongs to.
 
 Each store draws from its own generator, `numpy.random.default_rng([seed, store_number])`, so the
@@ -38,7 +38,7 @@ TIMEZONE = "Europe/Rome"  # the reference store list is from Scandiano (Reggio E
 STORE_CITIES = ("Scandiano", "Reggio Emilia", "Modena", "Parma", "Bologna",
                 "Carpi", "Sassuolo", "Correggio", "Guastalla", "Piacenza")
 
-# Reference constants (REFERENCE 3.1 / 3.2).
+# The reference system's generator constants (inventory and lots, weekly discounts).
 SKU_SCALE_PERCENT = 15          # original counts x 0.15, ceil, min 1 -> 1,142 SKUs
 MAX_STOCK_UPPER_SCALE_TENTHS = 13  # upper bounds of store / warehouse max-stock ranges x 1.3, ceil
 PERISHABLE_CURRENT_PCT = (0.35, 0.95)
@@ -51,7 +51,8 @@ DISCOUNT_WEEKS = 156
 DISCOUNTS_PER_WEEK = 60
 DISCOUNT_PCT_RANGE = (0.05, 0.35)
 
-# Default policies (REFERENCE 2.1: 30% threshold, min_qty 1; target 80% as in the training sim).
+# Default policies (the reference system's: 30% threshold, min_qty 1; target 80% as in its
+# training simulation).
 # The values live with the rules that use them (smart_shelf_platform/rules/replenishment.py).
 SHELF_THRESHOLD_PCT = Decimal(f"{DEFAULT_THRESHOLD_PCT:.2f}")
 SHELF_MIN_QTY = DEFAULT_MIN_QTY
