@@ -37,7 +37,9 @@ def _end(name: str) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Text safe in a Markdown table cell: no column break, no line break, no HTML tag."""
+    return (text.replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
+            .replace(">", "&gt;"))
 
 
 # --------------------------------------------------------------------------------------------
