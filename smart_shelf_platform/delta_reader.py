@@ -1,12 +1,12 @@
 """Reading the platform's Delta tables outside Spark: the one reader `verify`, `report`, the
-daily features, forecasting, the asset checks, the sensors and the dashboard share.
+daily features, forecasting, the asset checks, the Delta sensor and the dashboard share.
 
 Two writers put files into the same tables: Spark writes strings as plain Arrow `string`, and
-delta-rs (the streaming driver's upserts, the Dagster assets) writes them as `string_view`
-(or `large_string`). pyarrow's scanner compares a filter's plain string with a `string_view`
-file's statistics and fails on a table holding both ("Function 'greater_equal' has no kernel
-matching input types (string, string_view)"): with one store the files' statistics rarely
-mattered, with a chain every store filter hit it. So rows are selected in two steps:
+delta-rs (the streaming driver's upserts, the Dagster assets) as `string_view` (or
+`large_string`). Filtering such a table through pyarrow's scanner compares the filter's plain
+string with a `string_view` file's statistics and fails ("Function 'greater_equal' has no kernel
+matching input types (string, string_view)"): `verify` and `report` did on a 10-store chain. So
+`read` selects rows in two steps:
 
 1. files: delta-rs prunes them by the store and time range from the Delta log's statistics
    (`file_pruning_predicate`, evaluated in Rust, whatever layout each file has);
@@ -14,10 +14,10 @@ mattered, with a chain every store filter hit it. So rows are selected in two st
    (`plain_schema`), and only then filtered exactly, by the same store and time range and the
    caller's own expression.
 
-Reading also joins the Arrow scanner's threads before returning (see `read`), so no caller has to
-know about that.
+`read` also joins Arrow's threads before returning, so no caller has to know about that.
+`snapshot`, `version` and `last_commit` answer what the sensor, the freshness checks and the
+dashboard's health page ask of a table without reading its rows.
 """
-
 from __future__ import annotations
 
 import gc
