@@ -212,14 +212,39 @@ def test_a_forecast_for_a_past_cutoff_is_the_same_after_later_data_is_added():
     pd.testing.assert_frame_equal(forecast(known), forecast(panel))
 
 
-def test_censored_days_are_never_labels_and_in_stock_means_skip_them():
+def test_censored_days_are_flagged_lower_bounds_and_in_stock_means_skip_them():
     panel = panel_of({"A": [4] * 8 + [0, 9]}, stockouts={("A", 8): 1})
     rows = training_rows(panel, NO_PROMOTIONS, D0 + timedelta(days=9), horizon=2)
-    assert D0 + timedelta(days=8) not in set(rows["day"])  # the censored day
-    assert D0 + timedelta(days=9) in set(rows["day"])
+    flags = rows.groupby("day")["censored"].first()
+    assert flags[D0 + timedelta(days=8)] and not flags[D0 + timedelta(days=9)]
     served = build_rows(panel, NO_PROMOTIONS, D0 + timedelta(days=9), [D0 + timedelta(days=10)])
     assert served["mean_7d"].item() == pytest.approx((4 * 5 + 9) / 6)  # day 8 left out
     assert served["censored_share_7d"].item() == pytest.approx(1 / 7)
+
+
+def test_busy_days_that_ran_empty_still_raise_the_model_s_forecast():
+    """Shelves that run empty on their busy days (Fridays and Saturdays sell 12, but sold 9
+    before running out): the model learns them as lower bounds, not as missing, so it forecasts
+    those days above a model that never saw them."""
+    busy = {4, 5}
+    sales, stockouts = {}, {}
+    for s in range(12):
+        series = []
+        for i in range(35):
+            weekend = (D0 + timedelta(days=i)).weekday() in busy
+            series.append(9 if weekend else 3)
+            if weekend:
+                stockouts[(f"SH{s:02d}", i)] = 1
+        sales[f"SH{s:02d}"] = series
+    panel = panel_of(sales, stockouts=stockouts)
+    window = cutoff_window(DEFAULT, at(date(2026, 2, 5)))  # Thu: Fri-Sun interval
+    rows = training_rows(panel, NO_PROMOTIONS, window.origin, 4)
+    with_floors = DemandModel.fit(rows, window.origin)
+    uncensored = rows.loc[~rows["censored"]].assign(censored=False)
+    without = DemandModel.fit(uncensored, window.origin)
+    forecast = forecast_cutoff(with_floors, panel, NO_PROMOTIONS, window)["forecast_mean"].sum()
+    blind = forecast_cutoff(without, panel, NO_PROMOTIONS, window)["forecast_mean"].sum()
+    assert forecast > 1.3 * blind
 
 
 def test_planned_promotions_reach_the_rows_of_the_days_they_cover():

@@ -1,15 +1,21 @@
 """The demand model: one global XGBoost regressor over every shelf and store, and its quantiles.
 
-- **What it learns**: a day's units sold on a shelf with no stockout that day (uncensored), from
-  the rows of `training_set.build_rows`, with XGBoost's Poisson objective (`count:poisson`):
-  sales are counts, mostly small, and the Poisson deviance fits their mean without the log
-  transform's bias. One model for all shelves and stores, so a slow mover learns from the others.
+- **What it learns**: a day's demand on a shelf, from the rows of `training_set.build_rows`, with
+  XGBoost's Poisson objective (`count:poisson`): sales are counts, mostly small, and the Poisson
+  deviance fits their mean without the log transform's bias. One model for all shelves and
+  stores, so a slow mover learns from the others. A censored day (the shelf ran empty) sold less
+  than was wanted, and the busy days are the ones that run empty, so learning from the
+  uncensored days alone under-forecasts (a 3.3 % negative bias in a backtest). A first fit on the
+  uncensored days estimates each censored day's demand; its label becomes the larger of what it
+  sold and that estimate (demand is at least what sold), and the model is fitted again on every
+  day (`_fit_censored`; the bias went to -0.4 % on the same cutoffs).
 - **Interval forecast**: the sum of the daily means over the protection interval's days.
 - **Quantiles**: a negative binomial around that sum, `Var = M + dispersion * M^2`. The dispersion
-  is measured, not assumed: a first model is fitted on all but the last `CALIBRATION_DAYS` origins
-  and its sums over each later origin's days are compared with what sold (uncensored shelves
-  only); the dispersion is the smallest whose `CALIBRATION_QUANTILE` (the quantile orders top up
-  to) covers that share of those sums (`coverage_dispersion`). A moment estimate, dominated by
+  is measured, not assumed: a first model is fitted on all but the last `CALIBRATION_DAYS`
+  origins (half the history when it is shorter, at least two days) and its sums over each later
+  origin's uncensored days are compared with what sold; the dispersion is the smallest whose
+  `CALIBRATION_QUANTILE` (the quantile orders top up to) covers that share of those sums
+  (`coverage_dispersion`). A moment estimate, dominated by
   the fast movers, left the many slow movers' intervals too narrow (0.9 covered 83 % in a
   backtest). Then the model is refitted on everything. A count's quantiles come out whole and
   ordered (0.5 <= 0.8 <= 0.9 <= 0.95) by construction.
@@ -61,6 +67,19 @@ class NotEnoughHistory(ValueError):
 
 class ModelArtifactError(RuntimeError):
     """A model file that is missing or cannot be read."""
+
+
+def _fit_censored(rows: pd.DataFrame) -> xgb.Booster:
+    """Fit on the uncensored rows, lift each censored row's label to at least that fit's mean
+    (its demand was at least what sold), fit again on every row."""
+    censored = rows["censored"].to_numpy(dtype=bool)
+    first = _train(rows.loc[~censored])
+    if not censored.any():
+        return first
+    floor = _predict(first, rows.loc[censored])
+    labels = rows[LABEL].to_numpy(dtype="float64").copy()
+    labels[censored] = np.maximum(labels[censored], floor)
+    return _train(rows.assign(**{LABEL: labels}))
 
 
 def _train(rows: pd.DataFrame) -> xgb.Booster:
@@ -118,22 +137,26 @@ class DemandModel:
 
     @classmethod
     def fit(cls, rows: pd.DataFrame, trained_until: date) -> DemandModel:
-        """Fit on labelled uncensored rows (`training_set.training_rows`) known by the end of
-        `trained_until`."""
-        if len(rows) < MIN_TRAINING_ROWS:
-            raise NotEnoughHistory(f"{len(rows)} labelled rows up to {trained_until}; a model "
-                                   f"needs at least {MIN_TRAINING_ROWS}")
-        split = trained_until - CALIBRATION_DAYS * DAY
+        """Fit on labelled rows (`training_set.training_rows`, censored ones flagged) known by
+        the end of `trained_until`."""
+        rows = rows.assign(censored=rows["censored"].astype(bool))
+        observed = rows.loc[~rows["censored"]]
+        if len(observed) < MIN_TRAINING_ROWS:
+            raise NotEnoughHistory(f"{len(observed)} uncensored labelled rows up to "
+                                   f"{trained_until}; a model needs at least "
+                                   f"{MIN_TRAINING_ROWS}")
+        span = (trained_until - min(rows["origin"])).days
+        split = trained_until - max(2, min(CALIBRATION_DAYS, span // 2)) * DAY
         early = rows.loc[rows["day"] <= split]
-        late = rows.loc[rows["origin"] > split]
+        late = observed.loc[observed["origin"] > split]
         phi = 0.0
-        if len(early) >= MIN_TRAINING_ROWS and not late.empty:
-            mean = _predict(_train(early), late)
+        if (~early["censored"]).sum() >= MIN_TRAINING_ROWS and not late.empty:
+            mean = _predict(_fit_censored(early), late)
             sums = late.assign(mean=mean).groupby([*SHELF, "origin"]).agg(
                 actual=(LABEL, "sum"), mean=("mean", "sum"))
             phi = coverage_dispersion(sums["actual"].to_numpy(dtype="float64"),
                                       sums["mean"].to_numpy())
-        return cls(_train(rows), phi, trained_until, len(rows))
+        return cls(_fit_censored(rows), phi, trained_until, len(rows))
 
     def predict_daily(self, rows: pd.DataFrame) -> np.ndarray:
         return _predict(self.booster, rows)

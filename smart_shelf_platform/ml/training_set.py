@@ -19,10 +19,12 @@ A row never reads a day after its origin (a test adds later days and checks noth
 
 **Censoring.** The platform sees sales, not demand: a shelf that ran empty sold less than
 shoppers wanted. A day with a stockout (`stockout_events > 0`: the shelf hit zero, or started
-the day empty) is **censored**. Censored days are kept out of the labels the model learns from
-and out of the in-stock means; the share of censored days is a feature (a shelf that often runs
-empty is often under-observed). The simulator's ledger knows the true demand; it is used only to
-evaluate (the backtest), never here.
+the day empty) is **censored**: its sales are a lower bound of its demand. Censored days are
+kept out of the in-stock means, the share of censored days is a feature (a shelf that often runs
+empty is often under-observed), and their rows are flagged (`censored`) for the model, which
+learns from them as lower bounds (`model.DemandModel.fit`): leaving them out would teach it the
+quieter days only, since the busy days are the ones that run empty. The simulator's ledger knows
+the true demand; it is used only to evaluate (the backtest), never here.
 """
 
 from __future__ import annotations
@@ -142,8 +144,9 @@ def build_rows(panel: pd.DataFrame, promotions: pd.DataFrame, origin: date,
 
 def training_rows(panel: pd.DataFrame, promotions: pd.DataFrame, until: date, horizon: int,
                   min_history_days: int = 7) -> pd.DataFrame:
-    """Labelled, uncensored rows for every origin whose target days end by `until` (the last
-    day known when training): origins from the panel's first day + `min_history_days` - 1."""
+    """Labelled rows (censored ones flagged) for every origin whose target days end by `until`
+    (the last day known when training): origins from the panel's first day +
+    `min_history_days` - 1."""
     if panel.empty:
         return build_rows(panel, promotions, until, [])
     first = min(panel["feature_date"]) + (min_history_days - 1) * DAY
@@ -156,8 +159,9 @@ def training_rows(panel: pd.DataFrame, promotions: pd.DataFrame, until: date, ho
     if not frames:
         return build_rows(panel, promotions, until, [])
     rows = pd.concat(frames, ignore_index=True)
-    labelled = rows["sales_qty"].notna() & (rows["censored"] == False)  # noqa: E712 (NaN-safe)
-    return rows.loc[labelled].reset_index(drop=True)
+    rows = rows.loc[rows["sales_qty"].notna()].reset_index(drop=True)
+    rows["censored"] = rows["censored"].astype(bool)
+    return rows
 
 
 def feature_matrix(rows: pd.DataFrame) -> np.ndarray:

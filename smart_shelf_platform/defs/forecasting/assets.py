@@ -88,8 +88,9 @@ def forecasting_assets(config: at_cutoff.ForecastConfig,
 
     @dg.asset(key=TRAINING_SET_KEY, partitions_def=cutoffs, deps=[from_days], group_name=GROUP,
               kinds={"python", "parquet"},
-              description="Labelled rows (uncensored daily sales) of every origin up to the "
-                          "cutoff's, from the daily features and planned promotions.")
+              description="Labelled rows (daily sales; a day the shelf ran empty flagged "
+                          "censored) of every origin up to the cutoff's, from the daily features "
+                          "and planned promotions.")
     def training_set(context: dg.AssetExecutionContext,
                      smart_shelf: SmartShelfResource) -> dg.MaterializeResult:
         window = window_of(context)
@@ -102,14 +103,14 @@ def forecasting_assets(config: at_cutoff.ForecastConfig,
         path.parent.mkdir(parents=True, exist_ok=True)
         rows.to_parquet(path, index=False)
         known = panel.loc[panel["feature_date"] <= window.origin]
-        censored = int((known["stockout_events"] > 0).sum())
+        censored = int(rows["censored"].sum()) if len(rows) else 0
         context.log.info("training set of %s: %d rows from %d origins -> %s",
                          context.partition_key, len(rows), rows["origin"].nunique(), path)
         return dg.MaterializeResult(metadata={
             "dagster/row_count": len(rows), "origins": int(rows["origin"].nunique()),
             "origin": window.origin.isoformat(), "days_known": int(known["feature_date"].nunique()),
-            "censored_days_left_out": censored,
-            "censored_share": round(censored / len(known), 4) if len(known) else 0.0,
+            "censored_rows": censored,
+            "censored_share": round(censored / len(rows), 4) if len(rows) else 0.0,
             "path": dg.MetadataValue.path(str(path)),
         })
 
