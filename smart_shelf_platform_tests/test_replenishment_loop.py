@@ -88,16 +88,20 @@ def stop(process: subprocess.Popen) -> None:
 @contextmanager
 def closed_loop(settings, tmp: Path, supplier_rule: str = "platform", *,
                 update: dict | None = None, simulated: timedelta | None = None,
-                alongside: Callable | None = None):
+                alongside: Callable | None = None, database: dict | None = None,
+                bad_events: float = 0.0):
     """The simulator, the bridge and the streaming application on a database, topics, tables and
     clock of their own, run to the end of the window (`simulated` after the start; this
     module's window by default) and settled; yields (settings, context, simulation) with the
     processes stopped and the data kept until the context exits. `update` overrides settings;
     `alongside(settings, context, clock prefix)`, a context manager, runs around the simulation
-    (what another component does meanwhile, as Dagster does at a cutoff)."""
+    (what another component does meanwhile, as Dagster does at a cutoff). `database` overrides
+    the settings the database is made with (its reference data: stores, data dir);
+    `bad_events` is the simulator's rate of malformed events."""
     import redis
 
-    own = private_database(settings, delta_root_override=str(tmp / "delta")).model_copy(
+    own = private_database(settings, delta_root_override=str(tmp / "delta"),
+                           **(database or {})).model_copy(
         update={**SCHEDULE, "supplier_rule": supplier_rule, "decision_round_minutes": ROUNDS,
                 **(update or {})})
     client = redis.Redis.from_url(own.redis_url)
@@ -118,7 +122,8 @@ def closed_loop(settings, tmp: Path, supplier_rule: str = "platform", *,
             with (alongside(own, ctx, clock_prefix) if alongside else nullcontext()):
                 sim = simulate(own, SimulateOptions(
                     until=own.sim_start + (simulated or SIMULATED),
-                    speed=None if ROUNDS else SPEED, stream_prefix=stream_prefix,
+                    speed=None if ROUNDS else SPEED, bad_event_rate=bad_events,
+                    stream_prefix=stream_prefix,
                     clock_key_prefix=clock_prefix, clock_topic=ctx.topic("clock_ticks"),
                     topic_prefix=ctx.topic_prefix), progress=print)
             assert app.poll() is None, app_log.read_text()[-3000:]

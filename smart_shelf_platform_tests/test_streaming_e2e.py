@@ -1,11 +1,14 @@
-"""End to end: a simulated morning of one store, with bad events, through the bridge and every
-streaming query, then `verify` against the simulator's ledger; then, on the same run, the Dagster
-code location: the daily features of the simulated day and every asset check it defines, and
-`smart-shelf report`.
+"""End to end, a chain: three stores through the whole loop over a simulated morning, with
+malformed events mixed in. The simulator runs with the platform's effects on, the bridge and the
+streaming application run continuously and decide in hourly rounds (`test_replenishment_loop.
+closed_loop`): state, alerts, restock plans, the refills the world's restockers carry out,
+supplier plans. Then, on what the run left behind, what a chain's operator runs: `verify` (exact
+for every store, every bad event dead-lettered), `report` (every store and the total), the day's
+features (every shelf of every store) and every asset check of the Dagster code location.
 
-The run is the module's own: a database (migrated, reference data loaded), Kafka topics, Delta
-root, checkpoints, Redis streams and simulated clock nobody else writes to, so the checks that
-read the whole ledger or the clock see this run and nothing else."""
+The run is the module's own: a database with reference data of three stores, Kafka topics,
+Delta root, checkpoints, Redis streams and simulated clock nobody else writes to, so the checks
+that read the whole ledger or the clock see this run and nothing else."""
 
 from __future__ import annotations
 
@@ -13,7 +16,8 @@ import json
 import os
 import subprocess
 import sys
-import uuid
+from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -21,7 +25,6 @@ import dagster as dg
 import psycopg
 import pytest
 
-from producers.run import SimulateOptions, simulate
 from producers.simulator import Simulation
 from producers.streams import stream_name
 from smart_shelf_platform.definitions import build_definitions
@@ -33,18 +36,17 @@ from smart_shelf_platform.defs.resources import RESOURCE_KEY, SmartShelfResource
 from smart_shelf_platform.ml import feature_store
 from smart_shelf_platform.settings import Settings
 from smart_shelf_platform.verify import verify
-from smart_shelf_platform_tests.streaming_support import (
-    delta_rows, drop_redis_keys, drop_topics, private_context, run_to_end,
-)
-from smart_shelf_platform_tests.test_daily_features import drop_database, private_database
+from smart_shelf_platform_tests.streaming_support import delta_rows
 from streaming import runner
 from streaming.shell import QueryContext
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 EVENT_TOPICS = ("foot_traffic", "shelf_events", "pos_transactions")
 ORDER = [query for stage in runner.STAGES for query in stage]  # state before the engines
+STORES = ["S001", "S002", "S003"]
 SIMULATED = timedelta(hours=3)  # a morning: the run covers part of its start's day
+BAD_EVENTS = 0.01
 FORECAST_CHECKED = (TRAINING_SET_KEY, REGISTRY_KEY, PREDICTIONS_KEY)
 
 
@@ -77,46 +79,52 @@ class PipelineRun:
         return SmartShelfResource(**{**resource.model_dump(),
                                      "clock_key_prefix": self.clock_prefix})
 
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        """`smart-shelf <args>` as a user with this run's settings runs it."""
+        return subprocess.run([sys.executable, "-m", "smart_shelf_platform.cli", *args],
+                              env={**os.environ, **self.settings.as_env()},
+                              capture_output=True, text=True, timeout=300)
+
 
 @pytest.fixture(scope="module")
-def pipeline(settings, spark, tmp_path_factory):
-    """Simulator (with bad events) -> Redis -> bridge -> Kafka -> every streaming query until
-    drained -> Delta, once for the module."""
-    import redis
+def pipeline(settings, tmp_path_factory):
+    """The chain's closed loop, once for the module, stopped and settled (the platform agrees
+    with the ledger) before the first test."""
+    # Imported here: that module imports this one's EVENT_TOPICS.
+    from smart_shelf_platform_tests.test_replenishment_loop import closed_loop
 
     tmp = tmp_path_factory.mktemp("e2e")
-    own = private_database(settings, delta_root_override=str(tmp / "delta"))
-    client = redis.Redis.from_url(own.redis_url)
-    clock_prefix, stream_prefix = f"e2e-{uuid.uuid4().hex[:8]}:", f"e2e-{uuid.uuid4().hex[:8]}:"
-    ctx = private_context(own, client, clock_prefix, tmp)
-    assert ctx.delta_root == own.delta_root
-    try:
-        # At max rate the simulation moves its clock itself; the queries check timestamps
-        # against it and the alert engines read its ticks.
-        sim = simulate(own, SimulateOptions(
-            until=own.sim_start + SIMULATED, speed=None, bad_event_rate=0.02, effects=False,
-            stream_prefix=stream_prefix, clock_key_prefix=clock_prefix,
-            clock_topic=ctx.topic("clock_ticks")), progress=lambda _m: None)
-        bridge_into(ctx, own, stream_prefix)
-        for query in ORDER:
-            run_to_end(spark, ctx, query)
-        yield PipelineRun(own, ctx, sim, clock_prefix)
-    finally:
-        drop_topics(ctx)
-        drop_redis_keys(client, clock_prefix, stream_prefix)
-        client.close()
-        drop_database(settings, own)
+    clock: dict[str, str] = {}
+
+    @contextmanager
+    def note_the_clock(_own, _ctx, clock_prefix: str):
+        clock["prefix"] = clock_prefix  # the freshness checks read the run's clock
+        yield
+
+    with closed_loop(settings, tmp, database={"stores": len(STORES), "data_dir": tmp / "data"},
+                     simulated=SIMULATED, bad_events=BAD_EVENTS,
+                     alongside=note_the_clock) as (own, ctx, sim):
+        yield PipelineRun(own, ctx, sim, clock["prefix"])
 
 
-def test_a_simulated_morning_with_bad_events_agrees_exactly_with_the_ledger(pipeline):
+def test_verify_is_exact_for_every_store_and_every_bad_event_is_dead_lettered(pipeline):
     ctx, sim = pipeline.ctx, pipeline.sim
-    assert sim.events_emitted > 1000
     bad = sum(i.count for i in sim.injectors)
-    assert bad > 10
+    assert sim.events_emitted > 3000 and bad > 30
 
-    report = verify(pipeline.settings, stores=["S001"])
-    assert report.ok, "\n".join(report.lines()[:60])
+    result = pipeline.cli("verify")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    report = verify(pipeline.settings)
+    assert report.ok and report.stores == STORES
     assert report.bad_events == bad and not report.missing_dead_letters
+    lines = result.stdout.splitlines()
+    for store in STORES:  # each store exact, each with malformed events of its own
+        keys = sum(c.store_keys[store] for c in report.comparisons.values())
+        injected = report.store_bad_events[store]
+        assert injected and f"  {store}: {keys} keys, 0 differences, {injected} bad events " \
+            "injected" in lines, lines[-8:]
+    keys = sum(c.keys for c in report.comparisons.values())
+    assert lines[-1] == f"verify: OK (3 stores, {keys} keys, {bad} bad events dead-lettered)"
 
     dead = delta_rows(ctx, "raw/dead_letter")
     assert len(dead) == bad and all(r["reason"] for r in dead)
@@ -125,15 +133,17 @@ def test_a_simulated_morning_with_bad_events_agrees_exactly_with_the_ledger(pipe
                 "pos_transactions": "batch_state_updater", "wh_events": "wh_aggregator"}
     assert all(r["detected_by"] == reporter[r["source"].removeprefix(ctx.topic_prefix)]
                for r in dead)
-    raw = delta_rows(ctx, "raw/shelf_events") + delta_rows(ctx, "raw/pos_transactions") \
-        + delta_rows(ctx, "raw/foot_traffic")
-    assert len(raw) == len({r["event_id"] for r in raw}) == sim.events_emitted
     alerts = delta_rows(ctx, "ops/alerts")
-    assert alerts, "three hours of shopping empty some shelves"
     assert len({r["alert_id"] for r in alerts}) == len(alerts)
     plans = delta_rows(ctx, "ops/shelf_restock_plan")
-    refills = {r["shelf_id"] for r in alerts if r["alert_type"] == "refill_request"}
-    assert {p["shelf_id"] for p in plans} == refills, "one plan per shelf that asked for one"
+    refills = {(r["store_id"], r["shelf_id"]) for r in alerts
+               if r["alert_type"] == "refill_request"}
+    assert {(p["store_id"], p["shelf_id"]) for p in plans} == refills, \
+        "a plan for every shelf that asked for one"
+    assert {store for store, _ in refills} == set(STORES), "three hours empty shelves everywhere"
+    # The loop closed: restockers put the plans' picks on the shelves.
+    assert any(e["actor"] == "restocker" and e["event_type"] == "putback"
+               for e in delta_rows(ctx, "raw/shelf_events"))
 
 
 Evaluations = dict[tuple[str, str], dg.AssetCheckEvaluation]
@@ -185,75 +195,81 @@ def test_the_day_s_features_and_every_asset_check_of_the_code_location_pass(pipe
     assert not failures(found), failures(found)
     assert others.success
 
-    # One row per catalogue shelf, in Delta and Postgres; the day's sales are the ledger's.
+    # One row per shelf of every store, in Delta and Postgres; the day's sales are the ledger's.
     rows = feature_store.read_delta_partition(pipeline.settings.delta_root, day).to_pylist()
     with psycopg.connect(pipeline.settings.postgres_dsn()) as conn:
-        (shelves,) = conn.execute("SELECT count(*) FROM ref.store_inventory_snapshot").fetchone()
-        (upserted,) = conn.execute("SELECT count(*) FROM analytics.shelf_daily_features "
-                                   "WHERE feature_date = %s", (day,)).fetchone()
-        (sold,) = conn.execute("SELECT coalesce(sum(sold_units), 0) FROM sim.ledger_daily_sales "
-                               "WHERE sale_date = %s", (day,)).fetchone()
-    assert len(rows) == len({(r["store_id"], r["shelf_id"]) for r in rows}) == shelves == upserted
-    assert sum(r["sales_qty"] for r in rows) == sold > 0
+        shelves = dict(conn.execute("SELECT store_id, count(*) FROM ref.store_inventory_snapshot "
+                                    "GROUP BY store_id").fetchall())
+        upserted = dict(conn.execute("SELECT store_id, count(*) FROM "
+                                     "analytics.shelf_daily_features WHERE feature_date = %s "
+                                     "GROUP BY store_id", (day,)).fetchall())
+        sold = dict(conn.execute("SELECT store_id, sum(sold_units) FROM sim.ledger_daily_sales "
+                                 "WHERE sale_date = %s GROUP BY store_id", (day,)).fetchall())
+    assert sorted(shelves) == STORES
+    assert len(rows) == len({(r["store_id"], r["shelf_id"]) for r in rows})
+    assert Counter(r["store_id"] for r in rows) == shelves == upserted
+    sales = Counter()
+    for row in rows:
+        sales[row["store_id"]] += row["sales_qty"]
+    assert sales == sold and all(sold.values())
     # The checks saw this run: its clock (a lag, not "never run"), its ledger and Delta state.
     fresh = found[("delta/cleansed/shelf_state", FRESH_WITHIN_LAG)]
     assert fresh.metadata["lag_minutes"].value <= 60
     conserved = found[("delta/cleansed/shelf_batch_state", MATCHES_LEDGER)]
-    assert conserved.metadata["stores"].value == ["S001"] and conserved.metadata["keys"].value
+    assert conserved.metadata["stores"].value == STORES and conserved.metadata["keys"].value
 
 
-def test_the_report_command_on_the_run_matches_the_ledger_and_the_platform_s_tables(pipeline):
-    """`smart-shelf report --json` with the run's settings: lost sales and waste are the
-    ledger's, alerts and plans the ops tables', stock the cleansed state's (one day, so its
-    end is now)."""
-    from collections import Counter
-
-    from typer.testing import CliRunner
-
-    from smart_shelf_platform.cli import app
-
+def test_the_report_command_shows_every_store_and_the_chain_s_total(pipeline):
+    """`smart-shelf report --json` with the run's settings: per store, lost sales and waste are
+    the ledger's, alerts and plans the ops tables', stock the cleansed state's (one day, so its
+    end is now); the total adds the stores up. The table has a column per store and the total."""
     ctx, day = pipeline.ctx, pipeline.day
-    result = CliRunner().invoke(app, ["report", "--json"], env=pipeline.settings.as_env())
-    assert result.exit_code == 0, result.output
+    result = pipeline.cli("report", "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
-    store = report["stores"]["S001"]
     assert report["window"] == {"from": day.isoformat(), "to": day.isoformat()}
-    assert store == report["total"], "one store: its figures are the total"
+    assert list(report["stores"]) == STORES
 
     with psycopg.connect(pipeline.settings.postgres_dsn()) as conn:
-        sold, lost = conn.execute("SELECT sum(sold_units), sum(lost_units) "
-                                  "FROM sim.ledger_daily_sales").fetchone()
-        shelf_waste, wh_waste = conn.execute(
-            "SELECT coalesce(sum(shelf_units), 0), coalesce(sum(warehouse_units), 0) "
-            "FROM sim.ledger_daily_waste").fetchone()
-    assert store["units_sold"] == sold > 0
-    assert store["lost_sales"]["units"] == lost
-    assert store["lost_sales"]["pct_of_demand"] == round(100 * lost / (sold + lost), 2)
+        sales = {s: (sold, lost) for s, sold, lost in conn.execute(
+            "SELECT store_id, sum(sold_units), sum(lost_units) FROM sim.ledger_daily_sales "
+            "GROUP BY store_id")}
+        waste = {s: (shelf, wh) for s, shelf, wh in conn.execute(
+            "SELECT store_id, coalesce(sum(shelf_units), 0), coalesce(sum(warehouse_units), 0) "
+            "FROM sim.ledger_daily_waste GROUP BY store_id")}
     assert report["waste_source"].startswith("ledger")
-    assert (store["waste"]["shelf_units"], store["waste"]["warehouse_units"]) == \
-        (shelf_waste, wh_waste)
-
-    alerts = delta_rows(ctx, "ops/alerts")
-    assert {k: v for k, v in store["alerts"]["by_type"].items() if v} == \
-        Counter(a["alert_type"] for a in alerts)
-    assert {k: v for k, v in store["alerts"]["by_status"].items() if v} == \
-        Counter(a["status"] for a in alerts)
-    plans = delta_rows(ctx, "ops/shelf_restock_plan")
-    assert {k: v for k, v in store["restock_plans"].items() if v} == \
-        Counter(p["status"] for p in plans)
+    alerts, plans = delta_rows(ctx, "ops/alerts"), delta_rows(ctx, "ops/shelf_restock_plan")
     orders = delta_rows(ctx, "ops/wh_supplier_orders")
-    assert store["supplier_orders"]["placed"] == len(orders)
+    shelf_state, wh_state = delta_rows(ctx, "cleansed/shelf_state"), \
+        delta_rows(ctx, "cleansed/wh_state")
+    days = SIMULATED / timedelta(days=1)
+    for store in STORES:
+        kpis, (sold, lost) = report["stores"][store], sales[store]
+        assert kpis["units_sold"] == sold > 0
+        assert kpis["lost_sales"]["units"] == lost
+        assert kpis["lost_sales"]["pct_of_demand"] == round(100 * lost / (sold + lost), 2)
+        assert (kpis["waste"]["shelf_units"], kpis["waste"]["warehouse_units"]) == \
+            waste.get(store, (0, 0))
+        assert {k: v for k, v in kpis["alerts"]["by_type"].items() if v} == \
+            Counter(a["alert_type"] for a in alerts if a["store_id"] == store)
+        assert {k: v for k, v in kpis["restock_plans"].items() if v} == \
+            Counter(p["status"] for p in plans if p["store_id"] == store)
+        assert kpis["supplier_orders"]["placed"] == sum(o["store_id"] == store for o in orders)
+        # A run within one day: its end-of-day stock is the current state.
+        on_hand = sum(r["current_stock"] for r in shelf_state if r["store_id"] == store) + sum(
+            r["wh_current_stock"] for r in wh_state if r["store_id"] == store)
+        cover = kpis["stock_cover"]
+        assert cover["simulated_days"] == round(days, 3)
+        assert cover["average_stock_units"] == on_hand > 0
+        assert cover["average_daily_sold"] == round(sold / days, 2)
+    total = report["total"]
+    assert total["units_sold"] == sum(sold for sold, _ in sales.values())
+    assert total["lost_sales"]["units"] == sum(lost for _, lost in sales.values())
+    assert sum(total["alerts"]["by_type"].values()) == len(alerts)
 
-    # A run within one day: its end-of-day stock is the current state, over 3 simulated hours.
-    on_hand = sum(r["current_stock"] for r in delta_rows(ctx, "cleansed/shelf_state")) + sum(
-        r["wh_current_stock"] for r in delta_rows(ctx, "cleansed/wh_state"))
-    cover = store["stock_cover"]
-    assert cover["simulated_days"] == round(SIMULATED / timedelta(days=1), 3)
-    assert cover["average_stock_units"] == on_hand > 0
-    assert cover["average_daily_sold"] == round(sold / (SIMULATED / timedelta(days=1)), 2)
-    assert cover["days"] == round(on_hand / (sold / (SIMULATED / timedelta(days=1))), 2)
-
-    table = CliRunner().invoke(app, ["report", "--store", "S001"],
-                               env=pipeline.settings.as_env())
-    assert table.exit_code == 0 and f"report: {day} to {day}" in table.stdout
-    assert "lost sales, units" in table.stdout
+    table = pipeline.cli("report")
+    assert table.returncode == 0
+    lines = table.stdout.splitlines()
+    assert lines[0].startswith(f"report: {day} to {day}") and "3 stores" in lines[0]
+    assert lines[1].split() == [*STORES, "total"]
+    assert any(line.startswith("lost sales, units") for line in lines)
