@@ -366,7 +366,7 @@ def test_the_report_tells_the_loop_s_kpis(loop):
                                      "to part: SMART_SHELF_TEST_LOOP_DAYS=7 runs the week")
 def test_lost_sales_stay_below_the_reference_rule_s_on_the_same_seed(
         settings, loop, tmp_path_factory):
-    """The same week, seed and shelf rule, with REFERENCE 6.8's supplier rule instead of ours
+    """The same week, seed and shelf rule, with the reference system's supplier rule instead of ours
     (`SMART_SHELF_SUPPLIER_RULE=reference`): its orders cover only the gap to the reorder point
     and ignore what is on its way, so warehouses run dry more often and shoppers find empty
     shelves."""
