@@ -231,16 +231,18 @@ def test_the_benchmark_sampler_counts_a_forked_copy_of_a_process_once():
 
 def test_the_benchmark_sampler_leaves_out_cpu_spent_before_the_measured_phase():
     """`bench stream` measures its live phase after start-up and warm-up: a process that burns
-    a core for its first second and then sleeps used no CPU from then on."""
-    program = ("import time\n"
-               "end = time.time() + 1.0\n"
-               "while time.time() < end: pass\n"
-               "time.sleep(3)\n")
-    process = subprocess.Popen([sys.executable, "-c", program])
+    a second of CPU first (however long a busy machine takes to give it that), says so, and then
+    sleeps used no CPU from then on."""
+    program = ("import sys, time\n"
+               "while time.process_time() < 1.0: pass\n"
+               "print('busy done', flush=True)\n"
+               "time.sleep(2)\n")
+    process = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True)
     sampler = TreeSampler(process.pid, interval=0.1)
-    sampler.count_cpu_from(time.time() + 1.5)
     sampler.start()
-    time.sleep(3)
+    assert process.stdout.readline().strip() == "busy done"
+    sampler.count_cpu_from(time.time() + 0.3)
+    time.sleep(1.5)
     sampler.done.set()
     process.wait()
     assert sum(sampler.cpu.values()) > 0.8  # the busy second was seen
