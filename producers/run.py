@@ -184,7 +184,10 @@ def simulate(settings: Settings, options: SimulateOptions,
         def hold(minute: datetime) -> None:
             started = time.monotonic()
             caught_up = catch_up()
-            if forecasting and schedule.is_cutoff(minute):
+            # A cutoff on the simulation's first day has no complete day to forecast from:
+            # no run is requested for it, and the rule orders.
+            if (forecasting and schedule.is_cutoff(minute)
+                    and minute.date() > settings.sim_start.date()):
                 caught_up += forecast_barrier(minute)
             if caught_up:
                 held.append((time.monotonic() - started, caught_up))

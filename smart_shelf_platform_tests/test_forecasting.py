@@ -370,6 +370,11 @@ def test_cutoff_partitions_follow_the_configured_schedule_and_the_sensor_request
     assert cutoffs_to_request(cutoffs, "2026-01-04-12:00", at(date(2026, 1, 6), 11), hour) == [
         "2026-01-06-12:00"]
     assert cutoffs_to_request(cutoffs, "2026-01-06-12:00", at(date(2026, 1, 6), 11), hour) == []
+    # A simulation starting in the evening: the first cutoff after its first midnight is due.
+    evening = cutoff_partitions(at(D0, 21), cutoff_cron(
+        SupplierSchedule.parse("Fri", "00:30", "Fri", "01:30")))
+    assert cutoffs_to_request(evening, None, at(date(2026, 1, 2), 0), hour) == [
+        "2026-01-02-00:30"]
 
 
 def test_a_due_cutoff_waits_for_its_origin_s_features_and_the_previous_training_run():

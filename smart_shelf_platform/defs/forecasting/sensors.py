@@ -49,8 +49,10 @@ def cutoffs_to_request(cutoffs: dg.TimeWindowPartitionsDefinition, last_requeste
     """Keys of the cutoffs after `last_requested` (from the first one after the simulation's
     first day when None: a cutoff on that day has no complete day behind it) whose instant minus
     `lead` is at or before `sim_now`, oldest first, at most `limit`."""
+    first_day = cutoffs.start.astimezone(timezone.utc).date()
     after = (cutoffs.time_window_for_partition_key(last_requested).end if last_requested
-             else cutoffs.start + timedelta(days=1))
+             else datetime.combine(first_day + timedelta(days=1), datetime.min.time(),
+                                   tzinfo=timezone.utc))
     tick, keys = cutoff_at_or_after(cutoffs, after), []
     while len(keys) < limit and tick - lead <= sim_now:
         keys.append(tick.strftime(cutoffs.fmt))
