@@ -207,8 +207,11 @@ class SupplierManager(DriverQuery):
         their rule plans are canceled and the model's orders become pending plans."""
         forecasts = state.setdefault("forecasts", {}).pop(iso(utc(now)), None)
         if forecasts is None:
-            log.error("%s: no forecast of cutoff %s has reached the supplier manager; the "
-                      "rule's plans stand", NAME, now)
+            # The simulation's first day has no complete day to forecast from: none is made.
+            first_day = utc(now).date() <= self.ctx.settings.sim_start.date()
+            log.log(logging.INFO if first_day else logging.ERROR,
+                    "%s: no forecast of cutoff %s has reached the supplier manager; the rule's "
+                    "plans stand", NAME, now)
             return
         # Pending plans: the rule's, and an earlier cutoff's model plans that found no room.
         pending_plans = defaultdict(list)
