@@ -8,6 +8,7 @@ import json
 from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -413,13 +414,13 @@ def test_the_supplier_feed_counts_orders_on_their_way_at_a_moment_and_serialises
     on_order = supplier_feed.on_order_at(str(tmp_path), t(5, 0))
     assert on_order.to_dict() == {("S001", "A"): 30}
 
-    (key, value), = supplier_feed.messages(pd.DataFrame([{
+    (record,) = supplier_feed.records(pd.DataFrame([{
         **{f: None for f in supplier_feed.ML_PREDICTION.field_names},
         "store_id": "S001", "shelf_id": "A", "cutoff_ts": pd.Timestamp(t(6, 12)),
         "cutoff_date": date(2026, 1, 6), "q90": np.int64(14), "order_quantile": 0.9,
         "lead_mean": float("nan")}]))
-    decoded = json.loads(value)
-    assert key == "S001|A|2026-01-06T12:00:00Z"
+    decoded = json.loads(orjson.dumps(record))  # as the Publisher sends it
+    assert supplier_feed.TOPIC.message_key(record) == "S001|A|2026-01-06T12:00:00Z"
     assert (decoded["cutoff_ts"], decoded["cutoff_date"], decoded["q90"], decoded["lead_mean"]) == (
         "2026-01-06T12:00:00Z", "2026-01-06", 14, None)
 

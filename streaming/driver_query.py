@@ -35,6 +35,7 @@ from smart_shelf_platform.clock import iso_utc as iso
 from smart_shelf_platform.contracts.catalogue import DELTA_TABLES_BY_PATH, TOPICS_BY_NAME
 from smart_shelf_platform.contracts.events import CLOCK_TICK
 from smart_shelf_platform.contracts.types import Record
+from smart_shelf_platform.publisher import Publisher
 from streaming import driver_writes, shell
 from streaming.driver_state import DriverState
 from streaming.host import Member
@@ -145,7 +146,7 @@ class DriverQuery(Member):
     collect = staticmethod(collect_batch)
 
     def __init__(self, spark: SparkSession, ctx: shell.QueryContext):
-        self.publisher = driver_writes.Publisher(ctx.settings, self.name, ctx.topic)
+        self.publisher = Publisher(ctx.settings.kafka_bootstrap, self.name, ctx.topic)
         super().__init__(spark, ctx)
 
     def hosted_by(self, host: str | None) -> None:

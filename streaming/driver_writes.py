@@ -1,4 +1,5 @@
-"""Small Delta writes from the driver, with delta-rs, and the Kafka messages that go with them.
+"""Small Delta writes from the driver, with delta-rs (the Kafka messages that go with them:
+`smart_shelf_platform.publisher`).
 
 A live micro-batch changes a handful of rows of a state or decision table. Spark's MERGE runs
 about eight jobs for that, most of a second of driver work on two cores and most of a `state`
@@ -12,19 +13,13 @@ nothing (`applied`: a replay after a crash).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
-from datetime import date, datetime
+from collections.abc import Iterable
 
-import orjson
 import pyarrow as pa
-from confluent_kafka import Producer
 from deltalake import DeltaTable, QueryBuilder, write_deltalake
 from deltalake.transaction import CommitProperties, Transaction
 
-from smart_shelf_platform.clock import iso_utc
-from smart_shelf_platform.contracts.catalogue import TOPICS_BY_NAME
 from smart_shelf_platform.contracts.types import Record
-from smart_shelf_platform.settings import Settings
 
 
 def applied(table: DeltaTable, app_id: str, batch_id: int) -> bool:
@@ -84,43 +79,3 @@ def is_empty(path: str) -> bool:
     return DeltaTable(path).to_pyarrow_dataset().count_rows() == 0
 
 
-def jsonable(value):
-    """A row value as the platform's JSON has it: UTC times in ISO-8601 with `Z`, ISO dates."""
-    if isinstance(value, datetime):
-        return iso_utc(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    return value
-
-
-class Publisher:
-    """Messages to Kafka from the driver: one idempotent producer, made on first use, and every
-    send waits until Kafka has all of it (what follows, a commit, must not run ahead). `topic`
-    maps a catalogue topic name to the topic written (`QueryContext.topic`: tests prefix it)."""
-
-    def __init__(self, settings: Settings, name: str, topic: Callable[[str], str]):
-        self.settings = settings
-        self.name = name
-        self.topic = topic
-        self._producer: Producer | None = None
-
-    def send(self, messages: Iterable[tuple[str, dict]]) -> int:
-        """`messages`: (topic name in the catalogue, record). Returns the count."""
-        if self._producer is None:
-            self._producer = Producer({"bootstrap.servers": self.settings.kafka_bootstrap,
-                                       "enable.idempotence": True, "linger.ms": 5})
-        failures, sent = [], 0
-        for name, record in messages:
-            message = {"topic": self.topic(name), "key": TOPICS_BY_NAME[name].message_key(record),
-                       "value": orjson.dumps({k: jsonable(v) for k, v in record.items()}),
-                       "on_delivery": lambda err, _m: err and failures.append(err)}
-            try:
-                self._producer.produce(**message)
-            except BufferError:  # the local queue is full: let Kafka take it first
-                self._producer.flush(60)
-                self._producer.produce(**message)
-            sent += 1
-        remaining = self._producer.flush(60) if sent else 0
-        if remaining or failures:
-            raise RuntimeError(f"{self.name}: {remaining} undelivered, errors {failures[:3]}")
-        return sent

@@ -28,6 +28,7 @@ from smart_shelf_platform.contracts.catalogue import DELTA_TABLES_BY_PATH
 from smart_shelf_platform.contracts.types import Record
 from smart_shelf_platform.rules.stock import folded_stock
 from smart_shelf_platform.settings import Settings
+from smart_shelf_platform.publisher import Publisher
 from streaming import driver_writes, shell
 from streaming.host import Member
 
@@ -74,7 +75,7 @@ class StateFold:
                "last_update_ts": max(current["last_update_ts"], change[EVENT_TS])}
         return row | {c: fn(row) for c, fn in self.derived.items()}
 
-    def apply(self, ctx: shell.QueryContext, publisher: driver_writes.Publisher,
+    def apply(self, ctx: shell.QueryContext, publisher: Publisher,
               deltas: DataFrame, app_id: str, batch_id: int) -> None:
         """Fold one micro-batch of deltas into the table and publish the touched keys' rows."""
         changes = deltas.toArrow().to_pylist()  # one Spark job; a few rows while live
@@ -92,10 +93,10 @@ class StateFold:
             rows = list(current.values())
         self.publish(publisher, rows)
 
-    def publish(self, publisher: driver_writes.Publisher, rows: list[dict]) -> None:
+    def publish(self, publisher: Publisher, rows: list[dict]) -> None:
         publisher.send((self.topic, row) for row in rows)
 
-    def bootstrap(self, ctx: shell.QueryContext, publisher: driver_writes.Publisher,
+    def bootstrap(self, ctx: shell.QueryContext, publisher: Publisher,
                   rows: pa.Table, app_id: str) -> int:
         """Fill the table from `rows` (the reference snapshot) if it holds nothing yet.
 
@@ -122,7 +123,7 @@ class FoldingMember(Member):
 
     def __init__(self, spark: SparkSession, ctx: shell.QueryContext):
         super().__init__(spark, ctx)
-        self.publisher = driver_writes.Publisher(ctx.settings, self.name, ctx.topic)
+        self.publisher = Publisher(ctx.settings.kafka_bootstrap, self.name, ctx.topic)
         self.fold.bootstrap(ctx, self.publisher, type(self).snapshot(ctx.settings), self.app_id)
 
     def apply(self, deltas: DataFrame, batch_id: int) -> None:

@@ -12,18 +12,17 @@
 
 from __future__ import annotations
 
-import json
-from datetime import date, datetime
+from collections.abc import Callable
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
-from confluent_kafka import Producer
 
 from smart_shelf_platform import delta_reader
-from smart_shelf_platform.clock import iso_utc
 from smart_shelf_platform.contracts.analytics import ML_PREDICTION
 from smart_shelf_platform.contracts.catalogue import TOPICS_BY_NAME
 from smart_shelf_platform.ml.training_set import SHELF
+from smart_shelf_platform.publisher import Publisher, jsonable
 
 ORDERS_PATH = "ops/wh_supplier_orders"
 TOPIC = TOPICS_BY_NAME["ml_predictions"]
@@ -42,45 +41,16 @@ def on_order_at(delta_root: str, moment: datetime) -> pd.Series:
     return open_orders.groupby(SHELF)["total_qty"].sum().astype("int64")
 
 
-def _json_value(value):
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    if isinstance(value, (pd.Timestamp, datetime)):
-        return iso_utc(pd.Timestamp(value).to_pydatetime())
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    return value
+def records(rows: pd.DataFrame) -> list[dict]:
+    """Each forecast row in the contract's fields, as its message carries it (`jsonable`
+    values, so the message key has the wire's timestamps; NaN as null)."""
+    return [{name: None if isinstance(v, float) and np.isnan(v) else jsonable(v)
+             for name, v in record.items()}
+            for record in rows[ML_PREDICTION.field_names].to_dict("records")]
 
 
-def messages(rows: pd.DataFrame) -> list[tuple[str, bytes]]:
-    """(key, JSON value) of each forecast row, in the contract's fields."""
-    out = []
-    for record in rows[ML_PREDICTION.field_names].to_dict("records"):
-        value = {name: _json_value(v) for name, v in record.items()}
-        out.append((TOPIC.message_key(value), json.dumps(value).encode()))
-    return out
-
-
-def publish(bootstrap: str, topic: str, rows: pd.DataFrame, timeout: float = 60) -> int:
-    """Send every row to `topic` and wait until Kafka has them all; returns the count."""
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
-                         "acks": "all", "linger.ms": 20})
-    failed: list[str] = []
-
-    def delivered(err, _msg) -> None:
-        if err is not None:
-            failed.append(str(err))
-
-    sent = messages(rows)
-    for key, value in sent:
-        producer.produce(topic, key=key.encode(), value=value, on_delivery=delivered)
-        producer.poll(0)
-    left = producer.flush(timeout)
-    if left or failed:
-        raise RuntimeError(f"{left + len(failed)} of {len(sent)} forecasts not acknowledged by "
-                           f"Kafka on {topic}: {failed[:1] or 'timed out'}")
-    return len(sent)
+def publish(bootstrap: str, topic: Callable[[str], str], rows: pd.DataFrame) -> int:
+    """Send every row to the `ml_predictions` topic (`topic` maps the catalogue's name to the
+    topic written) and return once Kafka has them all; returns the count."""
+    return Publisher(bootstrap, "cutoff forecasts", topic).send(
+        (TOPIC.name, record) for record in records(rows))

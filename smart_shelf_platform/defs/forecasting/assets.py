@@ -25,7 +25,7 @@ materialized on demand (or by `smart-shelf backtest`).
 """
 
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -44,7 +44,7 @@ from smart_shelf_platform.defs.lineage import (
 from smart_shelf_platform.defs.partitions import DailyToCutoffPartitionMapping
 from smart_shelf_platform.defs.resources import SmartShelfResource
 from smart_shelf_platform.ml import cutoff as at_cutoff
-from smart_shelf_platform.ml import evaluation, forecast_store, registry, supplier_feed
+from smart_shelf_platform.ml import evaluation, features, forecast_store, registry, supplier_feed
 from smart_shelf_platform.ml.intervals import CutoffWindow, cutoff_window, max_horizon
 from smart_shelf_platform.ml.backtest import summary
 from smart_shelf_platform.ml.model import DemandModel, ModelArtifactError, NotEnoughHistory
@@ -211,8 +211,7 @@ def forecasting_assets(config: at_cutoff.ForecastConfig,
                 current = None
         if warning:
             context.log.warning("cutoff %s: %s", key, warning)
-        origin_end = datetime.combine(window.origin + timedelta(days=1), time(0),
-                                      tzinfo=timezone.utc)
+        _, origin_end = features.day_bounds(window.origin)
         rows = at_cutoff.prediction_rows(
             current, model, panel, forecast_store.read_promotions(dsn), window,
             config.order_quantile, forecast_store.perishable_shelf_life(dsn),
@@ -221,7 +220,7 @@ def forecasting_assets(config: at_cutoff.ForecastConfig,
         version = forecast_store.write_predictions(smart_shelf.delta_root, dsn, rows,
                                                    window.cutoff)
         topic = smart_shelf.topic(PREDICTIONS_TOPIC.name)
-        published = supplier_feed.publish(smart_shelf.kafka_bootstrap, topic, rows)
+        published = supplier_feed.publish(smart_shelf.kafka_bootstrap, smart_shelf.topic, rows)
         methods = rows["method"].value_counts().to_dict()
         context.log.info("cutoff %s: %d shelves (%s), %d units ordered, Delta version %d", key,
                          len(rows), methods, int(rows["order_units"].sum()), version)
