@@ -64,8 +64,7 @@ def delta_commit(settings: Settings, path: str) -> tuple[int, datetime] | None:
 
 
 def _redis(settings: Settings) -> redis.Redis:
-    return redis.Redis(host=settings.redis_host, port=settings.redis_port, socket_timeout=2,
-                       socket_connect_timeout=2)
+    return redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
 
 
 def sim_now(settings: Settings) -> datetime | None:

@@ -10,10 +10,13 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote
 
-from pydantic import Field, field_validator
+from psycopg.conninfo import make_conninfo
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from smart_shelf_platform.passwords import PASSWORD_VARIABLES, stack_passwords
 from smart_shelf_platform.rules.expiry import parse_discount_ladder
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -40,16 +43,22 @@ class Settings(BaseSettings):
     postgres_external: bool = Field(False, description="reuse a running server, do not start one")
     postgres_db: str = Field("smart_shelf", description="the platform's database")
     postgres_user: str = Field("smart_shelf", description="owner of the database")
-    postgres_password: str = Field("smart_shelf", description="password of the owner")
+    postgres_password: str = Field(
+        "", description="password of the owner; empty: the stack's own, generated into "
+                        "$SMART_SHELF_HOME/secrets.env (local only)")
     postgres_writer_password: str = Field(
-        "smart_shelf_writer", description="password of the role smart_shelf_writer (the platform)")
+        "", description="password of the role smart_shelf_writer (the platform); empty: "
+                        "generated, as above")
     postgres_reader_password: str = Field(
-        "smart_shelf_reader", description="password of the role smart_shelf_reader (the dashboard)")
+        "", description="password of the role smart_shelf_reader (the dashboard); empty: "
+                        "generated, as above")
 
     # Redis
     redis_host: str = Field("127.0.0.1", description="Redis host")
     redis_port: int = Field(16379, description="Redis port (not 6379)")
     redis_external: bool = Field(False, description="reuse a running server, do not start one")
+    redis_password: str = Field(
+        "", description="password Redis requires (`requirepass`); empty: generated, as above")
 
     # Kafka (KRaft, combined broker + controller) and Kafka Connect
     kafka_host: str = Field("127.0.0.1", description="Kafka broker host")
@@ -184,6 +193,17 @@ class Settings(BaseSettings):
     def kafka_bootstrap(self) -> str:
         return self.kafka_bootstrap_override or f"{self.kafka_host}:{self.kafka_port}"
 
+    @model_validator(mode="after")
+    def _stack_passwords(self) -> Settings:
+        """A local stack's passwords left unset are its generated ones (`passwords`); elsewhere
+        they stay empty and `up` refuses them."""
+        unset = [name for name in PASSWORD_VARIABLES if not getattr(self, name)]
+        if unset and self.env == "local":
+            stored = stack_passwords(self.home)
+            for name in unset:
+                setattr(self, name, stored[name])
+        return self
+
     @property
     def delta_root(self) -> str:
         return self.delta_root_override or str(self.home / "delta")
@@ -210,14 +230,20 @@ class Settings(BaseSettings):
 
     def postgres_dsn(self, user: str | None = None, password: str | None = None,
                      db: str | None = None) -> str:
-        user = user or self.postgres_user
         password = password if password is not None else self.postgres_password
-        return (f"host={self.postgres_host} port={self.postgres_port} dbname={db or self.postgres_db}"
-                f" user={user} password={password}")
+        return make_conninfo(host=self.postgres_host, port=self.postgres_port,
+                             dbname=db or self.postgres_db, user=user or self.postgres_user,
+                             password=password)
 
     @property
     def redis_url(self) -> str:
-        return f"redis://{self.redis_host}:{self.redis_port}/0"
+        """With the password: every Redis client of the platform connects through it."""
+        return redis_url(self.redis_host, self.redis_port, self.redis_password)
+
+
+def redis_url(host: str, port: int, password: str = "") -> str:
+    auth = f":{quote(password, safe='')}@" if password else ""
+    return f"redis://{auth}{host}:{port}/0"
 
 
 def get_settings() -> Settings:

@@ -329,16 +329,19 @@ def test_resources_follow_the_environment(monkeypatch):
     local = build_resources(Settings(env="local"))["smart_shelf"]
     assert local.postgres_user == "smart_shelf_writer"
     assert local.delta_root == Settings().delta_root
+    assert local.redis_password == Settings().redis_password != ""
     monkeypatch.delenv("SMART_SHELF_POSTGRES_WRITER_PASSWORD", raising=False)
     with pytest.raises(ValueError, match="SMART_SHELF_POSTGRES_WRITER_PASSWORD"):
         SmartShelfResource.from_settings(Settings(env="prod"))
     with pytest.raises(ValueError, match="staging"):
         SmartShelfResource.from_settings(Settings(env="staging"))
     monkeypatch.setenv("SMART_SHELF_POSTGRES_WRITER_PASSWORD", "s3cret")
+    monkeypatch.setenv("SMART_SHELF_REDIS_PASSWORD", "r3dis")
     prod = build_resources(Settings(env="prod"))["smart_shelf"]
-    # An EnvVar: resolved when the resource is used, and never shown in the UI.
+    # EnvVars: resolved when the resource is used, and never shown in the UI.
     assert isinstance(prod.postgres_password, dg.EnvVar)
     assert prod.postgres_password.get_value() == "s3cret"
+    assert isinstance(prod.redis_password, dg.EnvVar) and "r3dis" not in prod.redis_url
 
 
 def test_workspace_loads_this_code_location():

@@ -444,6 +444,7 @@ def test_production_schedules_run_the_features_after_midnight_and_each_cutoff_at
     with pytest.raises(ValueError, match="before the cutoff's day"):
         production_schedules(cutoff_partitions(at(D0, 7)), 13 * 60)
     monkeypatch.setenv("SMART_SHELF_POSTGRES_WRITER_PASSWORD", "from-a-secret")
+    monkeypatch.setenv("SMART_SHELF_REDIS_PASSWORD", "from-a-secret")
     definitions = build_definitions(Settings(env="prod"))
     dg.Definitions.validate_loadable(definitions)  # the schedules name jobs that exist
     assert {s.name for s in definitions.get_repository_def().schedule_defs} == set(schedules)

@@ -114,9 +114,11 @@ def test_up_starts_streaming_after_topics_tables_and_reference_data(tmp_path, mo
                         lambda _r: steps.append("tables") or {})
     monkeypatch.setattr(lifecycle, "load_reference_data",
                         lambda _s: steps.append("reference") or {})
+    # Never the Connect worker that may listen on the configured port.
+    monkeypatch.setattr(lifecycle.connect, "apply", lambda _s: steps.append("connectors") or {})
     report = lifecycle.up(_settings(tmp_path), progress=lambda _m: None)
     assert steps == ["start kafka", "start bridge", "topics", "tables", "reference",
-                     "start streaming"]
+                     "connectors", "start streaming"]
     assert report.started == ["kafka", "bridge", "streaming"]
 
 

@@ -23,14 +23,26 @@ import psycopg
 import redis as redis_lib
 import requests
 from confluent_kafka.admin import AdminClient
+from psycopg import sql
 
+from smart_shelf_platform.passwords import write_private
 from smart_shelf_platform.settings import REPO_ROOT, Settings
+from smart_shelf_platform.stack.connect import secrets_file, write_secrets
 from smart_shelf_platform.stack.process import (
     StackError, port_in_use, read_pid, spawn, terminate, tree_rss_bytes, wait_until,
 )
 
 log = logging.getLogger(__name__)
 
+# Passwords (SCRAM) for every connection, on the local socket as over TCP; nothing is trusted.
+HBA = """# Written by smart_shelf_platform/stack/components.py; edits are overwritten.
+local   all          all                  scram-sha-256
+host    all          all   127.0.0.1/32   scram-sha-256
+host    all          all   ::1/128        scram-sha-256
+local   replication  all                  scram-sha-256
+host    replication  all   127.0.0.1/32   scram-sha-256
+host    replication  all   ::1/128        scram-sha-256
+"""
 
 @dataclass
 class ComponentStatus:
@@ -166,27 +178,55 @@ class Postgres(Component):
         self.dir.mkdir(parents=True, exist_ok=True)
         self._chown(self.dir)
         pwfile = self.dir / "pwfile"
-        pwfile.write_text(self.s.postgres_password + "\n")
+        write_private(pwfile, self.s.postgres_password + "\n")
         self._chown(pwfile)
         cmd = [_postgres_bin("initdb"), "-D", str(self.data_dir), "-U", self.s.postgres_user,
-               f"--pwfile={pwfile}", "--auth-local=trust", "--auth-host=scram-sha-256",
-               "--encoding=UTF8", "--locale=C.UTF-8"]
+               f"--pwfile={pwfile}", "--auth=scram-sha-256", "--encoding=UTF8",
+               "--locale=C.UTF-8"]
         result = subprocess.run(self._as_server_user(cmd), capture_output=True, text=True)
         pwfile.unlink()
         if result.returncode != 0:
             raise StackError(f"initdb failed: {result.stderr.strip().splitlines()[-1:]}")
-        socket_dir = self.dir / "run"
-        socket_dir.mkdir(exist_ok=True)
-        self._chown(socket_dir)
+        self.socket_dir.mkdir(exist_ok=True)
+        self._chown(self.socket_dir)
+        self._write_hba()
         # wal_level=logical and replication slots: Debezium's CDC source needs them.
         with open(self.data_dir / "postgresql.auto.conf", "a") as conf:
             conf.write(
                 f"port = {self.port}\nlisten_addresses = '127.0.0.1'\n"
-                f"unix_socket_directories = '{socket_dir}'\n"
+                f"unix_socket_directories = '{self.socket_dir}'\n"
                 "wal_level = logical\nmax_replication_slots = 10\nmax_wal_senders = 10\n"
                 "shared_buffers = 128MB\nmax_connections = 100\n"
                 "logging_collector = off\ntimezone = 'UTC'\n"
             )
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.dir / "run"
+
+    @property
+    def hba_file(self) -> Path:
+        return self.data_dir / "pg_hba.conf"
+
+    def _write_hba(self) -> None:
+        self.hba_file.write_text(HBA)
+        self._chown(self.hba_file)
+
+    def _trusts(self) -> bool:
+        """A data directory made before passwords were required trusts local connections."""
+        return any(line.split()[-1:] == ["trust"] for line in self.hba_file.read_text()
+                   .splitlines() if not line.lstrip().startswith("#"))
+
+    def _require_passwords(self) -> None:
+        """Secure a trusting server: give the owner its password (through the local socket,
+        while that is still trusted), then require passwords everywhere."""
+        with psycopg.connect(host=str(self.socket_dir), port=self.port, dbname="postgres",
+                             user=self.s.postgres_user, autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                sql.Identifier(self.s.postgres_user), sql.Literal(self.s.postgres_password)))
+            self._write_hba()
+            conn.execute("SELECT pg_reload_conf()")
+        log.warning("postgres trusted local connections; it now requires passwords")
 
     def _start(self) -> None:
         if not (self.data_dir / "PG_VERSION").exists():
@@ -200,6 +240,8 @@ class Postgres(Component):
         result = subprocess.run(self._as_server_user(cmd), capture_output=True, text=True)
         if result.returncode != 0:
             raise StackError(f"postgres failed to start; see {self.log_file}")
+        if self._trusts():
+            self._require_passwords()
 
     def stop(self) -> None:
         if self.external or self.pid() is None:
@@ -222,18 +264,24 @@ class Redis(Component):
         return self.s.redis_external
 
     def healthy(self) -> bool:
-        return bool(redis_lib.Redis(host=self.s.redis_host, port=self.port,
-                                    socket_timeout=2).ping())
+        return bool(redis_lib.Redis.from_url(self.s.redis_url, socket_timeout=2).ping())
+
+    def _config(self) -> Path:
+        """The server's configuration, in a file of the owner's alone: it holds the password,
+        which a command line would show to every user of the machine. AOF, so the clock
+        position and unforwarded stream entries survive a restart."""
+        password = self.s.redis_password.replace("\\", "\\\\").replace('"', '\\"')
+        return write_private(self.dir / "redis.conf", (
+            f"port {self.port}\nbind 127.0.0.1\nprotected-mode yes\n"
+            f'requirepass "{password}"\ndir "{self.dir}"\n'
+            'appendonly yes\nsave ""\ndaemonize no\n'))
 
     def _start(self) -> None:
         server = shutil.which("redis-server")
         if not server:
             raise StackError("redis-server not found; run `./smart-shelf setup` "
                              "(or apt-get install redis-server)")
-        # AOF so the clock position and unforwarded stream entries survive a restart.
-        spawn([server, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-               "--appendonly", "yes", "--save", "", "--protected-mode", "no",
-               "--daemonize", "no"], self.log_file, self.pid_file)
+        spawn([server, str(self._config())], self.log_file, self.pid_file)
 
 
 def _java() -> str:
@@ -393,7 +441,13 @@ class Connect(Component):
             f"listeners=http://127.0.0.1:{self.port}\n"
             f"plugin.path={self.s.jvm_lib / 'connect-plugins'}\n"
             "offset.flush.interval.ms=5000\n"
+            # Connector configs name their passwords as ${file:<secrets file>:<key>}.
+            "config.providers=file\n"
+            "config.providers.file.class="
+            "org.apache.kafka.common.config.provider.FileConfigProvider\n"
+            f"config.providers.file.param.allowed.paths={secrets_file(self.s).parent}\n"
         )
+        write_secrets(self.s)
         spawn(_kafka_jvm(self, "org.apache.kafka.connect.cli.ConnectDistributed", str(worker),
                          heap=self.s.connect_heap),
               self.dir / "stdout.log", self.pid_file)
@@ -411,7 +465,7 @@ class Bridge(Component):
 
         if self.pid() is None:
             return False
-        client = redis_lib.Redis(host=self.s.redis_host, port=self.s.redis_port, socket_timeout=2)
+        client = redis_lib.Redis.from_url(self.s.redis_url, socket_timeout=2)
         # The bridge creates its consumer group on every stream before it forwards anything.
         return all(any(g["name"] == CONSUMER_GROUP.encode() for g in client.xinfo_groups(s))
                    for s in default_stream_topics())

@@ -11,6 +11,8 @@ catalogue and the settings, so a connector can never disagree with the record it
   Deletes are dropped, not turned into tombstones: the streaming jobs read these topics against
   their contract, so a row is retired by an update (`active = false` for a policy), never by a
   DELETE (README, "Kafka Connect");
+- no connector config holds a password: each names its key in the worker's secrets file
+  (`secret`), which the worker's `file` config provider reads when it starts a task;
 - each sink (Debezium JDBC) gets the Connect schema of its table's contract from `ContractSchema`
   (the topics stay schemaless JSON for Spark and Python) and upserts by the table's primary key.
   A record that breaks the contract goes to the dead-letter topic with the reason in its headers
@@ -36,10 +38,13 @@ from smart_shelf_platform.contracts.catalogue import (
     POSTGRES_TABLES_BY_NAME, TOPICS_BY_NAME, PostgresTable, Topic,
 )
 from smart_shelf_platform.contracts.types import Record
+from smart_shelf_platform.passwords import write_private
 from smart_shelf_platform.settings import REPO_ROOT, Settings
 from smart_shelf_platform.stack.process import StackError
 
 CONNECTORS_FILE = REPO_ROOT / "connect" / "connectors.yaml"
+# In the worker's folder; its `file` config provider reads nothing outside that folder.
+SECRETS_FILE = "secrets.properties"
 DEAD_LETTER_TOPIC = "connect_dead_letter"
 TRANSFORMS_PACKAGE = "io.smartshelf.connect"
 # Postgres may be away this long (restart, failover) before a sink task gives up and fails.
@@ -105,6 +110,32 @@ def slot_name(prefix: str) -> str:
     return re.sub(r"[^a-z0-9_]", "_", f"{prefix}smart_shelf_config".lower())
 
 
+def secrets_file(settings: Settings) -> Path:
+    return settings.home / "connect" / SECRETS_FILE
+
+
+def write_secrets(settings: Settings) -> Path:
+    """The passwords the connectors use, as the worker's file config provider reads them
+    (a Java properties file, the owner's alone). Written when the worker starts and before
+    connectors are applied, so the worker resolves the settings' passwords."""
+    values = {"postgres.password": settings.postgres_password,
+              "postgres.writer.password": settings.postgres_writer_password}
+    return write_private(secrets_file(settings),
+                         "".join(f"{k}={_properties_value(v)}\n" for k, v in values.items()))
+
+
+def _properties_value(text: str) -> str:
+    escaped = (text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+               .replace("\t", "\\t"))
+    return "\\" + escaped if escaped.startswith((" ", "\f")) else escaped
+
+
+def secret(settings: Settings, key: str) -> str:
+    """A placeholder the worker replaces with the secret when it starts a task: connector
+    configs hold no password, so the REST API and the config topic show none."""
+    return f"${{file:{secrets_file(settings)}:{key}}}"
+
+
 def _error_handling(settings: Settings, prefix: str) -> dict[str, str]:
     return {
         "errors.tolerance": "all",
@@ -129,7 +160,7 @@ def render_source(defn: SourceDefinition, settings: Settings, prefix: str = "") 
         "database.hostname": settings.postgres_host,
         "database.port": str(settings.postgres_port),
         "database.user": settings.postgres_user,
-        "database.password": settings.postgres_password,
+        "database.password": secret(settings, "postgres.password"),
         "database.dbname": settings.postgres_db,
         "topic.prefix": logical,
         "slot.name": logical,
@@ -173,7 +204,7 @@ def render_sink(defn: SinkDefinition, settings: Settings, prefix: str = "") -> d
         "connection.url": (f"jdbc:postgresql://{settings.postgres_host}:{settings.postgres_port}"
                            f"/{settings.postgres_db}?stringtype=unspecified"),
         "connection.username": "smart_shelf_writer",
-        "connection.password": settings.postgres_writer_password,
+        "connection.password": secret(settings, "postgres.writer.password"),
         # One task writes one batch at a time; the default pool (5 to 32 connections per
         # connector) would take most of Postgres's 100 connections for the mirrors alone.
         "connection.pool.min_size": "1",
@@ -233,6 +264,7 @@ def apply(settings: Settings, prefix: str = "",
     """Create or update every connector; returns {name: created|updated|unchanged|restarted}."""
     client = ConnectClient(settings)
     client.check_transforms()
+    write_secrets(settings)
     outcome = {}
     for defn in definitions if definitions is not None else load_definitions():
         name = f"{prefix}{defn.name}"

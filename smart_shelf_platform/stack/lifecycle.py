@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from smart_shelf_platform import passwords
 from smart_shelf_platform.refdata.generator import sha256_of
 from smart_shelf_platform.settings import Settings
 from smart_shelf_platform.stack import connect, delta_tables, migrations, topics
@@ -43,6 +44,11 @@ class UpReport:
 
 def preflight(settings: Settings) -> None:
     """Fail fast, with what to do, before anything is started."""
+    refused = passwords.refusals(settings)
+    if refused:
+        raise StackError(f"SMART_SHELF_ENV={settings.env} needs passwords of its own: set "
+                         f"{', '.join(refused)} (unset, or a role's name, is refused outside "
+                         "local)")
     check_java()
     missing = missing_debian_packages()
     needed = [p for p in missing
