@@ -287,6 +287,18 @@ def stores_of_group(stores: int, group: int, groups: int) -> list[str]:
 
 
 def until_from(settings: Settings, days: float | None, until: datetime | None) -> datetime:
+    """When a run ends: `until`, else `days` (default 1) after SMART_SHELF_SIM_START; a
+    StackError unless that is a date after the start."""
     if until is not None:
-        return until if until.tzinfo else until.replace(tzinfo=settings.sim_start.tzinfo)
-    return settings.sim_start + timedelta(days=days if days is not None else 1)
+        end = until if until.tzinfo else until.replace(tzinfo=settings.sim_start.tzinfo)
+    else:
+        try:
+            end = settings.sim_start + timedelta(days=1 if days is None else days)
+        except OverflowError:
+            raise StackError(f"--days takes a number of days a date can reach, not {days:g}") \
+                from None
+    if end <= settings.sim_start:
+        raise StackError(f"the run must end after SMART_SHELF_SIM_START "
+                         f"({settings.sim_start.isoformat()}): --days above 0, --until later, "
+                         f"not {end.isoformat()}")
+    return end

@@ -38,6 +38,13 @@ def _progress(message: str) -> None:
     typer.echo(f"- {message}", err=True)
 
 
+def _finite(value: float | None) -> float | None:
+    """Refuse infinity where an option takes a number (ranges already refuse nan)."""
+    if value is not None and math.isinf(value):
+        raise typer.BadParameter(f"takes a finite number, not {value}")
+    return value
+
+
 def _check_writable(path: Path | None) -> None:
     """Refuse an output file whose folder does not exist before any work is done."""
     if path is not None and not path.parent.is_dir():
@@ -178,12 +185,14 @@ def connect_status(
 def clock(
     until: Annotated[Optional[datetime], typer.Option(
         help="Stop at this simulated time (UTC), e.g. 2026-01-02T07:00:00.")] = None,
-    max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps.")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(
+        min=1, help="Stop after this many steps.")] = None,
     reset: Annotated[bool, typer.Option(
         help="Forget the saved position and start again at SMART_SHELF_SIM_START.")] = False,
     speed: Annotated[Optional[float], typer.Option(
-        min=0, help="Simulated seconds per wall second (default SMART_SHELF_SIM_SPEED); "
-                    "0 = as fast as possible.")] = None,
+        min=0, callback=_finite, help="Simulated seconds per wall second (default "
+                                       "SMART_SHELF_SIM_SPEED); 0 = as fast as possible.")]
+        = None,
 ) -> None:
     """Run the simulated clock: sim:now/sim:today in Redis and one tick per simulated minute on
     the clock_ticks topic. Resumes where it stopped unless --reset; Ctrl-C stops cleanly."""
@@ -202,15 +211,18 @@ def simulate(
     stores: Annotated[Optional[int], typer.Option(
         min=1, max=999, help="Stores to simulate (default SMART_SHELF_STORES).")] = None,
     days: Annotated[Optional[float], typer.Option(
-        min=0, help="Simulated days to run from SMART_SHELF_SIM_START (default 1).")] = None,
+        min=0, callback=_finite,
+        help="Simulated days to run from SMART_SHELF_SIM_START, above 0 (default 1).")] = None,
     until: Annotated[Optional[datetime], typer.Option(
-        help="Simulated end time (UTC) instead of --days.")] = None,
+        help="Simulated end time (UTC), after SMART_SHELF_SIM_START, instead of --days.")]
+        = None,
     speed: Annotated[str, typer.Option(
         help="Clock speed (simulated s per wall s, the clock runs in this process) or 'max' "
              "for as fast as possible, the simulator moving the clock itself (with "
              "SMART_SHELF_DECISION_ROUND_MINUTES set it meets the platform at each round, so "
              "the run replays exactly).")] = "max",
-    seed: Annotated[Optional[int], typer.Option(help="Seed (default SMART_SHELF_SEED).")] = None,
+    seed: Annotated[Optional[int], typer.Option(
+        min=0, help="Seed (default SMART_SHELF_SEED).")] = None,
     bad_events: Annotated[float, typer.Option(
         min=0, max=1, help="Fraction of events to duplicate with a defect (dead-letter tests).")]
         = 0.0,
@@ -228,6 +240,7 @@ def simulate(
     settings = get_settings()
     updates = {k: v for k, v in (("stores", stores), ("seed", seed)) if v is not None}
     settings = settings.model_copy(update=updates) if updates else settings
+    end = until_from(settings, days, until)
     if speed != "max":
         try:
             clock_speed: float | None = float(speed)
@@ -245,7 +258,7 @@ def simulate(
         raise StackError(f"--store-group takes K/N with 0 <= K < N, not {store_group!r}") from None
     if effects:
         _wait_for_the_streaming_queries(settings)
-    run(settings, SimulateOptions(until=until_from(settings, days, until), speed=clock_speed,
+    run(settings, SimulateOptions(until=end, speed=clock_speed,
                                   bad_event_rate=bad_events, effects=effects,
                                   store_group=(group, groups)), _progress)
 
@@ -296,7 +309,7 @@ def stream(
         help="Process what is in Kafka now, stage by stage (state, then alerts), then stop.")]
         = False,
     trigger_seconds: Annotated[float, typer.Option(
-        min=0.1, help="Micro-batch interval in seconds.")] = 2.0,
+        min=0.1, callback=_finite, help="Micro-batch interval in seconds.")] = 2.0,
     max_offsets_per_trigger: Annotated[Optional[int], typer.Option(
         min=1, help="Cap on Kafka records per micro-batch and query (default: no cap).")] = None,
 ) -> None:
@@ -333,7 +346,9 @@ def verify(
         metavar="STORE",
         help="Store to check (repeat for several); default: every store in the ledger.")] = None,
     json_out: Annotated[Optional[Path], typer.Option(
-        "--json", metavar="PATH", help="Also write the report as JSON to this file.")] = None,
+        "--json", metavar="PATH",
+        help="Also write the report as JSON to this file (in a folder that exists: a missing "
+             "one is refused before the check runs).")] = None,
 ) -> None:
     """Compare the platform's Delta state (shelf, warehouse and lot quantities) with the
     simulator's ground-truth ledger in Postgres `sim.*`, and check that every injected bad event
@@ -399,7 +414,8 @@ def backtest(
                     "learns from the days before its origin, the 28-day average from up to "
                     "four weeks).")] = 14,
     json_out: Annotated[Optional[Path], typer.Option(
-        "--json", metavar="PATH", help="Also write the per-method metrics as JSON here.")]
+        "--json", metavar="PATH",
+        help="Also write the per-method metrics as JSON here (in a folder that exists).")]
         = None,
 ) -> None:
     """Backtest the demand forecast on the stack's own history: at every past supplier cutoff,
@@ -505,7 +521,8 @@ def model_rollback() -> None:
 @app.command("generate-data")
 def generate_data(
     out: Annotated[Optional[Path], typer.Option(help="Output folder.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed (default SMART_SHELF_SEED).")] = None,
+    seed: Annotated[Optional[int], typer.Option(
+        min=0, help="Random seed (default SMART_SHELF_SEED).")] = None,
     stores: Annotated[Optional[int], typer.Option(
         min=1, max=999, help="Number of stores (default SMART_SHELF_STORES).")] = None,
 ) -> None:
@@ -579,11 +596,13 @@ def bench(
         min=1, max=99, help="stream: stores in the backlog; forecast: stores to copy the "
                             "history to.")] = 10,
     hours: Annotated[float, typer.Option(
-        min=0.5, help="stream: simulated hours in the backlog.")] = 24.0,
+        min=0.5, callback=_finite, help="stream: simulated hours in the backlog.")] = 24.0,
     live_minutes: Annotated[float, typer.Option(
-        min=2, help="stream: wall minutes of the live latency phase (the first is warm-up).")]
+        min=2, callback=_finite,
+        help="stream: wall minutes of the live latency phase (the first is warm-up).")]
         = 4.0,
-    out: Annotated[Optional[Path], typer.Option(help="Also write the JSON report here.")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Also write the JSON report here (in a folder that exists).")] = None,
 ) -> None:
     """Measure and print performance figures (a benchmark, not a test). bridge and simulate
     need a running stack (`smart-shelf up`) and leave its data alone."""
@@ -615,17 +634,17 @@ def bench(
 
 
 def settings_error(error: ValidationError) -> str:
-    """A settings validation error as one line naming each variable at fault."""
-    from smart_shelf_platform.settings import Settings
-
-    fields = Settings.model_fields
+    """A settings validation error as one line naming each environment variable at fault
+    (pydantic names the field, or the variable itself for a field with an alias)."""
+    variables = {}
+    for name, field in Settings.model_fields.items():
+        variable = field.alias or f"SMART_SHELF_{name.upper()}"
+        variables[name] = variables[variable] = variable
     parts = []
     for item in error.errors():
         name = str(item["loc"][0]) if item["loc"] else ""
-        field = fields.get(name)
-        variable = (field.alias if field and field.alias else f"SMART_SHELF_{name.upper()}")
         message = item["msg"].removeprefix("Value error, ")
-        parts.append(f"{variable}={item.get('input')!r}: {message}")
+        parts.append(f"{variables.get(name, name)}={item.get('input')!r}: {message}")
     return "; ".join(parts)
 
 
@@ -650,6 +669,8 @@ def main() -> None:
         typer.echo(f"smart-shelf: error: {exc}", err=True)
         sys.exit(1)
     except ValidationError as exc:
+        if exc.title != Settings.__name__:
+            raise  # another model's: a bug, with its traceback
         typer.echo(f"smart-shelf: error: {settings_error(exc)}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:

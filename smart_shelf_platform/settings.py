@@ -155,13 +155,16 @@ class Settings(BaseSettings):
     # Simulated clock
     sim_start: datetime = Field(datetime(2026, 1, 1, 7, 0, tzinfo=timezone.utc),
                                 description="simulated start (UTC)")
-    sim_speed: float = Field(10.0, description="simulated seconds per wall-clock second")
-    sim_step_seconds: int = Field(5, description="simulated seconds per clock step (its "
-                                                 "resolution)")
+    sim_speed: float = Field(10.0, ge=0, allow_inf_nan=False,
+                             description="simulated seconds per wall-clock second of `smart-shelf "
+                                         "clock`; 0: as fast as possible")
+    sim_step_seconds: int = Field(5, ge=1, description="simulated seconds per clock step (its "
+                                                        "resolution)")
 
     # Reference data
-    seed: int = Field(42, description="seed of the reference data and the simulator")
-    stores: int = Field(1, description="number of stores the platform is set up with")
+    seed: int = Field(42, ge=0, description="seed of the reference data and the simulator")
+    stores: int = Field(1, ge=1, le=999,
+                        description="number of stores the platform is set up with")
 
     # Expiry loop
     discount_ladder: str = Field(
