@@ -1,7 +1,8 @@
 """The stack's passwords: generated once per stack, or taken from the environment.
 
 Every server the stack starts asks for a password: the Postgres owner and the roles
-`smart_shelf_writer` (the platform) and `smart_shelf_reader` (the dashboard), and Redis. A
+`smart_shelf_writer` (the platform) and `smart_shelf_reader` (the dashboard), Redis, and the
+Kafka Connect REST API. A
 `SMART_SHELF_*_PASSWORD` variable sets one; with `SMART_SHELF_ENV=local`, one left unset is read
 from `$SMART_SHELF_HOME/secrets.env`, which the first reader writes with random passwords,
 readable by its owner alone (0600). The file is the stack's: keep it with the state directory
@@ -26,6 +27,7 @@ PASSWORD_VARIABLES = {
     "postgres_writer_password": "SMART_SHELF_POSTGRES_WRITER_PASSWORD",
     "postgres_reader_password": "SMART_SHELF_POSTGRES_READER_PASSWORD",
     "redis_password": "SMART_SHELF_REDIS_PASSWORD",
+    "connect_password": "SMART_SHELF_CONNECT_PASSWORD",
 }
 # What the passwords were before they were generated: each role's name. Never good enough.
 FORMER_DEFAULTS = frozenset({"smart_shelf", "smart_shelf_writer", "smart_shelf_reader"})
@@ -62,6 +64,13 @@ def refusals(settings) -> list[str]:
         return []
     return [variable for field, variable in PASSWORD_VARIABLES.items()
             if getattr(settings, field) in ("", *FORMER_DEFAULTS)]
+
+
+def properties_value(text: str) -> str:
+    """`text` as the value of a Java properties line (Kafka's file config provider, JAAS)."""
+    escaped = (text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+               .replace("\t", "\\t"))
+    return "\\" + escaped if escaped.startswith((" ", "\f")) else escaped
 
 
 def write_private(path: Path, text: str) -> Path:

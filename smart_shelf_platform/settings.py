@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     connect_port: int = Field(18083, description="Kafka Connect REST port")
     connect_heap: str = Field("512m", description="JVM heap of the Kafka Connect worker")
     connect_enabled: bool = Field(True, description="run the Kafka Connect worker")
+    connect_password: str = Field(
+        "", description="password of the user smart_shelf on the Kafka Connect REST API (HTTP "
+                        "basic auth); empty: generated, as above")
 
     # Processes of the platform itself that `up` starts
     bridge_enabled: bool = Field(True, description="run the Redis->Kafka bridge")

@@ -1,5 +1,6 @@
-"""Secrets and access: every server the stack starts asks for its password, and no password
-leaves the stack's own files (the Connect REST API, `connect status`, the repository)."""
+"""Secrets and access: every server the stack starts asks for its password (Redis, Postgres,
+the Connect REST API), and no password leaves the stack's own files (connector configs,
+`connect status`, the repository)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from smart_shelf_platform.stack import connect
 from smart_shelf_platform.stack.bench import isolated_settings
 from smart_shelf_platform.stack.components import Postgres
 from smart_shelf_platform.stack.migrations import READER_ROLE, WRITER_ROLE
+from smart_shelf_platform.stack.process import StackError
 
 CLI = str(REPO_ROOT / "smart-shelf")
 
@@ -45,8 +47,8 @@ def test_outside_local_up_refuses_unset_or_former_default_passwords_in_one_line(
     assert result.stderr.splitlines() == [
         "smart-shelf: error: SMART_SHELF_ENV=prod needs passwords of its own: set "
         "SMART_SHELF_POSTGRES_PASSWORD, SMART_SHELF_POSTGRES_WRITER_PASSWORD, "
-        "SMART_SHELF_POSTGRES_READER_PASSWORD (unset, or a role's name, is refused outside "
-        "local)"]
+        "SMART_SHELF_POSTGRES_READER_PASSWORD, SMART_SHELF_CONNECT_PASSWORD (unset, or a role's "
+        "name, is refused outside local)"]
 
 
 @pytest.mark.integration
@@ -98,9 +100,20 @@ def test_postgres_refuses_every_role_without_its_password_on_tcp_and_socket(sett
 
 
 @pytest.mark.integration
+def test_the_connect_rest_api_refuses_clients_without_the_password(settings):
+    url = f"http://127.0.0.1:{settings.connect_port}/connectors"
+    for auth in (None, (connect.REST_USER, "not-the-password")):
+        assert requests.get(url, auth=auth, timeout=10).status_code == 401
+    assert requests.get(url, auth=connect.rest_auth(settings), timeout=10).status_code == 200
+    wrong = settings.model_copy(update={"connect_password": "not-the-password"})
+    with pytest.raises(StackError, match="refused the REST password"):
+        connect.status(wrong)
+
+
+@pytest.mark.integration
 def test_no_password_in_connector_configs_or_connect_status(settings, stack):
-    worker = f"http://127.0.0.1:{settings.connect_port}"
-    shown = [json.dumps(requests.get(f"{worker}/connectors/{d.name}/config", timeout=10).json())
+    client = connect.ConnectClient(settings)
+    shown = [json.dumps(client.request("GET", f"/connectors/{d.name}/config").json())
              for d in connect.load_definitions()]
     shown.append(cli("connect", "status", "--json").stdout)
     for text in shown:

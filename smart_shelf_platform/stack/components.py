@@ -25,9 +25,9 @@ import requests
 from confluent_kafka.admin import AdminClient
 from psycopg import sql
 
-from smart_shelf_platform.passwords import write_private
+from smart_shelf_platform.passwords import properties_value, write_private
 from smart_shelf_platform.settings import REPO_ROOT, Settings
-from smart_shelf_platform.stack.connect import secrets_file, write_secrets
+from smart_shelf_platform.stack.connect import REST_USER, rest_auth, secrets_file, write_secrets
 from smart_shelf_platform.stack.process import (
     StackError, port_in_use, read_pid, spawn, terminate, tree_rss_bytes, wait_until,
 )
@@ -298,14 +298,15 @@ def _classpath(lib_dir: Path) -> str:
     return f"{lib_dir}/*"
 
 
-def _kafka_jvm(comp: Component, main: str, *args: str, heap: str) -> list[str]:
+def _kafka_jvm(comp: Component, main: str, *args: str, heap: str,
+               properties: Sequence[str] = ()) -> list[str]:
     """A JVM command on the Kafka classpath (broker, storage tool, Connect), logging to the
-    component's log file."""
+    component's log file; `properties`: more `-D` system properties."""
     log4j = _log4j_config(comp.dir / "log4j2.yaml", comp.log_file)
     return [_java(), f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
             "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}",
-            f"-Dkafka.logs.dir={comp.s.logs_dir}", "-cp", _classpath(comp.s.jvm_lib / "kafka"),
-            main, *args]
+            f"-Dkafka.logs.dir={comp.s.logs_dir}", *properties,
+            "-cp", _classpath(comp.s.jvm_lib / "kafka"), main, *args]
 
 
 def _log4j_config(target: Path, log_file: Path) -> Path:
@@ -407,22 +408,38 @@ class Connect(Component):
         return f"http://127.0.0.1:{self.port}"
 
     def healthy(self) -> bool:
-        r = requests.get(f"{self.url}/connectors", timeout=2)
+        r = requests.get(f"{self.url}/connectors", auth=rest_auth(self.s), timeout=2)
         return r.status_code == 200
 
     def plugins(self) -> list[str]:
-        return [p["class"] for p in requests.get(f"{self.url}/connector-plugins", timeout=5).json()]
+        return [p["class"] for p in requests.get(f"{self.url}/connector-plugins",
+                                                 auth=rest_auth(self.s), timeout=5).json()]
 
     def has_platform_transforms(self) -> bool:
-        plugins = requests.get(f"{self.url}/connector-plugins?connectorsOnly=false", timeout=5)
+        plugins = requests.get(f"{self.url}/connector-plugins?connectorsOnly=false",
+                               auth=rest_auth(self.s), timeout=5)
         return any(p["class"].startswith("io.smartshelf.connect.") for p in plugins.json())
+
+    def _rest_login(self) -> Path:
+        """The JAAS login of the REST API: one user (`connect.REST_USER`) and its password, in
+        a file of the owner's alone that the basic-auth extension reads."""
+        users = write_private(self.dir / "rest-users.properties",
+                              f"{REST_USER}={properties_value(self.s.connect_password)}\n")
+        return write_private(self.dir / "rest-jaas.conf", (
+            "KafkaConnect {\n  org.apache.kafka.connect.rest.basic.auth.extension."
+            f'PropertyFileLoginModule required\n  file="{users}";\n}};\n'))
 
     def start(self) -> bool:
         # A worker started before setup built the platform's transforms cannot run the
-        # connectors; it is restarted to load them.
-        if self.pid() is not None and self.healthy() and not self.has_platform_transforms():
-            log.warning("connect runs without the platform's transforms; restarting it")
-            self.stop()
+        # connectors, and one started before its REST API required a password serves anyone;
+        # either is restarted.
+        if self.pid() is not None and self.healthy():
+            if not self.has_platform_transforms():
+                log.warning("connect runs without the platform's transforms; restarting it")
+                self.stop()
+            elif requests.get(f"{self.url}/connectors", timeout=2).status_code != 401:
+                log.warning("connect serves its REST API without a password; restarting it")
+                self.stop()
         return super().start()
 
     def _start(self) -> None:
@@ -446,10 +463,15 @@ class Connect(Component):
             "config.providers.file.class="
             "org.apache.kafka.common.config.provider.FileConfigProvider\n"
             f"config.providers.file.param.allowed.paths={secrets_file(self.s).parent}\n"
+            # Every REST request needs the user's password (HTTP basic auth).
+            "rest.extension.classes=org.apache.kafka.connect.rest.basic.auth.extension."
+            "BasicAuthSecurityRestExtension\n"
         )
         write_secrets(self.s)
+        login = self._rest_login()
         spawn(_kafka_jvm(self, "org.apache.kafka.connect.cli.ConnectDistributed", str(worker),
-                         heap=self.s.connect_heap),
+                         heap=self.s.connect_heap,
+                         properties=[f"-Djava.security.auth.login.config={login}"]),
               self.dir / "stdout.log", self.pid_file)
 
 

@@ -38,13 +38,14 @@ from smart_shelf_platform.contracts.catalogue import (
     POSTGRES_TABLES_BY_NAME, TOPICS_BY_NAME, PostgresTable, Topic,
 )
 from smart_shelf_platform.contracts.types import Record
-from smart_shelf_platform.passwords import write_private
+from smart_shelf_platform.passwords import properties_value, write_private
 from smart_shelf_platform.settings import REPO_ROOT, Settings
 from smart_shelf_platform.stack.process import StackError
 
 CONNECTORS_FILE = REPO_ROOT / "connect" / "connectors.yaml"
 # In the worker's folder; its `file` config provider reads nothing outside that folder.
 SECRETS_FILE = "secrets.properties"
+REST_USER = "smart_shelf"
 DEAD_LETTER_TOPIC = "connect_dead_letter"
 TRANSFORMS_PACKAGE = "io.smartshelf.connect"
 # Postgres may be away this long (restart, failover) before a sink task gives up and fails.
@@ -121,13 +122,12 @@ def write_secrets(settings: Settings) -> Path:
     values = {"postgres.password": settings.postgres_password,
               "postgres.writer.password": settings.postgres_writer_password}
     return write_private(secrets_file(settings),
-                         "".join(f"{k}={_properties_value(v)}\n" for k, v in values.items()))
+                         "".join(f"{k}={properties_value(v)}\n" for k, v in values.items()))
 
 
-def _properties_value(text: str) -> str:
-    escaped = (text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
-               .replace("\t", "\\t"))
-    return "\\" + escaped if escaped.startswith((" ", "\f")) else escaped
+def rest_auth(settings: Settings) -> tuple[str, str]:
+    """User and password of the worker's REST API (HTTP basic auth), for `requests`."""
+    return REST_USER, settings.connect_password
 
 
 def secret(settings: Settings, key: str) -> str:
@@ -243,13 +243,19 @@ class ConnectClient:
     def __init__(self, settings: Settings):
         self.url = f"http://127.0.0.1:{settings.connect_port}"
         self.port = settings.connect_port
+        self.auth = rest_auth(settings)
 
     def request(self, method: str, path: str, **kwargs) -> requests.Response:
         try:
-            return requests.request(method, f"{self.url}{path}", timeout=30, **kwargs)
+            response = requests.request(method, f"{self.url}{path}", auth=self.auth, timeout=30,
+                                        **kwargs)
         except requests.ConnectionError:
             raise StackError(f"Kafka Connect is not reachable on port {self.port}; start the "
                              "stack with `./smart-shelf up`") from None
+        if response.status_code == 401:
+            raise StackError(f"Kafka Connect on port {self.port} refused the REST password: "
+                             "the worker was started with another SMART_SHELF_CONNECT_PASSWORD")
+        return response
 
     def check_transforms(self) -> None:
         plugins = self.request("GET", "/connector-plugins?connectorsOnly=false").json()
