@@ -6,15 +6,21 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import redis
 from confluent_kafka import Consumer, TopicPartition
+from psycopg import sql
 
 from producers.ledger import Ledger
 from producers.settle import settle_simulation
@@ -27,8 +33,8 @@ from smart_shelf_platform import cutoff_barrier
 from smart_shelf_platform.progress import wait_until_quiet
 from smart_shelf_platform.rules.supplier import SupplierSchedule
 from smart_shelf_platform.settings import Settings
-from smart_shelf_platform.refdata import load_into_postgres
-from smart_shelf_platform.stack.lifecycle import reference_files
+from smart_shelf_platform.refdata import generate
+from smart_shelf_platform.refdata.generator import OUTPUTS_BY_NAME, as_utc
 from smart_shelf_platform.stack.process import StackError
 from smart_shelf_platform.verify import connect_ledger
 
@@ -40,6 +46,9 @@ EFFECT_TOPICS = ("wh_events", "restock_tasks", "daily_discounts", "alerts")
 class SimulateOptions:
     until: datetime
     speed: float | None  # None: max rate, the simulator moves the clock; else the clock speed
+    # Seed of the shoppers' random streams (arrivals, choices, bad events); None: the
+    # settings' seed. The stores themselves are always the platform's reference data.
+    seed: int | None = None
     bad_event_rate: float = 0.0
     effects: bool = True
     max_depth: int = 200_000
@@ -117,14 +126,15 @@ def simulate(settings: Settings, options: SimulateOptions,
              progress: Callable[[str], None]) -> Simulation:
     store_ids = stores_of_group(settings.stores, *options.store_group)
     refuse_unknown_stores(platform_stores(settings), store_ids, settings.stores)
-    files = reference_files(settings)
-    load_into_postgres(settings.postgres_dsn(), files)
     client = redis.Redis.from_url(settings.redis_url)
     writer = StreamWriter(client, options.stream_prefix, max_depth=options.max_depth)
+    with tempfile.TemporaryDirectory(prefix="smart-shelf-reference-") as scratch:
+        files = platform_reference(settings, store_ids, Path(scratch))
+        sim = Simulation(files, store_ids, writer, SimulationSettings(
+            seed=settings.seed if options.seed is None else options.seed,
+            start=settings.sim_start, bad_event_rate=options.bad_event_rate))
     ledger = Ledger(settings.postgres_dsn())
     ledger.reset(store_ids)
-    sim = Simulation(files, store_ids, writer, SimulationSettings(
-        seed=settings.seed, start=settings.sim_start, bad_event_rate=options.bad_event_rate))
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -276,6 +286,71 @@ def refuse_unknown_stores(known: list[str], wanted: list[str], chain: int) -> No
         f"the platform {have} and does not know {_named(unknown)}: to simulate {chain} stores, "
         f"set SMART_SHELF_STORES={chain} and start a new platform with it (`./smart-shelf down`, "
         f"a new SMART_SHELF_HOME, `./smart-shelf up`)")
+
+
+# What a store's reference data must agree on with the platform's: its shelves' stock and its
+# lots at the start (another seed or start changes both).
+FINGERPRINT = {"store_inventory": ("shelf_id", "current_stock", "maximum_stock", "snapshot_ts"),
+               "store_batches": ("shelf_id", "batch_code", "batch_quantity", "expiry_date")}
+
+
+def platform_reference(settings: Settings, store_ids: list[str],
+                       scratch: Path) -> dict[str, Path]:
+    """The reference files the simulated stores start from, checked against the platform's.
+
+    The simulation never writes reference data: the platform's streaming state started from what
+    `up` made and loaded (SMART_SHELF_DATA_DIR/reference and `ref.*`), so a world made otherwise
+    would disagree with it on every shelf. The files `up` made are
+    used when they hold these stores for SMART_SHELF_SEED and SMART_SHELF_SIM_START (a chain of
+    more stores does: each store's data is its own); else they are made in `scratch`. Either
+    way, a StackError before anything is emitted when the platform holds other data for a store.
+    """
+    files = _files_holding(settings.data_dir / "reference", settings, store_ids)
+    if files is None:
+        files = generate(scratch, seed=settings.seed, stores=settings.stores,
+                         sim_start=settings.sim_start)
+    differing = _differing(settings, files, store_ids)
+    if differing:
+        raise StackError(
+            f"the platform's reference data for {_named(differing)} is not the one "
+            f"SMART_SHELF_SEED={settings.seed} and SMART_SHELF_SIM_START="
+            f"{as_utc(settings.sim_start).isoformat()} make: simulate with the seed and start "
+            f"the stack was set up with (`--seed` alone varies the shoppers), or start a stack "
+            f"on these (`./smart-shelf down`, a new SMART_SHELF_HOME, `./smart-shelf up`)")
+    return files
+
+
+def _files_holding(folder: Path, settings: Settings,
+                   store_ids: list[str]) -> dict[str, Path] | None:
+    """The files in `folder` if its manifest says they were made for the settings' seed and
+    start and hold every one of the stores."""
+    try:
+        meta = json.loads((folder / "manifest.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    if (meta.get("seed") != settings.seed
+            or meta.get("sim_start") != as_utc(settings.sim_start).isoformat()
+            or meta.get("stores", 0) < max(int(store[1:]) for store in store_ids)):
+        return None
+    files = {name: folder / info["file"] for name, info in meta.get("files", {}).items()}
+    return files if files and all(path.exists() for path in files.values()) else None
+
+
+def _differing(settings: Settings, files: dict[str, Path], store_ids: list[str]) -> list[str]:
+    """The stores whose `ref.*` rows in the platform are not the files' (on FINGERPRINT)."""
+    differing = set()
+    with connect_ledger(settings) as conn:
+        for name, columns in FINGERPRINT.items():
+            table = pq.read_table(files[name], columns=["store_id", *columns])
+            table = table.filter(pc.is_in(table["store_id"], pa.array(store_ids)))
+            ours = set(zip(*(table.column(c).to_pylist() for c in ("store_id", *columns))))
+            target = OUTPUTS_BY_NAME[name].table
+            query = sql.SQL("SELECT {} FROM {} WHERE store_id = ANY(%s)").format(
+                sql.SQL(", ").join(map(sql.Identifier, ("store_id", *columns))),
+                sql.Identifier(target.schema, target.name))
+            theirs = set(conn.execute(query, (store_ids,)).fetchall())
+            differing.update(row[0] for row in ours ^ theirs)
+    return sorted(differing)
 
 
 def stores_of_group(stores: int, group: int, groups: int) -> list[str]:

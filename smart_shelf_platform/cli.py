@@ -222,7 +222,12 @@ def simulate(
              "SMART_SHELF_DECISION_ROUND_MINUTES set it meets the platform at each round, so "
              "the run replays exactly).")] = "max",
     seed: Annotated[Optional[int], typer.Option(
-        min=0, help="Seed (default SMART_SHELF_SEED).")] = None,
+        min=0, help="Seed of the shoppers (arrivals, choices, bad events; default "
+                    "SMART_SHELF_SEED). The stores stay the stack's: the reference data `up` "
+                    "made from SMART_SHELF_SEED, SMART_SHELF_STORES and SMART_SHELF_SIM_START, "
+                    "which simulate never rewrites; a run whose SMART_SHELF_SEED or "
+                    "SMART_SHELF_SIM_START makes other data than the stack holds is refused.")]
+        = None,
     bad_events: Annotated[float, typer.Option(
         min=0, max=1, help="Fraction of events to duplicate with a defect (dead-letter tests).")]
         = 0.0,
@@ -233,13 +238,14 @@ def simulate(
              "split over N simulator processes.")] = "0/1",
 ) -> None:
     """Simulate customers, shelves and checkouts into Redis Streams (forwarded to Kafka by the
-    bridge), with the ground-truth ledger in Postgres `sim.*`. Deterministic for a seed;
+    bridge), with the ground-truth ledger in Postgres `sim.*`, starting from the stack's
+    reference data (--stores N runs its first N stores). Deterministic for a seed;
     Ctrl-C stops cleanly and saves the ledger."""
     from producers.run import SimulateOptions, simulate as run, stores_of_group, until_from
 
     settings = get_settings()
-    updates = {k: v for k, v in (("stores", stores), ("seed", seed)) if v is not None}
-    settings = settings.model_copy(update=updates) if updates else settings
+    if stores is not None:
+        settings = settings.model_copy(update={"stores": stores})
     end = until_from(settings, days, until)
     if speed != "max":
         try:
@@ -258,7 +264,7 @@ def simulate(
         raise StackError(f"--store-group takes K/N with 0 <= K < N, not {store_group!r}") from None
     if effects:
         _wait_for_the_streaming_queries(settings)
-    run(settings, SimulateOptions(until=end, speed=clock_speed,
+    run(settings, SimulateOptions(until=end, speed=clock_speed, seed=seed,
                                   bad_event_rate=bad_events, effects=effects,
                                   store_group=(group, groups)), _progress)
 

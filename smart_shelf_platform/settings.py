@@ -165,7 +165,9 @@ class Settings(BaseSettings):
                                                         "resolution)")
 
     # Reference data
-    seed: int = Field(42, ge=0, description="seed of the reference data and the simulator")
+    seed: int = Field(42, ge=0, description="seed of the reference data `up` makes and of the "
+                                            "simulator's shoppers (`simulate --seed` sets "
+                                            "theirs alone)")
     stores: int = Field(1, ge=1, le=999,
                         description="number of stores the platform is set up with")
 

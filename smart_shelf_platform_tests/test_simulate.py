@@ -200,6 +200,80 @@ def test_a_chain_the_platform_does_not_know_is_refused_in_one_line_before_any_ev
     assert platform_stores(settings) == ["S001"] and manifest.read_bytes() == before
 
 
+def _reference_rows(settings) -> list[tuple]:
+    """The platform's shelves and lots of the reference data, to see they are left alone."""
+    with psycopg.connect(settings.postgres_dsn()) as conn:
+        return [*conn.execute("SELECT store_id, shelf_id, current_stock, snapshot_ts "
+                              "FROM ref.store_inventory_snapshot ORDER BY 1, 2"),
+                *conn.execute("SELECT store_id, batch_code, batch_quantity "
+                              "FROM ref.store_batches_snapshot ORDER BY 1, 2")]
+
+
+def test_another_seed_varies_the_shoppers_in_the_stacks_stores(settings, clean_streams):
+    manifest = settings.data_dir / "reference" / "manifest.json"
+    before = manifest.read_bytes(), _reference_rows(settings)
+    sim = simulate(settings, SimulateOptions(until=settings.sim_start + timedelta(hours=1),
+                                             speed=None, effects=False, seed=7),
+                   progress=lambda _m: None)
+    assert (manifest.read_bytes(), _reference_rows(settings)) == before
+    assert _ledger(settings, "SELECT seed FROM sim.ledger_position WHERE store_id = 'S001'") \
+        == (7,)
+    # The world is the stack's store: its ledger balances against the stack's lots.
+    on_shelves, = _ledger(settings, "SELECT sum(quantity) FROM sim.ledger_shelf_lots")
+    sold, = _ledger(settings, "SELECT sum(sold_units) FROM sim.ledger_daily_sales")
+    initial, = _ledger(settings, "SELECT sum(batch_quantity) FROM ref.store_batches_snapshot")
+    assert sold > 0 and on_shelves + sold + sim.worlds[0].units_in_carts() == initial
+
+
+def test_a_seed_that_makes_other_stores_is_refused_in_one_line(settings, clean_streams):
+    """SMART_SHELF_SEED is the stack's reference data: another one would make other shelves and
+    lots than the platform's state started from, so nothing runs and nothing is rewritten."""
+    manifest = settings.data_dir / "reference" / "manifest.json"
+    before = manifest.read_bytes(), _reference_rows(settings)
+    result = subprocess.run(
+        [sys.executable, "-m", "smart_shelf_platform.cli", "simulate", "--days", "0.1",
+         "--no-effects"], env={**os.environ, **settings.as_env(), "SMART_SHELF_SEED": "7"},
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "smart-shelf: error: the platform's reference data for S001 is not the one "
+        f"SMART_SHELF_SEED=7 and SMART_SHELF_SIM_START={settings.sim_start.isoformat()} make: "
+        "simulate with the seed and start the stack was set up with (`--seed` alone varies the "
+        "shoppers), or start a stack on these (`./smart-shelf down`, a new SMART_SHELF_HOME, "
+        "`./smart-shelf up`)"]
+    assert _stream_total(clean_streams) == 0
+    assert (manifest.read_bytes(), _reference_rows(settings)) == before
+
+
+def test_the_simulated_stores_reference_is_the_stacks_whatever_its_folder_holds(settings,
+                                                                               tmp_path):
+    from producers.run import platform_reference
+    from smart_shelf_platform.refdata import generate
+    from smart_shelf_platform.stack.process import StackError
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    # The stack's own folder, for its seed and start: used as it is.
+    files = platform_reference(settings, ["S001"], scratch)
+    assert files["store_inventory"].parent == settings.data_dir / "reference"
+    # A folder made for a larger chain (fewer stores simulated than the stack has): its files
+    # hold S001 as the stack's, so they are used and left as they are.
+    chain = tmp_path / "chain"
+    generate(chain / "reference", seed=settings.seed, stores=2, sim_start=settings.sim_start)
+    before = (chain / "reference" / "manifest.json").read_bytes()
+    files = platform_reference(settings.model_copy(update={"data_dir": chain}), ["S001"], scratch)
+    assert files["store_inventory"].parent == chain / "reference"
+    assert (chain / "reference" / "manifest.json").read_bytes() == before
+    # A folder another seed overwrote: the stack's store is made aside and agrees.
+    generate(chain / "reference", seed=7, stores=1, sim_start=settings.sim_start)
+    files = platform_reference(settings.model_copy(update={"data_dir": chain}), ["S001"], scratch)
+    assert files["store_inventory"].parent == scratch
+    # Another start makes other lots: refused.
+    later = settings.model_copy(update={"sim_start": settings.sim_start + timedelta(days=1)})
+    with pytest.raises(StackError, match="reference data for S001 is not the one"):
+        platform_reference(later, ["S001"], tmp_path / "later")
+
+
 def _stream_fingerprint(client) -> str:
     import hashlib
 
