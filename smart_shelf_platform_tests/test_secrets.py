@@ -22,9 +22,9 @@ from smart_shelf_platform.passwords import PASSWORD_VARIABLES, SECRETS_FILE
 from smart_shelf_platform.settings import REPO_ROOT
 from smart_shelf_platform.stack import connect
 from smart_shelf_platform.stack.bench import isolated_settings
-from smart_shelf_platform.stack.components import Postgres
+from smart_shelf_platform.stack.components import Postgres, Redis
 from smart_shelf_platform.stack.migrations import READER_ROLE, WRITER_ROLE
-from smart_shelf_platform.stack.process import StackError
+from smart_shelf_platform.stack.process import StackError, port_in_use, spawn, wait_until
 
 CLI = str(REPO_ROOT / "smart-shelf")
 
@@ -131,6 +131,24 @@ def test_status_works_for_the_owner(settings):
 
 
 @pytest.mark.integration
+def test_a_redis_started_without_a_password_is_restarted_with_it(settings):
+    own = isolated_settings(settings, f"open-{uuid.uuid4().hex[:6]}", 11)
+    server = Redis(own)
+    server.dir.mkdir(parents=True)
+    spawn([shutil.which("redis-server"), "--port", str(own.redis_port), "--bind", "127.0.0.1",
+           "--save", "", "--dir", str(server.dir)], server.log_file, server.pid_file)
+    try:
+        wait_until(lambda: port_in_use("127.0.0.1", own.redis_port), 10, "redis")
+        assert server.runs_without_password()  # so `up` restarts the stack
+        server.stop()
+        server.start()
+        assert server.healthy() and not server.runs_without_password()
+    finally:
+        server.stop()
+        shutil.rmtree(own.home, ignore_errors=True)
+
+
+@pytest.mark.integration
 def test_a_postgres_made_before_passwords_comes_up_requiring_them(settings):
     own = isolated_settings(settings, f"trusting-{uuid.uuid4().hex[:6]}", 11)
     postgres = Postgres(own)
@@ -141,8 +159,10 @@ def test_a_postgres_made_before_passwords_comes_up_requiring_them(settings):
             conn.execute(f"ALTER ROLE {own.postgres_user} PASSWORD 'smart_shelf'")
         postgres.hba_file.write_text("local all all trust\n"
                                      "host all all 127.0.0.1/32 scram-sha-256\n")
+        assert postgres.runs_without_password()  # so `up` restarts the stack
         postgres.stop()
         postgres.start()
+        assert not postgres.runs_without_password()
         with psycopg.connect(own.postgres_dsn(db="postgres")) as conn:
             methods = {r[0] for r in conn.execute("SELECT auth_method FROM pg_hba_file_rules")}
         assert methods == {"scram-sha-256"}

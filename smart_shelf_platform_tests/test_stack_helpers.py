@@ -104,6 +104,9 @@ def test_up_starts_streaming_after_topics_tables_and_reference_data(tmp_path, mo
         def stop(self):
             steps.append(f"stop {self.name}")
 
+        def runs_without_password(self):
+            return False
+
     comps = [Fake("kafka"), Fake("bridge"), Fake("streaming", after_setup=True)]
     monkeypatch.setattr(lifecycle, "all_components", lambda _s: comps)
     monkeypatch.setattr(lifecycle, "preflight", lambda _s: None)

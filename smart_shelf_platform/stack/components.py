@@ -24,6 +24,8 @@ import redis as redis_lib
 import requests
 from confluent_kafka.admin import AdminClient
 from psycopg import sql
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from smart_shelf_platform.passwords import properties_value, write_private
 from smart_shelf_platform.settings import REPO_ROOT, Settings
@@ -73,6 +75,11 @@ class Component:
 
     def healthy(self) -> bool:
         raise NotImplementedError
+
+    def runs_without_password(self) -> bool:
+        """True for a server this stack started before passwords were required (`up` restarts
+        the stack then: its running clients know no passwords either)."""
+        return False
 
     def _start(self) -> None:
         raise NotImplementedError
@@ -212,6 +219,9 @@ class Postgres(Component):
         self.hba_file.write_text(HBA)
         self._chown(self.hba_file)
 
+    def runs_without_password(self) -> bool:
+        return not self.external and self.pid() is not None and self._trusts()
+
     def _trusts(self) -> bool:
         """A data directory made before passwords were required trusts local connections."""
         return any(line.split()[-1:] == ["trust"] for line in self.hba_file.read_text()
@@ -265,6 +275,18 @@ class Redis(Component):
 
     def healthy(self) -> bool:
         return bool(redis_lib.Redis.from_url(self.s.redis_url, socket_timeout=2).ping())
+
+    def runs_without_password(self) -> bool:
+        if self.external or self.pid() is None:
+            return False
+        client = redis_lib.Redis(host=self.s.redis_host, port=self.port, socket_timeout=2,
+                                 retry=Retry(NoBackoff(), 0))
+        try:
+            return bool(client.ping())
+        except redis_lib.RedisError:  # NOAUTH: it asks for its password
+            return False
+        finally:
+            client.close()
 
     def _config(self) -> Path:
         """The server's configuration, in a file of the owner's alone: it holds the password,

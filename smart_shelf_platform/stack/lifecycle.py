@@ -3,7 +3,8 @@
 `up` is idempotent: it starts what is not running, waits for health, then creates or aligns
 everything the contracts describe (database, roles, migrations, topics, Delta tables), loads
 the reference data and applies the Kafka Connect connectors. If any step fails, the services this call started are stopped again, so a
-failed `up` leaves no half-started stack behind.
+failed `up` leaves no half-started stack behind. A stack still running from before passwords
+were required is stopped first, then started with them.
 """
 
 from __future__ import annotations
@@ -73,6 +74,10 @@ def up(settings: Settings, progress: Progress = print) -> UpReport:
         return result
 
     comps = all_components(settings)
+    if any(comp.runs_without_password() for comp in comps):
+        progress("the stack runs without passwords (started before they were required); "
+                 "restarting it")
+        down(settings, progress)
 
     def start(comp: Component) -> None:
         progress(f"starting {comp.name}" + (f" (port {comp.port})" if comp.port else ""))
