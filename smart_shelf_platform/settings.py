@@ -43,22 +43,24 @@ class Settings(BaseSettings):
     postgres_external: bool = Field(False, description="reuse a running server, do not start one")
     postgres_db: str = Field("smart_shelf", description="the platform's database")
     postgres_user: str = Field("smart_shelf", description="owner of the database")
+    # Passwords: repr=False, so no printed or logged settings object shows them.
     postgres_password: str = Field(
-        "", description="password of the owner; empty: the stack's own, generated into "
-                        "$SMART_SHELF_HOME/secrets.env (local only)")
+        "", repr=False, description="password of the owner; empty: the stack's own, generated "
+                                    "into $SMART_SHELF_HOME/secrets.env (local only)")
     postgres_writer_password: str = Field(
-        "", description="password of the role smart_shelf_writer (the platform); empty: "
-                        "generated, as above")
+        "", repr=False, description="password of the role smart_shelf_writer (the platform); "
+                                    "empty: generated, as above")
     postgres_reader_password: str = Field(
-        "", description="password of the role smart_shelf_reader (the dashboard); empty: "
-                        "generated, as above")
+        "", repr=False, description="password of the role smart_shelf_reader (the dashboard); "
+                                    "empty: generated, as above")
 
     # Redis
     redis_host: str = Field("127.0.0.1", description="Redis host")
     redis_port: int = Field(16379, description="Redis port (not 6379)")
     redis_external: bool = Field(False, description="reuse a running server, do not start one")
     redis_password: str = Field(
-        "", description="password Redis requires (`requirepass`); empty: generated, as above")
+        "", repr=False, description="password Redis requires (`requirepass`); empty: "
+                                    "generated, as above")
 
     # Kafka (KRaft, combined broker + controller) and Kafka Connect
     kafka_host: str = Field("127.0.0.1", description="Kafka broker host")
@@ -79,8 +81,8 @@ class Settings(BaseSettings):
     connect_heap: str = Field("512m", description="JVM heap of the Kafka Connect worker")
     connect_enabled: bool = Field(True, description="run the Kafka Connect worker")
     connect_password: str = Field(
-        "", description="password of the user smart_shelf on the Kafka Connect REST API (HTTP "
-                        "basic auth); empty: generated, as above")
+        "", repr=False, description="password of the user smart_shelf on the Kafka Connect REST "
+                                    "API (HTTP basic auth); empty: generated, as above")
 
     # Processes of the platform itself that `up` starts
     bridge_enabled: bool = Field(True, description="run the Redis->Kafka bridge")

@@ -58,6 +58,7 @@ def test_the_generated_passwords_are_the_owners_alone_and_in_no_tracked_file(set
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     stored = (settings.home / SECRETS_FILE).read_text()
     assert all(f"={p}\n" in stored for p in passwords(settings))
+    assert not any(p in repr(settings) for p in passwords(settings))  # nor a logged settings
     tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True,
                              check=True).stdout.decode().split("\0")
     values = [p.encode() for p in passwords(settings)]
