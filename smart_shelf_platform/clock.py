@@ -159,6 +159,17 @@ class ClockKeys:
     def position(self) -> str:
         return f"{self.prefix}position"
 
+    @property
+    def start(self) -> str:
+        """Where the run's time began (set at a fresh start or a reset)."""
+        return f"{self.prefix}start"
+
+    @property
+    def horizon(self) -> str:
+        """The latest minute whose tick may be in Kafka: set before a step's ticks are sent, so
+        a reader that sees a tick later than it knows the clock did not send it."""
+        return f"{self.prefix}horizon"
+
 
 def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
@@ -204,6 +215,22 @@ class RedisClock:
 
     def today(self) -> date:
         return date.fromisoformat(self._get(self._keys.today))
+
+    def bounds(self) -> ClockBounds:
+        """Start, now and tick horizon in one read; each None when the clock has not set it."""
+        values = self._redis.mget([self._keys.start, self._keys.now, self._keys.horizon])
+        start, now, horizon = (parse_utc(_text(v)) if v is not None else None for v in values)
+        return ClockBounds(start, now, horizon)
+
+
+@dataclass(frozen=True)
+class ClockBounds:
+    """What a reader checks event and tick times against: nothing before `start`, no tick after
+    `horizon`, no event far after `now`."""
+
+    start: datetime | None
+    now: datetime | None
+    horizon: datetime | None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -261,13 +288,15 @@ class SimClock:
         if self.topic not in self._producer.list_topics(timeout=10).topics:
             raise ClockError(f"Kafka topic {self.topic!r} does not exist (create topics first)")
         self._committed = _text(self._redis.get(self._keys.position))
+        began = None
         if self._committed is None or reset:
             state = ClockState.fresh(self.start_at)
             how = "reset to start" if self._committed is not None else "fresh start"
+            began = state.now
         else:
             state = ClockState.decode(self._committed)
             how = "resumed"
-        self._commit(state)
+        self._commit(state, began=began)
         log.info("sim clock %s at %s (last tick %s), speed %s, step %g s, topic %s, keys %s*",
                  how, iso_utc(state.now), iso_utc(state.last_tick),
                  f"{self.speed:g}x" if self.speed > 0 else "max rate", self.step_seconds,
@@ -304,6 +333,8 @@ class SimClock:
             if err is not None:
                 failures.append(err)
 
+        # Readers refuse ticks past the horizon: it moves before the ticks exist.
+        self._redis.set(self._keys.horizon, iso_utc(minutes[-1]))
         wall = datetime.now(timezone.utc)
         for minute in minutes:
             event = tick_event(minute, wall, self.speed)
@@ -315,8 +346,9 @@ class SimClock:
             raise ClockError(f"ticks {tick_id(minutes[0])}..{tick_id(minutes[-1])} not delivered "
                              f"({undelivered} pending, errors {failures}); position not committed")
 
-    def _commit(self, state: ClockState) -> None:
-        """Write now, today and the position in one MULTI/EXEC, if nobody else moved the clock."""
+    def _commit(self, state: ClockState, began: datetime | None = None) -> None:
+        """Write now, today and the position in one MULTI/EXEC, if nobody else moved the clock;
+        at a fresh start or a reset (`began`), the start and the tick horizon too."""
         encoded = state.encode()
         with self._redis.pipeline(transaction=True) as pipe:
             try:
@@ -328,6 +360,9 @@ class SimClock:
                 pipe.set(self._keys.now, iso_utc(state.now))
                 pipe.set(self._keys.today, state.now.date().isoformat())
                 pipe.set(self._keys.position, encoded)
+                if began is not None:
+                    pipe.set(self._keys.start, iso_utc(began))
+                    pipe.set(self._keys.horizon, iso_utc(state.last_tick))
                 pipe.execute()
             except redis.WatchError as exc:
                 raise ClockConflict(f"{self._keys.position} changed during commit") from exc

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     streaming_enabled: bool = Field(True, description="run the Spark streaming application")
     streaming_trigger_seconds: float = Field(
         2.0, gt=0, description="micro-batch interval of the streaming application `up` runs")
+    event_lateness_hours: float = Field(
+        168.0, gt=0, description="an event stamped this long (simulated) before the clock's "
+                                 "now is refused as too late (dead letter); duplicates are "
+                                 "dropped however late")
 
     # Spark (streaming jobs and Dagster's Spark work)
     spark_master: str = Field("local[2]", description="local[N] or spark://host:7077")
@@ -199,10 +203,6 @@ class Settings(BaseSettings):
         parse_discount_ladder(value)  # a bad ladder fails here, with the entry named
         return value
 
-    @property
-    def kafka_bootstrap(self) -> str:
-        return self.kafka_bootstrap_override or f"{self.kafka_host}:{self.kafka_port}"
-
     @model_validator(mode="after")
     def _stack_passwords(self) -> Settings:
         """A local stack's passwords left unset are its generated ones (`passwords`); elsewhere
@@ -213,6 +213,10 @@ class Settings(BaseSettings):
             for name in unset:
                 setattr(self, name, stored[name])
         return self
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return self.kafka_bootstrap_override or f"{self.kafka_host}:{self.kafka_port}"
 
     @property
     def delta_root(self) -> str:

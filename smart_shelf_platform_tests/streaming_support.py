@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from confluent_kafka import Consumer, Producer, TopicPartition
 from deltalake import DeltaTable
 
-from smart_shelf_platform.clock import RedisClock
+from smart_shelf_platform.clock import RedisClock, tick_event
 from smart_shelf_platform.contracts.catalogue import TOPICS_BY_NAME
 from smart_shelf_platform.stack import topics
 from smart_shelf_platform.stack.delta_tables import ensure_delta_tables
@@ -118,9 +118,7 @@ def store_reference(settings, name: str) -> list[dict]:
 
 def tick(moment: datetime) -> dict:
     """The clock's tick record for the simulated minute `moment`."""
-    return {"tick_id": moment.isoformat(), "sim_time": moment.isoformat().replace("+00:00", "Z"),
-            "sim_date": moment.date().isoformat(), "wall_time": "2026-11-23T00:00:00Z",
-            "speed": 60.0}
+    return tick_event(moment, datetime(2026, 11, 23, tzinfo=timezone.utc), 60.0)
 
 
 def replay_last_decision(ctx: shell.QueryContext, query_name: str) -> int:

@@ -2,9 +2,12 @@
 malformed events mixed in. The simulator runs with the platform's effects on, the bridge and the
 streaming application run continuously and decide in hourly rounds (`test_replenishment_loop.
 closed_loop`): state, alerts, restock plans, the refills the world's restockers carry out,
-supplier plans. Then, on what the run left behind, what a chain's operator runs: `verify` (exact
-for every store, every bad event dead-lettered), `report` (every store and the total), the day's
-features (every shelf of every store) and every asset check of the Dagster code location.
+supplier plans. When the simulation has settled, and while the application still runs, hostile
+records are written straight to every input topic (`hostile_records`): each must be refused with
+its reason and change nothing, as must late copies of valid events. Then, on what the run left
+behind, what a chain's operator runs: `verify` (exact for every store, every bad event
+dead-lettered), `report` (every store and the total), the day's features (every shelf of every
+store) and every asset check of the Dagster code location.
 
 The run is the module's own: a database with reference data of three stores, Kafka topics,
 Delta root, checkpoints, Redis streams and simulated clock nobody else writes to, so the checks
@@ -12,21 +15,25 @@ that read the whole ledger or the clock see this run and nothing else."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
 import sys
+import uuid
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import dagster as dg
 import psycopg
+from confluent_kafka import Producer
 import pytest
 
 from producers.simulator import Simulation
 from producers.streams import stream_name
+from smart_shelf_platform.clock import RedisClock, floor_minute, iso_utc
 from smart_shelf_platform.definitions import build_definitions
 from smart_shelf_platform.defs.analytics.assets import FEATURES_DELTA_KEY, MATERIALIZED_KEYS
 from smart_shelf_platform.defs.forecasting.assets import PREDICTIONS_KEY, REGISTRY_KEY
@@ -34,9 +41,13 @@ from smart_shelf_platform.defs.lineage import TRAINING_SET_KEY
 from smart_shelf_platform.defs.quality.checks import FRESH_WITHIN_LAG, MATCHES_LEDGER
 from smart_shelf_platform.defs.resources import RESOURCE_KEY, SmartShelfResource
 from smart_shelf_platform.ml import feature_store
+from smart_shelf_platform.progress import wait_until_read
 from smart_shelf_platform.settings import Settings
 from smart_shelf_platform.verify import verify
-from smart_shelf_platform_tests.streaming_support import delta_rows
+from smart_shelf_platform_tests.hostile_records import (
+    INPUT_TOPICS, Hostile, hostile_records, tick_attacks,
+)
+from smart_shelf_platform_tests.streaming_support import consume_all, delta_rows, produce
 from streaming import runner
 from streaming.shell import QueryContext
 
@@ -62,11 +73,22 @@ def bridge_into(ctx, settings, stream_prefix: str) -> None:
 
 
 @dataclass(frozen=True)
+class Attack:
+    """What was written to the run's topics after it settled: hostile records, and late copies
+    of valid events and of a tick (each valid record as it was first sent)."""
+
+    hostile: list[Hostile]
+    late_copies: dict[str, dict]  # topic -> the valid record sent again
+    end: str  # the clock's last minute, ISO-8601
+
+
+@dataclass(frozen=True)
 class PipelineRun:
     settings: Settings  # the run's database and Delta root
     ctx: QueryContext
     sim: Simulation
     clock_prefix: str
+    attack: Attack
 
     @property
     def day(self) -> date:
@@ -95,16 +117,61 @@ def pipeline(settings, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("e2e")
     clock: dict[str, str] = {}
+    attacks: list[Attack] = []
 
     @contextmanager
-    def note_the_clock(_own, _ctx, clock_prefix: str):
+    def attack_once_settled(own, ctx, clock_prefix: str):
         clock["prefix"] = clock_prefix  # the freshness checks read the run's clock
         yield
+        attacks.append(attack(own, ctx, clock_prefix))
 
     with closed_loop(settings, tmp, database={"stores": len(STORES), "data_dir": tmp / "data"},
                      simulated=SIMULATED, bad_events=BAD_EVENTS,
-                     alongside=note_the_clock) as (own, ctx, sim):
-        yield PipelineRun(own, ctx, sim, clock["prefix"])
+                     alongside=attack_once_settled) as (own, ctx, sim):
+        yield PipelineRun(own, ctx, sim, clock["prefix"], attacks[0])
+
+
+def first_valid(ctx, topic: str, dead: set[tuple[str, int]]) -> dict:
+    """The topic's first record the run did not dead-letter."""
+    return next(json.loads(m.value()) for m in consume_all(ctx, topic)
+                if (m.topic(), m.offset()) not in dead)
+
+
+def attack(own, ctx, clock_prefix: str) -> Attack:
+    """Write the hostile records, the late copies and forged ticks; wait until every query of
+    the still running application has read them."""
+    import redis
+
+    dead = {(r["source"], r["source_offset"]) for r in delta_rows(ctx, "raw/dead_letter")}
+    late = {t: first_valid(ctx, t, dead) for t in (*EVENT_TOPICS, "wh_events", "clock_ticks")}
+    valid = {**late, **sample_policies(late["shelf_events"])}
+    client = redis.Redis.from_url(own.redis_url)
+    end = floor_minute(RedisClock(client, clock_prefix).now())
+    hostile = hostile_records(valid) + tick_attacks(end)
+    producer = Producer({"bootstrap.servers": own.kafka_bootstrap, "enable.idempotence": True})
+    refused = []
+    for i, h in enumerate(hostile):  # keyed: the policy topics are compacted and need one
+        producer.produce(ctx.topic(h.topic), key=f"hostile-{i}", value=h.payload,
+                         on_delivery=lambda err, _m: err and refused.append(err))
+    assert producer.flush(30) == 0 and not refused, refused
+    for topic, record in late.items():
+        produce(ctx, topic, [record])
+    wait_until_read(client, clock_prefix, own.kafka_bootstrap,
+                    queries=runner.spark_query_names(), timeout=300)
+    client.close()
+    return Attack(hostile, late, iso_utc(end))
+
+
+def sample_policies(shelf_event: dict) -> dict[str, dict]:
+    """A valid policy of each kind for the event's shelf: the base of the hostile ones, never
+    sent itself."""
+    at = shelf_event["timestamp"]
+    scope = {"store_id": shelf_event["store_id"], "policy_id": str(uuid.uuid4()),
+             "shelf_id": shelf_event["shelf_id"], "item_category": None,
+             "item_subcategory": None, "active": True, "notes": None, "created_at": at,
+             "updated_at": at}
+    return {"shelf_policies": scope | {"threshold_pct": 30.0, "min_qty": 1, "target_pct": 80.0},
+            "wh_policies": scope | {"reorder_point_qty": 10}}
 
 
 def test_verify_is_exact_for_every_store_and_every_bad_event_is_dead_lettered(pipeline):
@@ -126,7 +193,8 @@ def test_verify_is_exact_for_every_store_and_every_bad_event_is_dead_lettered(pi
     keys = sum(c.keys for c in report.comparisons.values())
     assert lines[-1] == f"verify: OK (3 stores, {keys} keys, {bad} bad events dead-lettered)"
 
-    dead = delta_rows(ctx, "raw/dead_letter")
+    hostile = {dead_letter_payload(h.payload) for h in pipeline.attack.hostile}
+    dead = [r for r in delta_rows(ctx, "raw/dead_letter") if r["payload"] not in hostile]
     assert len(dead) == bad and all(r["reason"] for r in dead)
     # Found in the one Spark query of the platform, named after the query that reads the topic.
     reporter = {"shelf_events": "shelf_aggregator", "foot_traffic": "foot_traffic_raw_sink",
@@ -144,6 +212,58 @@ def test_verify_is_exact_for_every_store_and_every_bad_event_is_dead_lettered(pi
     # The loop closed: restockers put the plans' picks on the shelves.
     assert any(e["actor"] == "restocker" and e["event_type"] == "putback"
                for e in delta_rows(ctx, "raw/shelf_events"))
+
+
+def dead_letter_payload(payload: bytes | None) -> str | None:
+    """A record's payload as the dead letters keep it: text, base64 when not UTF-8, "" for a
+    null value."""
+    if payload is None:
+        return ""
+    try:
+        return payload.decode()
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(payload).decode()
+
+
+def test_hostile_records_are_refused_with_their_reason_and_late_copies_change_nothing(
+        pipeline):
+    """Written straight to the topics after the run, while the application runs: every
+    hostile record is in the dead letters with its reason, found by a query of the platform;
+    a copy of a valid event or tick, however late, is taken once; nothing any query decided or
+    folded carries a time after the clock's last minute (a forged tick or event moved no
+    state, no plan, no alert). `verify`, exact in the test above, ran after all of it."""
+    ctx, attack = pipeline.ctx, pipeline.attack
+    dead: dict[tuple[str, str], list[dict]] = {}
+    for row in delta_rows(ctx, "raw/dead_letter"):
+        dead.setdefault((row["source"], row["payload"]), []).append(row)
+    queries = set(runner.QUERIES)
+    unrefused = []
+    for h in attack.hostile:
+        found = dead.get((ctx.topic(h.topic), dead_letter_payload(h.payload)), [])
+        if not any(h.reason in r["reason"] for r in found):
+            unrefused.append((h.topic, h.what, h.reason, [r["reason"] for r in found]))
+        assert all(r["detected_by"] in queries for r in found), found
+    assert not unrefused, unrefused
+    assert len(attack.hostile) > 150 and {h.topic for h in attack.hostile} == {
+        *INPUT_TOPICS, "clock_ticks"}
+
+    # Late copies: each id once in its raw table, none dead-lettered.
+    raw = {"shelf_events": "raw/shelf_events", "pos_transactions": "raw/pos_transactions",
+           "foot_traffic": "raw/foot_traffic", "wh_events": "raw/wh_events"}
+    for topic, path in raw.items():
+        copy = attack.late_copies[topic]
+        assert [r["event_id"] for r in delta_rows(ctx, path)].count(copy["event_id"]) == 1
+        assert not dead.get((ctx.topic(topic), json.dumps(copy))), topic
+
+    # No state, alert or plan moved past the clock by a forged time.
+    end = datetime.fromisoformat(attack.end.replace("Z", "+00:00"))
+    stamped = {"cleansed/shelf_state": "last_update_ts", "cleansed/wh_state": "last_update_ts",
+               "cleansed/shelf_batch_state": "last_update_ts",
+               "cleansed/wh_batch_state": "last_update_ts", "ops/alerts": "updated_at",
+               "ops/shelf_restock_plan": "updated_at", "ops/wh_supplier_plan": "updated_at"}
+    for path, column in stamped.items():
+        latest = max(r[column] for r in delta_rows(ctx, path))
+        assert latest.replace(tzinfo=timezone.utc) <= end, (path, latest)
 
 
 Evaluations = dict[tuple[str, str], dg.AssetCheckEvaluation]

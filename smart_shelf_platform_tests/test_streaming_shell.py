@@ -10,16 +10,18 @@ import dataclasses
 import json
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
 from producers.bad_events import corrupt
-from smart_shelf_platform.clock import ClockKeys
+from smart_shelf_platform.clock import ClockBounds, ClockKeys, tick_event
 from smart_shelf_platform.contracts.catalogue import DELTA_TABLES_BY_PATH
-from smart_shelf_platform.contracts.events import DEAD_LETTER, FOOT_TRAFFIC, SHELF_EVENT
+from smart_shelf_platform.contracts.events import (
+    CLOCK_TICK, DEAD_LETTER, FOOT_TRAFFIC, POS_TRANSACTION, SHELF_EVENT,
+)
 from smart_shelf_platform_tests.streaming_support import (
     consume_all, delta_rows, produce, replay_last_batch, run_to_end,
 )
@@ -100,6 +102,11 @@ def test_each_bad_event_defect_gets_its_reason(spark, defect, topic, expected):
     assert got == [None, expected]
 
 
+CLOCK = ClockBounds(start=datetime(2026, 1, 1, 7, 0, tzinfo=timezone.utc), now=SIM_NOW,
+                    horizon=SIM_NOW)
+LATENESS = timedelta(hours=12)
+
+
 @pytest.mark.parametrize("topic", ["foot_traffic", "shelf_events"])
 def test_a_future_timestamp_is_flagged_against_the_simulated_clock(spark, topic):
     record, event = ((FOOT_TRAFFIC, foot_traffic_event()) if topic == "foot_traffic"
@@ -107,10 +114,95 @@ def test_a_future_timestamp_is_flagged_against_the_simulated_clock(spark, topic)
     parsed = shell.parse_events(
         kafka_frame(spark, topic, [as_bytes(event), corrupt("future_timestamp", topic, event)]),
         record)
-    flagged = shell.future_timestamp_reason(parsed, SIM_NOW).orderBy("_offset")
+    flagged = shell.clock_bounds_reason(parsed, CLOCK, LATENESS).orderBy("_offset")
     assert [r[shell.REASON] for r in flagged.collect()] == [None, "timestamp in the future"]
-    unchecked = shell.future_timestamp_reason(parsed, None).orderBy("_offset")
+    unchecked = shell.clock_bounds_reason(parsed, None, LATENESS).orderBy("_offset")
     assert [r[shell.REASON] for r in unchecked.collect()] == [None, None]
+
+
+def test_events_from_before_the_start_or_beyond_the_lateness_bound_are_refused(spark):
+    """An event is checked against the clock's start and how late it may be; a bound the
+    clock has not set (an older stack, a clock never run) is not checked."""
+    stamps = ["2026-01-01T07:00:00Z", "1970-01-01T00:00:00Z", "2026-01-01T06:59:59Z"]
+    parsed = shell.parse_events(kafka_frame(spark, "shelf_events", [
+        as_bytes(dict(shelf_event(), timestamp=t)) for t in stamps]), SHELF_EVENT)
+    assert [r[shell.REASON] for r in shell.clock_bounds_reason(parsed, CLOCK, LATENESS)
+            .orderBy("_offset").collect()] == [
+        None, "timestamp more than 12 h before the simulated now: too late; timestamp before "
+              "the simulation's start", "timestamp before the simulation's start"]
+    later = dataclasses.replace(CLOCK, now=datetime(2026, 1, 2, 8, tzinfo=timezone.utc))
+    assert [r[shell.REASON] for r in shell.clock_bounds_reason(
+        parsed, dataclasses.replace(later, start=None), LATENESS).orderBy("_offset").collect()
+            ] == ["timestamp more than 12 h before the simulated now: too late"] * 3
+
+
+def tick(minute: str, **changes) -> bytes:
+    at = datetime.fromisoformat(minute.replace("Z", "+00:00"))
+    return as_bytes(tick_event(at, datetime(2026, 1, 1, tzinfo=timezone.utc), 600.0) | changes)
+
+
+def test_a_tick_the_clock_did_not_make_is_refused_with_its_reason(spark):
+    payloads = [tick("2026-01-01T08:00:00Z"),
+                tick("2026-01-01T08:00:00Z", tick_id="2026-01-01T08:01:00Z"),
+                tick("2026-01-01T08:00:00Z", sim_time="2026-01-01T08:00:30Z"),
+                tick("2026-01-01T08:00:00Z", sim_date="2026-01-02"),
+                tick("2026-01-01T08:00:00Z", speed=-5),
+                tick("2026-01-01T08:01:00Z"),  # past the clock's horizon
+                tick("2099-01-01T12:00:00Z"),
+                tick("2025-12-31T23:59:00Z")]
+    parsed = shell.parse_events(kafka_frame(spark, "clock_ticks", payloads), CLOCK_TICK)
+    got = [r[shell.REASON] for r in shell.clock_bounds_reason(parsed, CLOCK, LATENESS)
+           .orderBy("_offset").collect()]
+    assert got == [None, "tick_id: not the minute of sim_time",
+                   "sim_time: not a whole minute; tick_id: not the minute of sim_time; tick ahead "
+                   "of the clock", "sim_date: not the date of sim_time", "negative speed",
+                   "tick ahead of the clock", "tick ahead of the clock",
+                   "tick before the clock's start"]
+
+
+def receipt(**line_changes) -> dict:
+    line = {"line_no": 1, "shelf_id": "TSTSHL0001", "batch_code": "B1",
+            "expiry_date": "2026-01-09", "quantity": 2, "unit_price": 1.5, "discount": 0.3,
+            "total_price": 2.1}
+    return {"event_id": str(uuid.uuid4()), "store_id": "S001",
+            "transaction_id": str(uuid.uuid4()), "customer_id": str(uuid.uuid4()),
+            "timestamp": "2026-01-01T07:30:00Z", "total_items": 2, "total_amount": 2.1,
+            "items": [line, dict(line, line_no=2) | line_changes]}
+
+
+def test_receipt_lines_get_the_same_checks_as_top_level_fields(spark):
+    known = spark.createDataFrame([("S001", "TSTSHL0001")], "store_id string, shelf_id string")
+    bad_lines = [{}, {"quantity": -3}, {"quantity": "3"}, {"discount": 7.5},
+                 {"shelf_id": "NOWHERE"}, {"expiry_date": "soon"}, {"colour": "red"},
+                 {"quantity": None}, {"quantity": 1e20}]
+    payloads = [as_bytes(receipt(**changes)) for changes in bad_lines]
+    payloads.append(as_bytes(dict(receipt(), items=[receipt()["items"][0], 5])))
+    assert reasons(spark, POS_TRANSACTION, payloads, known_shelves=known) == [
+        None, "negative items[].quantity", "items[].quantity: not an integer",
+        "items[].discount: not within 0..0.95", "unknown shelf in items[]: NOWHERE",
+        "items[].expiry_date: not an ISO-8601 date", "unexpected field items[].colour",
+        "missing field items[].quantity", "items[].quantity: not an integer",
+        "items: not an array; items[]: not a JSON object"]
+
+
+def test_a_query_takes_each_tick_once_and_in_order():
+    """Ticks are not deduplicated by id (a refused forgery would take its minute's id): each
+    driver query takes the minutes after the last it took, so a repeated or late copy changes
+    nothing."""
+    from streaming.driver_query import new_ticks
+
+    state: dict = {}
+    first = new_ticks(state, {"clock_ticks": [{"sim_time": "2026-01-01T07:02:00Z"},
+                                              {"sim_time": "2026-01-01T07:01:00Z"}],
+                              "shelf_state": [{"k": 1}]})
+    assert [t["sim_time"] for t in first["clock_ticks"]] == ["2026-01-01T07:01:00Z",
+                                                             "2026-01-01T07:02:00Z"]
+    assert first["shelf_state"] == [{"k": 1}]
+    again = new_ticks(state, {"clock_ticks": [{"sim_time": "2026-01-01T07:02:00Z"},
+                                              {"sim_time": "2026-01-01T07:00:00Z"},
+                                              {"sim_time": "2026-01-01T07:03:00Z"}]})
+    assert [t["sim_time"] for t in again["clock_ticks"]] == ["2026-01-01T07:03:00Z"]
+    assert state["_last_tick"] == "2026-01-01T07:03:00Z"
 
 
 def test_other_contract_breaches_are_named(spark):
@@ -166,14 +258,16 @@ def test_records_of_two_topics_with_the_same_key_are_not_repeats(spark):
 def test_dead_letter_rows_follow_the_contract_with_deterministic_ids(spark):
     broken = corrupt("broken_json", "foot_traffic", foot_traffic_event())
     missing = corrupt("missing_field", "foot_traffic", foot_traffic_event())
-    parsed = shell.parse_events(kafka_frame(spark, "ft", [broken, missing]), FOOT_TRAFFIC)
+    parsed = shell.parse_events(kafka_frame(spark, "ft", [broken, missing, None]), FOOT_TRAFFIC)
     rows = shell.dead_letter_rows(parsed, "probe").orderBy("source_offset").collect()
-    assert [list(r.asDict()) for r in rows] == [DEAD_LETTER.field_names] * 2
+    assert [list(r.asDict()) for r in rows] == [DEAD_LETTER.field_names] * 3
     assert [r.event_id for r in rows] == [
-        str(uuid.uuid5(shell.DEAD_LETTER_NAMESPACE, f"ft|0|{i}")) for i in range(2)]
-    assert [r.store_id for r in rows] == [None, "S001"]
-    assert [r.payload.encode() for r in rows] == [broken, missing]
-    assert [r.reason for r in rows] == ["malformed JSON", "missing field timestamp"]
+        str(uuid.uuid5(shell.DEAD_LETTER_NAMESPACE, f"ft|0|{i}")) for i in range(3)]
+    assert [r.store_id for r in rows] == [None, "S001", None]
+    # A null value (a tombstone) is kept as "": the table's payload is never null.
+    assert [r.payload.encode() for r in rows] == [broken, missing, b""]
+    assert [r.reason for r in rows] == ["malformed JSON", "missing field timestamp",
+                                        "empty payload"]
     assert {r.detected_by for r in rows} == {"probe"} and {r.received_at for r in rows} == {
         RECEIVED.replace(tzinfo=None)}
 

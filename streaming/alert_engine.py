@@ -44,7 +44,7 @@ PLAN_NAMESPACE = uuid.UUID("3e9a6c1d-2b7f-5d40-9e8a-51c2f0b7d6a3")
 IN_FLIGHT = ("pending", "issued")
 FINAL = ("completed", "canceled")
 # Policies carry no version: each edit is a new `updated_at` (deduplicating by key alone would
-# drop a second edit made within the dedupe watermark).
+# drop every edit after the first).
 POLICY_VERSION = ("store_id", "policy_id", "updated_at")
 # Only a new simulated day changes what the engines decide without a state change (near-expiry
 # windows), so they read the first tick of each day; deciding in rounds, the rounds' ticks.

@@ -43,11 +43,33 @@ from streaming.host import Member
 log = logging.getLogger(__name__)
 
 
-def tick_source(*times: str) -> shell.EventSource:
+TICKS_TOPIC = "clock_ticks"
+
+
+def tick_source(*times: str, reports: bool = False) -> shell.EventSource:
     """Clock ticks; with `times` ("00:00", "12:00", ...) only the ticks of those minutes of the
-    day (the clock, their only producer, checks its own ticks: no dead letters here)."""
+    day. One reader `reports` the bad ones (the restock manager, which reads them all).
+
+    Not deduplicated by id in Spark: a forged tick refused there (ahead of the clock) would
+    take its minute's id, and the clock's real tick would then be dropped as a repeat. Each
+    query takes every minute once, in order, instead (`new_ticks`)."""
     prefilter = shell.FieldIn("sim_time", times, chars=(11, 16)) if times else None  # "HH:MM"
-    return shell.EventSource("clock_ticks", CLOCK_TICK, dead_letters=False, prefilter=prefilter)
+    return shell.EventSource(TICKS_TOPIC, CLOCK_TICK, dead_letters=reports, prefilter=prefilter,
+                             dedupe_on=())
+
+
+def new_ticks(state: dict, rows: Rows) -> Rows:
+    """`rows` with only the ticks after the last one the query took, in time order; the newest
+    is remembered in `state` (`_last_tick`). A repeated or out-of-order tick changes nothing."""
+    ticks = rows.get(TICKS_TOPIC)
+    if not ticks:
+        return rows
+    last = state.get("_last_tick")
+    fresh = sorted((t for t in ticks if last is None or t["sim_time"] > last),
+                   key=lambda t: t["sim_time"])
+    if fresh:
+        state["_last_tick"] = fresh[-1]["sim_time"]
+    return {**rows, TICKS_TOPIC: fresh}
 
 
 def utc(text: str | None) -> datetime | None:
@@ -172,7 +194,7 @@ class DriverQuery(Member):
 
     def run_batch(self, spark: SparkSession, rows: Rows, batch_id: int) -> None:
         state = self.state.before(batch_id)
-        outputs = self.step(state, rows, batch_id)
+        outputs = self.step(state, new_ticks(state, rows), batch_id)
         self.publish(outputs.messages)
         for table, records in sorted(outputs.rows.items()):
             self.merge(table, records, batch_id)

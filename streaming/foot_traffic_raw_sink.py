@@ -1,7 +1,8 @@
 """Foot-traffic raw sink: Kafka `foot_traffic` to Delta `raw/foot_traffic`, rejects dead-lettered.
 
-Each micro-batch: contract check (FOOT_TRAFFIC), dedupe by event_id within the watermark, the
-future-timestamp check against the simulated clock, then dead letters and an idempotent append of
+Each micro-batch: contract check (FOOT_TRAFFIC), dedupe by event_id (however late a copy comes),
+the time checks against the simulated clock and the store check, then dead letters and an
+idempotent append of
 the valid rows (app id = the query name, version = the batch id), so a replayed batch adds nothing.
 
 Run it alone with `python -m streaming.foot_traffic_raw_sink` (or spark-submit this file), or
@@ -15,7 +16,7 @@ from streaming import shell
 from streaming.host import Member
 
 NAME = "foot_traffic_raw_sink"
-SOURCE = shell.EventSource("foot_traffic", FOOT_TRAFFIC)
+SOURCE = shell.EventSource("foot_traffic", FOOT_TRAFFIC, checks_shelves=True)  # its stores
 
 
 class FootTrafficRawSink(Member):

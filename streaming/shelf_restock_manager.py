@@ -55,7 +55,7 @@ DELIVERIES = shell.EventSource("wh_events", WH_EVENT, dead_letters=False,
                                prefilter=shell.json_field_in("event_type", ("wh_in",)))
 REFILLS = shell.EventSource("shelf_events", SHELF_EVENT, dead_letters=False,
                             prefilter=shell.json_field_in("actor", ("restocker",)))
-TICKS = tick_source()
+TICKS = tick_source(reports=True)  # every tick: its bad ones are reported here
 EVENT_NAMESPACE = uuid.UUID("5b0f7a52-0c1e-5f3a-8d9b-2e4c6a8f1d37")
 # Inputs of one batch are applied in simulated-time order; at equal times, what arrives is
 # known before the tick decides.

@@ -31,9 +31,10 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
-from smart_shelf_platform.clock import ClockNotRunning, RedisClock, as_utc
+from smart_shelf_platform.clock import ClockBounds, RedisClock, as_utc
 from smart_shelf_platform.contracts.catalogue import DELTA_TABLES_BY_PATH, TOPICS_BY_NAME, Topic
 from smart_shelf_platform.contracts.types import Field, Record
+from smart_shelf_platform.rules.pricing import MAX_DISCOUNT
 from smart_shelf_platform.settings import Settings
 from smart_shelf_platform.stack.delta_tables import table_uri
 
@@ -48,8 +49,13 @@ DEAD_LETTER_NAMESPACE = uuid.UUID("6b0c4f0e-3f6a-5a8e-9c1d-7d2f1e0a9b44")
 DEAD_LETTER_TOPIC = TOPICS_BY_NAME["dead_letter"].name
 DEAD_LETTER_TABLE = DELTA_TABLES_BY_PATH["raw/dead_letter"]
 
-# Counts that can never be negative. The contract language has no minimum, so the list lives here.
-NON_NEGATIVE_FIELDS = frozenset({"quantity", "total_items", "trip_duration_minutes"})
+# The values a field may take, by field name, in every contract and in receipt lines: (lowest,
+# highest or None). The contract language has no ranges, so they live here.
+FIELD_RANGES = {
+    "quantity": (0, None), "total_items": (0, None), "trip_duration_minutes": (0, None),
+    "unit_price": (0, None), "total_price": (0, None), "total_amount": (0, None),
+    "speed": (0, None), "discount": (0, MAX_DISCOUNT),
+}
 
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _CORRUPT = "_corrupt"
@@ -149,8 +155,7 @@ def parse_events(raw: DataFrame, record: Record, *,
     a VARIANT to see what the JSON really holds, so a field that is absent ("missing field x") is
     told from one of the wrong JSON type ("x: not an integer") or one whose text does not parse
     ("timestamp: not an ISO-8601 timestamp") instead of all three turning silently into null.
-    Items of array fields (receipt lines) are checked by the typed parse only: a bad item gives the
-    catch-all reason "does not match the <record> contract", not the item's field name.
+    Items of array fields (receipt lines) get the same checks, named `items[].quantity`.
     """
     framed = raw.select(
         F.col("topic").alias("_source"), F.col("partition").alias("_partition"),
@@ -171,14 +176,15 @@ def parse_events(raw: DataFrame, record: Record, *,
         F.when(~F.expr("schema_of_variant(_json)").startswith("OBJECT"),
                F.lit("payload is not a JSON object")),
         _joined([*(_field_reason(f) for f in record.fields), _unexpected_fields_reason(record),
-                 *(_negative_reason(f) for f in record.fields if f.name in NON_NEGATIVE_FIELDS)]),
+                 *(_items_reason(f) for f in record.fields if f.type.kind == "array"),
+                 *_RECORD_CHECKS.get(record.name, list)()]),
         F.when(F.col(f"_event.{_CORRUPT}").isNotNull(),
                F.lit(f"does not match the {record.name} contract")),
     )
     checked = parsed.select(
         *(F.col(f"_event.{f.name}").alias(f.name) for f in record.fields),
         "_source", "_partition", "_offset", "_kafka_ts", "_payload", reason.alias(REASON))
-    if known_shelves is not None and "shelf_id" in record.field_names:
+    if known_shelves is not None and "store_id" in record.field_names:
         checked = unknown_shelf_reason(checked, known_shelves)
     return checked
 
@@ -200,23 +206,73 @@ def envelope_reason(value: Column) -> Column:
 
 
 def _field_reason(field: Field) -> Column:
-    element = F.expr(f"variant_get(_json, '$.{field.name}')")
-    present = element.isNotNull() & ~F.call_function("is_variant_null", element)
-    typed = F.col(f"_event.{field.name}")
+    return _value_reason(field, F.expr(f"variant_get(_json, '$.{field.name}')"),
+                         F.col(f"_event.{field.name}"), field.name)
+
+
+def _value_reason(field: Field, element: Column, typed: Column, name: str) -> Column:
+    """What is wrong with one value: `element` as the JSON holds it (a VARIANT), `typed` as
+    the contract's type reads it (null when it does not parse), `name` as reasons call it."""
+    present = element.isNotNull() & ~F.is_variant_null(element)
     kind_pattern, label = _JSON_KIND[field.type.kind]
-    wrong = ~F.call_function("schema_of_variant", element).rlike(kind_pattern) | typed.isNull()
+    wrong = ~F.schema_of_variant(element).rlike(kind_pattern) | typed.isNull()
     if field.type.kind == "uuid":
         wrong = wrong | ~typed.rlike(UUID_PATTERN)
-    absent_reason = None if field.nullable else F.lit(f"missing field {field.name}")
-    checks = F.when(~present, absent_reason).when(wrong, F.lit(f"{field.name}: not {label}"))
+    absent_reason = None if field.nullable else F.lit(f"missing field {name}")
+    checks = F.when(~present, absent_reason).when(wrong, F.lit(f"{name}: not {label}"))
     if field.type.kind == "enum":
-        checks = checks.when(~typed.isin(*field.type.enum_values), _enum_message(field, typed))
+        allowed = ", ".join(field.type.enum_values)
+        checks = checks.when(~typed.isin(*field.type.enum_values), F.concat(
+            F.lit(f"{name}: '"), typed, F.lit(f"' is not one of {allowed}")))
+    low, high = FIELD_RANGES.get(field.name, (None, None))
+    if low is not None and high is None:
+        checks = checks.when(typed < low, F.lit(f"negative {name}"))
+    elif low is not None:
+        checks = checks.when((typed < low) | (typed > high),
+                             F.lit(f"{name}: not within {low:g}..{high:g}"))
     return checks
 
 
-def _enum_message(field: Field, typed: Column) -> Column:
-    allowed = ", ".join(field.type.enum_values)
-    return F.concat(F.lit(f"{field.name}: '"), typed, F.lit(f"' is not one of {allowed}"))
+def _items_reason(field: Field) -> Column:
+    """The reasons of an array field's items (receipt lines), checked field by field as
+    top-level fields are and named `<array>[].<field>`; each distinct reason once."""
+    item = field.type.item
+    types = {f.name: f.dataType.simpleString() for f in item.spark_schema().fields}
+
+    def line_reasons(line: Column) -> Column:
+        extra = F.array_except(F.json_object_keys(F.to_json(line)),
+                               F.array(*(F.lit(n) for n in item.field_names)))
+        values = [_value_reason(f, F.try_variant_get(line, f"$.{f.name}", "variant"),
+                                F.try_variant_get(line, f"$.{f.name}", types[f.name]),
+                                f"{field.name}[].{f.name}") for f in item.fields]
+        return F.when(~F.schema_of_variant(line).startswith("OBJECT"),
+                      F.array(F.lit(f"{field.name}[]: not a JSON object"))).otherwise(F.array(
+                          *values, F.when(F.size(extra) > 0, F.concat(
+                              F.lit(f"unexpected field {field.name}[]."),
+                              F.array_join(extra, f", {field.name}[].")))))
+
+    lines = F.try_variant_get("_json", f"$.{field.name}", "array<variant>")
+    found = F.array_distinct(F.filter(F.flatten(F.transform(lines, line_reasons)),
+                                      lambda r: r.isNotNull()))
+    return F.when(F.size(found) > 0, F.array_join(found, "; "))
+
+
+def _tick_reasons() -> list[Column]:
+    """A clock tick is one whole simulated minute, named and dated by that minute (the clock
+    makes them so: `clock.tick_event`); anything else was not sent by the clock."""
+    sim_time = F.col("_event.sim_time")
+    return [
+        F.when(F.date_trunc("minute", sim_time) != sim_time,
+               F.lit("sim_time: not a whole minute")),
+        F.when(F.col("_event.tick_id") != F.date_format(sim_time, "yyyy-MM-dd'T'HH:mm:ss'Z'"),
+               F.lit("tick_id: not the minute of sim_time")),
+        F.when(F.col("_event.sim_date") != F.to_date(sim_time),
+               F.lit("sim_date: not the date of sim_time")),
+    ]
+
+
+# Checks across the fields of one record, by record name.
+_RECORD_CHECKS = {"clock_tick": _tick_reasons}
 
 
 def _unexpected_fields_reason(record: Record) -> Column:
@@ -224,10 +280,6 @@ def _unexpected_fields_reason(record: Record) -> Column:
                            F.array(*(F.lit(n) for n in record.field_names)))
     return F.when(F.size(extra) > 0,
                   F.concat(F.lit("unexpected field "), F.array_join(extra, ", ")))
-
-
-def _negative_reason(field: Field) -> Column:
-    return F.when(F.col(f"_event.{field.name}") < 0, F.lit(f"negative {field.name}"))
 
 
 def _joined(reasons: list[Column]) -> Column:
@@ -247,29 +299,72 @@ def append_reason(df: DataFrame, condition: Column, message: Column | str) -> Da
 
 def unknown_shelf_reason(df: DataFrame, known_shelves: DataFrame,
                          topics: Sequence[str] | None = None) -> DataFrame:
-    """Flag shelves not in `known_shelves` (store_id, shelf_id, each once), in rows of `topics`
-    (default: all); the left join keeps every row."""
+    """Flag stores and shelves not in `known_shelves` (store_id, shelf_id, each once), in rows
+    of `topics` (default: all), and in their receipt lines (`items[].shelf_id`); every row is
+    kept."""
     known = F.broadcast(known_shelves.select("store_id", "shelf_id")
                         .withColumn("_known_shelf", F.lit(True)))
     columns = df.columns
-    joined = df.join(known, on=["store_id", "shelf_id"], how="left")
-    unknown = F.col("shelf_id").isNotNull() & F.col("_known_shelf").isNull()
-    if topics is not None:
-        unknown = unknown & F.col("_source").isin(list(topics))
-    flagged = append_reason(joined, unknown, F.concat(F.lit("unknown shelf "), F.col("shelf_id")))
+    checked = F.col("_source").isin(list(topics)) if topics is not None else F.lit(True)
+    stores = F.broadcast(known_shelves.select("store_id").distinct()
+                         .withColumn("_known_store", F.lit(True)))
+    flagged = append_reason(
+        df.join(stores, on="store_id", how="left"),
+        F.col("store_id").isNotNull() & F.col("_known_store").isNull() & checked,
+        F.concat(F.lit("unknown store "), F.col("store_id"))).select(*columns)
+    if "shelf_id" in columns:
+        unknown = F.col("shelf_id").isNotNull() & F.col("_known_shelf").isNull() & checked
+        flagged = append_reason(flagged.join(known, on=["store_id", "shelf_id"], how="left"),
+                                unknown, F.concat(F.lit("unknown shelf "), F.col("shelf_id")))
+    if "items" in columns:
+        position = ["_source", "_partition", "_offset"]
+        lines = (df.where(F.col("items").isNotNull() & checked)
+                 .select(*position, "store_id", F.explode("items.shelf_id").alias("shelf_id"))
+                 .where(F.col("shelf_id").isNotNull()))
+        strangers = (lines.join(known, on=["store_id", "shelf_id"], how="left_anti")
+                     .groupBy(*position)
+                     .agg(F.array_join(F.array_sort(F.collect_set("shelf_id")), ", ")
+                          .alias("_unknown_lines")))
+        flagged = append_reason(
+            flagged.join(strangers, on=position, how="left"), F.col("_unknown_lines").isNotNull(),
+            F.concat(F.lit("unknown shelf in items[]: "), F.col("_unknown_lines")))
     return flagged.select(*columns)
 
 
-def future_timestamp_reason(df: DataFrame, sim_now: datetime | None,
-                            tolerance: timedelta = timedelta(days=1)) -> DataFrame:
-    """Flag events stamped after simulated now + tolerance; no check when the clock never ran.
+FUTURE_TOLERANCE = timedelta(days=1)
 
-    `sim_now` is read on the driver once per micro-batch (`read_sim_now`), so the frame stays pure.
+
+def clock_bounds_reason(df: DataFrame, bounds: ClockBounds | None,
+                        lateness: timedelta) -> DataFrame:
+    """Flag times the simulated clock rules out; a bound the clock has not set is not checked.
+
+    Events (`timestamp`): after now + a day ("in the future"), before the clock's start, or
+    more than `lateness` before now (too late to act on). Ticks (`sim_time`): after the clock's
+    horizon (the clock never sent them: a forged tick would expire every lot) or before its
+    start. `bounds` is read on the driver once per micro-batch (`read_clock_bounds`), so the
+    frame stays pure.
     """
-    if sim_now is None or "timestamp" not in df.columns:  # state records carry no event time
+    if bounds is None:
         return df
-    return append_reason(df, later_than(F.col("timestamp"), as_utc(sim_now) + tolerance),
-                         "timestamp in the future")
+    start, now, horizon = bounds.start, bounds.now, bounds.horizon
+    if "timestamp" in df.columns:  # state records carry no event time
+        stamp = F.col("timestamp")
+        if now is not None:
+            df = append_reason(df, later_than(stamp, now + FUTURE_TOLERANCE),
+                               "timestamp in the future")
+            df = append_reason(df, earlier_than(stamp, now - lateness),
+                               f"timestamp more than {lateness / timedelta(hours=1):g} h "
+                               "before the simulated now: too late")
+        if start is not None:
+            df = append_reason(df, earlier_than(stamp, start),
+                               "timestamp before the simulation's start")
+    if "sim_time" in df.columns:
+        tick = F.col("sim_time")
+        if horizon is not None:
+            df = append_reason(df, later_than(tick, horizon), "tick ahead of the clock")
+        if start is not None:
+            df = append_reason(df, earlier_than(tick, start), "tick before the clock's start")
+    return df
 
 
 # Spark writes a timestamp literal into the code it generates, so a bound that moves every
@@ -286,18 +381,17 @@ def earlier_than(column: Column, moment: datetime) -> Column:
     return F.date_format(column, _TIME_TEXT) < F.lit(as_utc(moment).strftime(_PY_TIME_TEXT))
 
 
-def read_sim_now(clock: RedisClock) -> datetime | None:
-    """Simulated now, or None when the clock never ran or Redis is unreachable.
+def read_clock_bounds(clock: RedisClock) -> ClockBounds | None:
+    """The clock's bounds, or None when Redis is unreachable.
 
-    The future check is a plausibility check: skipping it for a batch is better than stopping
-    ingestion because the clock's store is away.
+    Time checks are plausibility checks: skipping them for a batch is better than stopping
+    ingestion because the clock's store is away. Ticks stay safe then: the queries that act on
+    them take each minute once, in order (`driver_query.new_ticks`).
     """
     try:
-        return clock.now()
-    except ClockNotRunning:
-        return None
+        return clock.bounds()
     except redis.RedisError as exc:
-        log.warning("no simulated time (%s): future-timestamp check skipped for this batch", exc)
+        log.warning("no simulated time (%s): time checks skipped for this batch", exc)
         return None
 
 
@@ -315,8 +409,11 @@ def with_dedup_key(df: DataFrame, key_fields: Sequence[str]) -> DataFrame:
     """Add `_dedup_key`: the topic and the values of `key_fields` for valid rows (records of
     different topics are never repeats of each other, though `shelf_state` and `wh_state` share
     key fields), the Kafka position for rows with a reason, so two different malformed records
-    are never merged (and a bad copy cannot hide the good event of the same id)."""
+    are never merged (and a bad copy cannot hide the good event of the same id). No
+    `key_fields`: every record is its own (the source's readers drop repeats themselves)."""
     position = F.concat_ws("|", F.lit("at"), "_source", "_partition", "_offset")
+    if not key_fields:
+        return df.withColumn("_dedup_key", position)
     complete = reduce(lambda a, b: a & b, (F.col(f).isNotNull() for f in key_fields))
     key = F.when(F.col(REASON).isNull() & complete,
                  F.concat_ws("|", F.lit("id"), "_source",
@@ -324,30 +421,20 @@ def with_dedup_key(df: DataFrame, key_fields: Sequence[str]) -> DataFrame:
     return df.withColumn("_dedup_key", key.otherwise(position))
 
 
-def drop_repeated(df: DataFrame, watermark: str = "10 minutes") -> DataFrame:
-    """Drop rows whose `_dedup_key` was seen within a wall-clock watermark on `_kafka_ts`.
+def drop_repeated(df: DataFrame) -> DataFrame:
+    """Drop rows whose `_dedup_key` was ever seen before, however long ago.
 
-    The bound: state is kept for `watermark` of Kafka time, so a duplicate arriving later than
-    that (a bridge down for longer, a producer replaying an old backlog) is NOT caught here;
-    downstream writes must stay idempotent by key for those.
+    Exactly-once must not depend on how late a copy comes (a bridge restarted after a long
+    outage, a topic replayed, a producer retrying after a partition), so the keys are kept for
+    good, in the RocksDB state store (`session.build_spark`): on disk, not in the JVM heap.
+    No watermark either: Spark would drop rows older than it without a trace.
     """
-    if df.isStreaming:
-        deduped = (df.withWatermark("_kafka_ts", watermark)
-                   .dropDuplicatesWithinWatermark(["_dedup_key"]))
-    else:  # Spark refuses the watermark variant on static frames (tests, backfills)
-        deduped = df.dropDuplicates(["_dedup_key"])
-    return deduped.drop("_dedup_key")
+    return df.dropDuplicates(["_dedup_key"]).drop("_dedup_key")
 
 
-def deduplicate(df: DataFrame, key_fields: Sequence[str] = ("event_id",),
-                watermark: str = "10 minutes") -> DataFrame:
-    """Drop repeated events (same `key_fields`) within the watermark."""
-    return drop_repeated(with_dedup_key(df, key_fields), watermark)
-
-
-# ------------------------------------------------------------------------------------------------
-# Write (inside foreachBatch)
-# ------------------------------------------------------------------------------------------------
+def deduplicate(df: DataFrame, key_fields: Sequence[str] = ("event_id",)) -> DataFrame:
+    """Drop repeated events (same `key_fields`), however late they come."""
+    return drop_repeated(with_dedup_key(df, key_fields))
 
 
 def append_idempotent(df: DataFrame, path: str, app_id: str, batch_id: int) -> None:
@@ -369,7 +456,7 @@ def dead_letter_rows(df: DataFrame, detected_by: str | Column) -> DataFrame:
         (F.lit(detected_by) if isinstance(detected_by, str) else detected_by)
         .alias("detected_by"),
         F.col(REASON).alias("reason"),
-        F.col("_payload").alias("payload"),
+        F.coalesce("_payload", F.lit("")).alias("payload"),  # a null value (a tombstone): ""
         F.col("_kafka_ts").alias("received_at"),
     )
 
@@ -496,7 +583,8 @@ class EventSource:
     # checks (`json_field_in`). Readers that report dead letters must see everything, so only
     # the others may filter.
     prefilter: FieldIn | AnyOf | None = None
-    # Events of shelves the store does not have (the reference data) go to the dead letters.
+    # Events of stores and shelves the platform does not have (the reference data) go to the
+    # dead letters.
     checks_shelves: bool = False
 
     @property
@@ -551,7 +639,8 @@ def event_query(spark: SparkSession, ctx: QueryContext, name: str,
 
     def write_batch(batch_df: DataFrame, batch_id: int) -> None:
         started = datetime.now().timestamp()  # before the batch is read from Kafka
-        batch = future_timestamp_reason(batch_df, read_sim_now(ctx.clock))
+        batch = clock_bounds_reason(batch_df, read_clock_bounds(ctx.clock),
+                                    timedelta(hours=ctx.settings.event_lateness_hours))
         if known_shelves is not None and shelf_checked:
             batch = unknown_shelf_reason(batch, known_shelves, shelf_checked)
         batch = materialized(batch)
