@@ -19,7 +19,7 @@ from smart_shelf_platform.ml.cutoff import gate
 from smart_shelf_platform.ml.forecast import METHOD_FALLBACK, METHOD_MODEL, forecast_cutoff, order_rows
 from smart_shelf_platform.ml.intervals import cutoff_window, cutoffs_between, max_horizon
 from smart_shelf_platform.ml.model import (
-    DemandModel, ModelArtifactError, NotEnoughHistory, interval_quantiles,
+    DemandModel, ModelArtifactError, NotEnoughHistory, censored_demand, interval_quantiles,
 )
 from smart_shelf_platform.ml.training_set import (
     FEATURE_COLUMNS, PROMOTION_COLUMNS, build_rows, missing_features, training_rows,
@@ -246,6 +246,17 @@ def test_busy_days_that_ran_empty_still_raise_the_model_s_forecast():
     forecast = forecast_cutoff(with_floors, panel, NO_PROMOTIONS, window)["forecast_mean"].sum()
     blind = forecast_cutoff(without, panel, NO_PROMOTIONS, window)["forecast_mean"].sum()
     assert forecast > 1.3 * blind
+
+
+def test_a_censored_day_s_demand_is_its_poisson_expectation_above_what_it_sold():
+    """E[Y | Y >= s] = mean P(Y >= s - 1) / P(Y >= s), by hand with e = exp(1)."""
+    mean = np.array([1.0, 1.0, 2.0, 0.5])
+    sold = np.array([1.0, 2.0, 0.0, 60.0])
+    expected = censored_demand(mean, sold)
+    assert expected[0] == pytest.approx(1 / (1 - 1 / np.e))  # 1.5820: P(Y>=0)=1, P(Y>=1)=1-1/e
+    assert expected[1] == pytest.approx((1 - 1 / np.e) / (1 - 2 / np.e))  # 2.3922
+    assert expected[2] == pytest.approx(2.0)  # started empty, sold nothing: just the mean
+    assert 60.0 <= expected[3] < 60.01  # far above the mean: about what it sold
 
 
 def test_planned_promotions_reach_the_rows_of_the_days_they_cover():
