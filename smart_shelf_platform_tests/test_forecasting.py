@@ -19,7 +19,8 @@ from smart_shelf_platform.ml.cutoff import gate
 from smart_shelf_platform.ml.forecast import METHOD_FALLBACK, METHOD_MODEL, forecast_cutoff, order_rows
 from smart_shelf_platform.ml.intervals import cutoff_window, cutoffs_between, max_horizon
 from smart_shelf_platform.ml.model import (
-    DemandModel, ModelArtifactError, NotEnoughHistory, censored_demand, interval_quantiles,
+    MAX_ROUNDS, DemandModel, ModelArtifactError, NotEnoughHistory, censored_demand,
+    interval_quantiles,
 )
 from smart_shelf_platform.ml.training_set import (
     FEATURE_COLUMNS, PROMOTION_COLUMNS, build_rows, missing_features, training_rows,
@@ -321,6 +322,17 @@ def test_the_model_beats_a_flat_guess_and_its_artifact_round_trips(tmp_path):
     orders = order_rows(forecast, panel, window, 0.9)
     assert (orders["order_units"] % orders["batch_size"] == 0).all()
     assert (orders["order_units"] <= 60 - 20).all()  # within the free warehouse capacity
+
+
+def test_the_final_fit_takes_the_rounds_its_calibration_stopped_at_and_repeats_exactly():
+    panel = weekly_panel()
+    window = cutoff_window(DEFAULT, at(date(2026, 2, 1)))
+    rows = training_rows(panel, NO_PROMOTIONS, window.origin, 4)
+    model, again = (DemandModel.fit(rows, window.origin) for _ in range(2))
+    assert 1 <= model.params["rounds"] <= MAX_ROUNDS
+    assert model.booster.num_boosted_rounds() == model.params["rounds"]
+    assert (again.params, again.phi) == (model.params, model.phi)
+    np.testing.assert_array_equal(again.predict_daily(rows), model.predict_daily(rows))
 
 
 def test_a_missing_or_corrupt_artifact_is_an_error_naming_the_file(tmp_path):
