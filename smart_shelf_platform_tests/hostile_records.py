@@ -5,7 +5,8 @@ must refuse it for.
 `hostile_records(valid)` builds them from one valid record per topic (taken from a real run),
 so every field of every contract is tried: missing, null, of the wrong type, out of range, plus
 bytes that are not JSON, not UTF-8, not an object, too big, unknown shelves and stores, times
-far in the future and the past, and clock ticks the clock never sent. Each hostile record must
+far in the future and the past, warehouse receipts the platform never ordered, and clock ticks
+the clock never sent. Each hostile record must
 end in the dead letters with its reason and change nothing else.
 """
 
@@ -120,6 +121,21 @@ def _with_new_id(payload: bytes) -> bytes:
     return _encoded(record | {"event_id": str(uuid.uuid4())})
 
 
+def forged_receipts(valid: dict) -> list[Hostile]:
+    """Units into the warehouse that the platform never ordered or picked (`valid`: any
+    warehouse event of the run, for a real store and shelf)."""
+    receipt = dict(valid, event_type="wh_in", quantity=500, plan_id=None,
+                   supplier_order_id=None, batch_code="FORGED-1")
+    return [Hostile("wh_events", _encoded(dict(receipt, event_id=str(uuid.uuid4()), **changes)),
+                    reason, what) for changes, reason, what in (
+        ({"reason": "supplier_delivery", "supplier_order_id": str(uuid.uuid4())},
+         "supplier delivery of an order the platform did not place", "a forged delivery"),
+        ({"reason": "refill_return", "plan_id": str(uuid.uuid4())},
+         "refill return of a pick the platform did not make", "a forged refill return"),
+        ({"reason": "gift"}, "only supplier deliveries and refill returns come in",
+         "units in for no reason the platform knows"))]
+
+
 def tick_attacks(last_minute: datetime) -> list[Hostile]:
     """Ticks the clock never sent; the run's clock stopped at `last_minute`."""
     def tick(minute: datetime, **changes) -> bytes:
@@ -145,4 +161,4 @@ def hostile_records(valid: dict[str, dict]) -> list[Hostile]:
         out += envelope_attacks(topic, valid[topic]) + field_attacks(topic, valid[topic])
         if "timestamp" in valid[topic]:
             out += event_attacks(topic, valid[topic])
-    return out
+    return out + forged_receipts(valid["wh_events"])

@@ -15,9 +15,11 @@ from deltalake import DeltaTable
 
 from smart_shelf_platform.clock import RedisClock, tick_event
 from smart_shelf_platform.contracts.catalogue import TOPICS_BY_NAME
+from smart_shelf_platform.contracts.state import WH_SUPPLIER_ORDER
 from smart_shelf_platform.stack import topics
 from smart_shelf_platform.stack.delta_tables import ensure_delta_tables
-from streaming import shell
+from streaming import driver_writes, shell
+from streaming.ids import supplier_id
 
 
 def private_context(settings, redis_conn, key_prefix: str, tmp_path,
@@ -143,3 +145,21 @@ def drop_redis_keys(client, *prefixes: str) -> None:
         keys = list(client.scan_iter(match=f"{prefix}*"))
         if keys:
             client.delete(*keys)
+
+
+def supplier_delivery(ctx: shell.QueryContext, lot: dict, units: int, when: str) -> dict:
+    """The `wh_in` the supplier manager makes when it delivers an order of `units` of `lot`
+    (shelf_id, batch_code, received_date, expiry_date), with the order put in its table first:
+    a delivery must match an order the platform placed (`streaming.provenance`)."""
+    order_id, at_ = str(uuid.uuid4()), datetime.fromisoformat(when.replace("Z", "+00:00"))
+    order = {"store_id": STORE, "order_id": order_id, "shelf_id": lot["shelf_id"],
+             "delivery_date": at_.date(), "total_qty": units, "standard_batch_size": units,
+             "status": "issued", "cutoff_ts": at_, "delivery_ts": at_, "created_at": at_,
+             "updated_at": at_}
+    driver_writes.upsert(DeltaTable(ctx.table("ops/wh_supplier_orders")), WH_SUPPLIER_ORDER,
+                         [order], f"test-order-{order_id}", 0)
+    return {"event_id": supplier_id("wh_in", order_id), "event_type": "wh_in",
+            "store_id": STORE, "shelf_id": lot["shelf_id"], "batch_code": lot["batch_code"],
+            "quantity": units, "plan_id": None, "supplier_order_id": order_id,
+            "received_date": str(lot["received_date"]), "expiry_date": str(lot["expiry_date"]),
+            "reason": "supplier_delivery", "timestamp": when}

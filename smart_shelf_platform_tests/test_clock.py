@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 
 from smart_shelf_platform.clock import (
-    ClockConflict, ClockError, ClockNotRunning, ClockState, RedisClock, SimClock,
+    ClockBounds, ClockConflict, ClockError, ClockNotRunning, ClockState, RedisClock, SimClock,
     decision_rounds, iso_utc, minutes_crossed, redis_client, run_clock, tick_event, tick_id,
 )
 from smart_shelf_platform.contracts.events import CLOCK_TICK
@@ -281,10 +281,15 @@ def test_reset_starts_again_from_sim_start(settings, redis_conn, prefix, topic):
                                            "sim_step_seconds": 60})
     state = run_clock(settings, max_steps=10, key_prefix=prefix, topic=topic)
     assert state.now == minute(7, 10)
+    # What readers check ticks against: no tick before the start, none past the horizon.
+    assert RedisClock(redis_conn, prefix).bounds() == ClockBounds(START, minute(7, 10),
+                                                                  minute(7, 10))
 
     state = run_clock(settings, max_steps=2, reset=True, key_prefix=prefix, topic=topic)
     assert state == ClockState(minute(7, 2), minute(7, 2))
     assert RedisClock(redis_conn, prefix).now() == minute(7, 2)
+    assert RedisClock(redis_conn, prefix).bounds() == ClockBounds(START, minute(7, 2),
+                                                                  minute(7, 2))
     ticks = [t["tick_id"] for t in read_ticks(settings, topic, expected=12)]
     assert ticks == expected_ids(minute(7, 1), minute(7, 10)) + expected_ids(minute(7, 1),
                                                                              minute(7, 2))

@@ -94,8 +94,9 @@ def closed_loop(settings, tmp: Path, supplier_rule: str = "platform", *,
     clock of their own, run to the end of the window (`simulated` after the start; this
     module's window by default) and settled; yields (settings, context, simulation) with the
     processes stopped and the data kept until the context exits. `update` overrides settings;
-    `alongside(settings, context, clock prefix)`, a context manager, runs around the simulation
-    (what another component does meanwhile, as Dagster does at a cutoff). `database` overrides
+    `alongside(settings, context, clock prefix)`, a context manager, runs around the
+    simulation (what another component does meanwhile, as Dagster does at a cutoff; the
+    bridge and the application still run when it exits). `database` overrides
     the settings the database is made with (its reference data: stores, data dir);
     `bad_events` is the simulator's rate of malformed events."""
     import redis

@@ -13,7 +13,7 @@ import pytest
 
 from smart_shelf_platform_tests.streaming_support import (
     STORE, T0, at, consume_all, delta_rows, produce, replay_last_decision, run_to_end,
-    store_reference, tick,
+    store_reference, supplier_delivery, tick,
 )
 from streaming import shelf_refill_bridge, shelf_restock_manager
 
@@ -95,16 +95,20 @@ def test_restock_manager_defers_picks_fefo_never_twice_and_completes_plans(
                for (s, c), q in taken.items())
     assert not [e for e in outs if e["plan_id"] == p4["plan_id"]]
 
-    delivery = {"event_id": str(uuid.uuid4()), "event_type": "wh_in", "store_id": STORE,
-                "shelf_id": b, "batch_code": "SUP-TEST-1", "quantity": 12, "plan_id": None,
-                "supplier_order_id": str(uuid.uuid4()), "received_date": "2026-01-01",
-                "expiry_date": "2026-06-01", "reason": "supplier_delivery", "timestamp": at(8)}
-    produce(ctx, "wh_events", [delivery])
+    delivery = supplier_delivery(ctx, {"shelf_id": b, "batch_code": "SUP-TEST-1",
+                                       "received_date": "2026-01-01",
+                                       "expiry_date": "2026-06-01"}, 12, at(8))
+    # One the platform did not order is refused: the manager does not count its units.
+    forged = dict(delivery, event_id=str(uuid.uuid4()), supplier_order_id=str(uuid.uuid4()),
+                  batch_code="SUP-FORGED", quantity=500)
+    produce(ctx, "wh_events", [forged, delivery])
     produce(ctx, "clock_ticks", ticks(7, 8, 9))
     run_to_end(spark, ctx, manager)
     p4_picks = [e for e in values(ctx, "wh_events") if e.get("plan_id") == p4["plan_id"]]
     assert [(e["batch_code"], e["quantity"], e["timestamp"]) for e in p4_picks] == [
         ("SUP-TEST-1", 5, at(8))], "deferred, then picked at the delivery's tick"
+    assert not [e for e in values(ctx, "wh_events") if e["event_type"] == "wh_out"
+                and e["batch_code"] == "SUP-FORGED"], "a delivery nobody ordered is not picked"
 
     # The restocker reports P1's first lot all on the shelf: the plan waits for the second.
     def p1_statuses() -> list[str]:

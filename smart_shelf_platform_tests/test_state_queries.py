@@ -12,7 +12,7 @@ import pytest
 from smart_shelf_platform.clock import ClockKeys
 from smart_shelf_platform_tests.streaming_support import (
     STORE, T0, at, consume_all, delta_rows, produce, replay_last_batch, run_to_end,
-    store_reference,
+    store_reference, supplier_delivery,
 )
 from streaming import batch_state_updater, shelf_aggregator, wh_aggregator, wh_batch_state_updater
 
@@ -105,7 +105,7 @@ def test_lots_move_with_receipts_refills_removals_and_warehouse_events(
                  "received_date": date(2026, 1, 1), "expiry_date": date(2026, 1, 20)}
     # The warehouse first: a delivery, a pick for the shelf, a removal.
     produce(ctx, "wh_events", [
-        wh_event("wh_in", delivered, 24, 1),
+        supplier_delivery(ctx, delivered, 24, at(1)),
         wh_event("wh_out", wh_lot, 3, 2),
         wh_event("wh_removal", delivered, 4, 3),
     ])

@@ -4,7 +4,8 @@ streaming application run continuously and decide in hourly rounds (`test_replen
 closed_loop`): state, alerts, restock plans, the refills the world's restockers carry out,
 supplier plans. When the simulation has settled, and while the application still runs, hostile
 records are written straight to every input topic (`hostile_records`): each must be refused with
-its reason and change nothing, as must late copies of valid events. Then, on what the run left
+its reason and change nothing, as must late copies of valid events and the whole run's events
+sent a second time (a replayed topic). Then, on what the run left
 behind, what a chain's operator runs: `verify` (exact for every store, every bad event
 dead-lettered), `report` (every store and the total), the day's features (every shelf of every
 store) and every asset check of the Dagster code location.
@@ -138,11 +139,14 @@ def first_valid(ctx, topic: str, dead: set[tuple[str, int]]) -> dict:
 
 
 def attack(own, ctx, clock_prefix: str) -> Attack:
-    """Write the hostile records, the late copies and forged ticks; wait until every query of
-    the still running application has read them."""
+    """Replay the run's event topics (every message a second time, minutes late, as a replayed
+    topic or a bridge re-sending what it had sent brings them), then write the hostile
+    records, the late copies of valid events and the forged ticks; wait until every query of
+    the still running application has read it all."""
     import redis
 
     dead = {(r["source"], r["source_offset"]) for r in delta_rows(ctx, "raw/dead_letter")}
+    run = {t: consume_all(ctx, t) for t in EVENT_TOPICS}
     late = {t: first_valid(ctx, t, dead) for t in (*EVENT_TOPICS, "wh_events", "clock_ticks")}
     valid = {**late, **sample_policies(late["shelf_events"])}
     client = redis.Redis.from_url(own.redis_url)
@@ -150,10 +154,17 @@ def attack(own, ctx, clock_prefix: str) -> Attack:
     hostile = hostile_records(valid) + tick_attacks(end)
     producer = Producer({"bootstrap.servers": own.kafka_bootstrap, "enable.idempotence": True})
     refused = []
-    for i, h in enumerate(hostile):  # keyed: the policy topics are compacted and need one
-        producer.produce(ctx.topic(h.topic), key=f"hostile-{i}", value=h.payload,
+
+    def send(topic: str, key, value) -> None:
+        producer.produce(ctx.topic(topic), key=key, value=value,
                          on_delivery=lambda err, _m: err and refused.append(err))
-    assert producer.flush(30) == 0 and not refused, refused
+
+    for topic, messages in run.items():
+        for message in messages:
+            send(topic, message.key(), message.value())
+    for i, h in enumerate(hostile):  # keyed: the policy topics are compacted and need one
+        send(h.topic, f"hostile-{i}", h.payload)
+    assert producer.flush(60) == 0 and not refused, refused
     for topic, record in late.items():
         produce(ctx, topic, [record])
     wait_until_read(client, clock_prefix, own.kafka_bootstrap,
@@ -195,7 +206,11 @@ def test_verify_is_exact_for_every_store_and_every_bad_event_is_dead_lettered(pi
 
     hostile = {dead_letter_payload(h.payload) for h in pipeline.attack.hostile}
     dead = [r for r in delta_rows(ctx, "raw/dead_letter") if r["payload"] not in hostile]
-    assert len(dead) == bad and all(r["reason"] for r in dead)
+    # The run's topics were replayed (`attack`): a malformed event without a readable id is
+    # refused each time it comes; one refused with its id read (a time or shelf out of bounds)
+    # is, replayed, a repeat of that id and is dropped.
+    sent = Counter(r["payload"] for r in dead)
+    assert len(sent) == bad and set(sent.values()) == {1, 2} and all(r["reason"] for r in dead)
     # Found in the one Spark query of the platform, named after the query that reads the topic.
     reporter = {"shelf_events": "shelf_aggregator", "foot_traffic": "foot_traffic_raw_sink",
                 "pos_transactions": "batch_state_updater", "wh_events": "wh_aggregator"}
@@ -247,13 +262,21 @@ def test_hostile_records_are_refused_with_their_reason_and_late_copies_change_no
     assert len(attack.hostile) > 150 and {h.topic for h in attack.hostile} == {
         *INPUT_TOPICS, "clock_ticks"}
 
-    # Late copies: each id once in its raw table, none dead-lettered.
+    # Late copies, and the whole run replayed: every id once in its raw table, none
+    # dead-lettered.
     raw = {"shelf_events": "raw/shelf_events", "pos_transactions": "raw/pos_transactions",
            "foot_traffic": "raw/foot_traffic", "wh_events": "raw/wh_events"}
     for topic, path in raw.items():
+        ids = [r["event_id"] for r in delta_rows(ctx, path)]
+        assert len(ids) == len(set(ids)), topic
         copy = attack.late_copies[topic]
-        assert [r["event_id"] for r in delta_rows(ctx, path)].count(copy["event_id"]) == 1
-        assert not dead.get((ctx.topic(topic), json.dumps(copy))), topic
+        assert copy["event_id"] in ids and not dead.get((ctx.topic(topic), json.dumps(copy)))
+    for topic in EVENT_TOPICS:  # the run was indeed sent twice
+        sent = Counter(m.value() for m in consume_all(ctx, topic))
+        ours = {h.payload for h in attack.hostile if h.topic == topic}
+        late = json.dumps(attack.late_copies[topic]).encode()
+        assert {v for v, n in sent.items() if n != 2} <= ours | {late}, topic
+        assert sent[late] == 1 and sum(n == 2 for n in sent.values()) > 100, topic
 
     # No state, alert or plan moved past the clock by a forged time.
     end = datetime.fromisoformat(attack.end.replace("Z", "+00:00"))

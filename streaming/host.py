@@ -83,7 +83,8 @@ def shared_sources(sources: list[shell.EventSource]) -> list[shell.EventSource]:
             prefilter = shell.any_of(filters)
         shared.append(replace(readers[0], dead_letters=dead_letters, prefilter=prefilter,
                               dedupe_on=readers[0].dedupe_fields,
-                              checks_shelves=any(r.checks_shelves for r in readers)))
+                              checks_shelves=any(r.checks_shelves for r in readers),
+                              verify=next((r.verify for r in readers if r.verify), None)))
     return shared
 
 

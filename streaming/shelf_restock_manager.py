@@ -28,7 +28,6 @@ system, a young plan waits instead of being dropped and empty or expired lots ar
 from __future__ import annotations
 
 import logging
-import uuid
 from datetime import date, timedelta
 
 from pyspark.sql import SparkSession
@@ -42,6 +41,8 @@ from smart_shelf_platform.rules.expiry import expired_lots
 from smart_shelf_platform.rules.restock import pick_for_plan, plan_ready
 from streaming import reference, shell
 from streaming.driver_query import DriverQuery, Outputs, Rows, blank, rows_of, tick_source, utc
+from streaming.ids import restock_event_id as event_id
+from streaming.provenance import provenance_reason
 
 log = logging.getLogger(__name__)
 
@@ -52,18 +53,14 @@ PLAN_TABLE, PLAN_TOPIC = "ops/shelf_restock_plan", "shelf_restock_plan"
 PLANS = shell.EventSource(PLAN_TOPIC, SHELF_RESTOCK_PLAN,
                           dedupe_on=("store_id", "plan_id", "status"))
 DELIVERIES = shell.EventSource("wh_events", WH_EVENT, dead_letters=False,
-                               prefilter=shell.json_field_in("event_type", ("wh_in",)))
+                               prefilter=shell.json_field_in("event_type", ("wh_in",)),
+                               verify=provenance_reason)
 REFILLS = shell.EventSource("shelf_events", SHELF_EVENT, dead_letters=False,
                             prefilter=shell.json_field_in("actor", ("restocker",)))
 TICKS = tick_source(reports=True)  # every tick: its bad ones are reported here
-EVENT_NAMESPACE = uuid.UUID("5b0f7a52-0c1e-5f3a-8d9b-2e4c6a8f1d37")
 # Inputs of one batch are applied in simulated-time order; at equal times, what arrives is
 # known before the tick decides.
 ORDER = {"plan": 0, "delivery": 1, "refill": 2, "tick": 3}
-
-
-def event_id(*parts: str) -> str:
-    return str(uuid.uuid5(EVENT_NAMESPACE, ":".join(parts)))
 
 
 class ShelfRestockManager(DriverQuery):

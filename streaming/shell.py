@@ -586,6 +586,10 @@ class EventSource:
     # Events of stores and shelves the platform does not have (the reference data) go to the
     # dead letters.
     checks_shelves: bool = False
+    # A check that needs the platform's tables: (batch, context, the topic's name) -> the batch
+    # with reasons added (`provenance.provenance_reason`). Every reader applies it, so no query
+    # acts on a record the reporting one refused.
+    verify: Callable[[DataFrame, QueryContext, list[str]], DataFrame] | None = None
 
     @property
     def dedupe_fields(self) -> tuple[str, ...]:
@@ -634,6 +638,7 @@ def event_query(spark: SparkSession, ctx: QueryContext, name: str,
     events = checked_events(spark, ctx, sources)
     metrics = MetricsLog(ctx, name)
     shelf_checked = [ctx.topic(s.topic) for s in sources if s.checks_shelves]
+    verified = [s for s in sources if s.verify is not None]
     detected_by = F.coalesce(*(F.when(F.col("_source") == ctx.topic(t), F.lit(q))
                                for t, q in (reporters or {}).items()), F.lit(name))
 
@@ -645,6 +650,12 @@ def event_query(spark: SparkSession, ctx: QueryContext, name: str,
             batch = unknown_shelf_reason(batch, known_shelves, shelf_checked)
         batch = materialized(batch)
         try:
+            for source in verified:  # on the computed batch; again only if one is refused
+                checked = source.verify(batch, ctx, [ctx.topic(source.topic)])
+                if checked is not batch:
+                    checked = materialized(checked)
+                    release(batch)
+                    batch = checked
             stats = metrics.batch_stats(batch, sources)
             if stats["dead"]:
                 reported = [ctx.topic(s.topic) for s in sources if s.dead_letters]

@@ -36,7 +36,6 @@ read-all/overwrite, expiry per category, in-transit units count against the capa
 from __future__ import annotations
 
 import logging
-import uuid
 from collections import Counter, defaultdict
 from datetime import date, timedelta
 
@@ -51,6 +50,7 @@ from smart_shelf_platform.rules.supplier import (
 from smart_shelf_platform.settings import Settings
 from streaming import reference, shell
 from streaming.driver_query import DriverQuery, Outputs, Rows, iso, rows_of, tick_source, utc
+from streaming.ids import supplier_id as new_id
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +65,12 @@ PLANS = shell.EventSource(PLAN_TOPIC, WH_SUPPLIER_PLAN,
 STOCK = shell.EventSource("wh_state", WH_STATE, dead_letters=False)
 FORECASTS = shell.EventSource("ml_predictions", ML_PREDICTION,
                               dedupe_on=("store_id", "shelf_id", "cutoff_ts"))
-ID_NAMESPACE = uuid.UUID("ca3e45cf-31a4-438a-804b-8e7e3e51d53c")
 # Inputs of one batch are applied in simulated-time order; at equal times, what arrives is
 # known before the tick decides. The last part breaks ties the same way on a replay.
 ORDER = {"plan": 0, "forecast": 0, "stock": 1, "tick": 2}
 # A completed plan's id is remembered this long, so a late copy of its pending record is not
 # ordered again.
 FINISHED_MEMORY = timedelta(days=7)
-
-
-def new_id(*parts: str) -> str:
-    return str(uuid.uuid5(ID_NAMESPACE, ":".join(parts)))
 
 
 class SupplierManager(DriverQuery):

@@ -13,10 +13,12 @@ from pyspark.sql import functions as F
 
 from smart_shelf_platform.contracts.events import WH_EVENT
 from streaming import reference, shell
+from streaming.provenance import provenance_reason
 from streaming.state_fold import FoldingMember, StateFold, net_units
 
 NAME = "wh_aggregator"
-SOURCE = shell.EventSource("wh_events", WH_EVENT, checks_shelves=True)
+SOURCE = shell.EventSource("wh_events", WH_EVENT, checks_shelves=True,
+                            verify=provenance_reason)
 FOLD = StateFold("cleansed/wh_state", "wh_state", "wh_current_stock", capacity="wh_max_stock")
 
 UNIT_SIGN = {"wh_in": 1, "wh_out": -1, "wh_removal": -1}

@@ -13,12 +13,13 @@ from pyspark.sql import functions as F
 
 from smart_shelf_platform.contracts.events import WH_EVENT
 from streaming import reference, shell
+from streaming.provenance import provenance_reason
 from streaming.state_fold import FoldingMember, StateFold, net_units
 from streaming.wh_aggregator import signed_units
 
 NAME = "wh_batch_state_updater"
 SOURCE = shell.EventSource("wh_events", WH_EVENT, dead_letters=False,
-                            checks_shelves=True)
+                            checks_shelves=True, verify=provenance_reason)
 FOLD = StateFold("cleansed/wh_batch_state", "wh_batch_state", "batch_quantity_warehouse",
                  insert_columns=("received_date", "expiry_date"))
 
