@@ -114,6 +114,12 @@ def dagster_at_the_cutoff(champion: registry.Entry, ml_dir: Path, outcome: dict)
     yield alongside
 
 
+def store_for_the_start(tmp) -> dict:
+    """The run's database holds the store made for its start (the lots' dates follow from it;
+    the simulator refuses a database made for another), in a data folder of its own."""
+    return {"sim_start": START, "data_dir": tmp / "data"}
+
+
 @pytest.fixture(scope="module")
 def forecast_loop(settings, history, tmp_path_factory):  # noqa: F811
     pipeline_settings, _, _ = history
@@ -122,9 +128,10 @@ def forecast_loop(settings, history, tmp_path_factory):  # noqa: F811
         champion = registry.entry(conn, registry.version_for(FIRST))
     outcome: dict = {}
     ml_dir = tmp_path_factory.mktemp("ml")
+    tmp = tmp_path_factory.mktemp("forecast-loop")
     with dagster_at_the_cutoff(champion, ml_dir, outcome) as alongside, closed_loop(
-            settings, tmp_path_factory.mktemp("forecast-loop"), "forecast", update=SETTINGS,
-            simulated=timedelta(hours=5), alongside=alongside) as (own, ctx, sim):
+            settings, tmp, "forecast", update=SETTINGS, simulated=timedelta(hours=5),
+            alongside=alongside, database=store_for_the_start(tmp)) as (own, ctx, sim):
         yield own, ctx, sim, outcome
 
 
@@ -198,10 +205,11 @@ def test_the_same_seed_with_the_forecast_replays_the_same_final_state(
     pipeline_settings, _, _ = history
     with psycopg.connect(pipeline_settings.postgres_dsn()) as conn:
         champion = registry.entry(conn, registry.version_for(FIRST))
+    tmp = tmp_path_factory.mktemp("forecast-replay")
     with dagster_at_the_cutoff(champion, tmp_path_factory.mktemp("ml"), {}) as alongside, \
-            closed_loop(settings, tmp_path_factory.mktemp("forecast-replay"), "forecast",
-                        update=SETTINGS, simulated=timedelta(hours=5),
-                        alongside=alongside) as run:
+            closed_loop(settings, tmp, "forecast", update=SETTINGS,
+                        simulated=timedelta(hours=5), alongside=alongside,
+                        database=store_for_the_start(tmp)) as run:
         again = final_state(run)
     differing = {name: (len(rows), len(set(rows) ^ set(again[name])))
                  for name, rows in first.items() if rows != again[name]}
