@@ -3,7 +3,8 @@ Kafka could write straight to the platform's input topics, each with the reason 
 must refuse it for.
 
 `hostile_records(valid)` builds them from one valid record per topic (taken from a real run),
-so every field of every contract is tried: missing, null, of the wrong type, out of range, plus
+so every field of every contract, receipt lines' too, is tried: missing, null, of the wrong
+type, out of range, plus
 bytes that are not JSON, not UTF-8, not an object, too big, unknown shelves and stores, times
 far in the future and the past, warehouse receipts the platform never ordered, and clock ticks
 the clock never sent. Each hostile record must
@@ -60,6 +61,24 @@ def field_attacks(topic: str, valid: dict) -> list[Hostile]:
                                f"{field.name} missing"))
             out.append(Hostile(topic, _encoded(dict(valid, **{field.name: None})),
                                f"missing field {field.name}", f"{field.name} null"))
+    return out
+
+
+def line_attacks(topic: str, valid: dict) -> list[Hostile]:
+    """Every field of a receipt line missing, null and of the wrong type."""
+    item = TOPICS_BY_NAME[topic].record["items"].type.item
+    line = valid["items"][0]
+    out = []
+    for field in item.fields:
+        name = f"items[].{field.name}"
+        variants = [({**line, field.name: WRONG_VALUE[field.type.kind]},
+                     f"{name}: {WRONG_REASON[field.type.kind]}", "of the wrong type")]
+        if not field.nullable:
+            variants += [({k: v for k, v in line.items() if k != field.name},
+                          f"missing field {name}", "missing"),
+                         ({**line, field.name: None}, f"missing field {name}", "null")]
+        out += [Hostile(topic, _encoded(dict(valid, items=[bad])), reason, f"{name} {what}")
+                for bad, reason, what in variants]
     return out
 
 
@@ -161,4 +180,6 @@ def hostile_records(valid: dict[str, dict]) -> list[Hostile]:
         out += envelope_attacks(topic, valid[topic]) + field_attacks(topic, valid[topic])
         if "timestamp" in valid[topic]:
             out += event_attacks(topic, valid[topic])
+        if "items" in valid[topic]:
+            out += line_attacks(topic, valid[topic])
     return out + forged_receipts(valid["wh_events"])

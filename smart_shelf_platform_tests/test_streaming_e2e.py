@@ -35,6 +35,7 @@ import pytest
 from producers.simulator import Simulation
 from producers.streams import stream_name
 from smart_shelf_platform.clock import RedisClock, floor_minute, iso_utc
+from smart_shelf_platform.contracts.catalogue import TOPICS_BY_NAME
 from smart_shelf_platform.definitions import build_definitions
 from smart_shelf_platform.defs.analytics.assets import FEATURES_DELTA_KEY, MATERIALIZED_KEYS
 from smart_shelf_platform.defs.forecasting.assets import PREDICTIONS_KEY, REGISTRY_KEY
@@ -48,7 +49,7 @@ from smart_shelf_platform.verify import verify
 from smart_shelf_platform_tests.hostile_records import (
     INPUT_TOPICS, Hostile, hostile_records, tick_attacks,
 )
-from smart_shelf_platform_tests.streaming_support import consume_all, delta_rows, produce
+from smart_shelf_platform_tests.streaming_support import consume_all, delta_rows
 from streaming import runner
 from streaming.shell import QueryContext
 
@@ -138,11 +139,18 @@ def first_valid(ctx, topic: str, dead: set[tuple[str, int]]) -> dict:
                 if (m.topic(), m.offset()) not in dead)
 
 
+# Kafka time of the hostile records and the late copies: an hour on. A deduplication bounded
+# in Kafka time (the platform's once kept ids for ten minutes of it) would have let the
+# originals' ids go by the time the copies come, and applied them again.
+LATER = timedelta(hours=1)
+
+
 def attack(own, ctx, clock_prefix: str) -> Attack:
     """Replay the run's event topics (every message a second time, minutes late, as a replayed
     topic or a bridge re-sending what it had sent brings them), then write the hostile
-    records, the late copies of valid events and the forged ticks; wait until every query of
-    the still running application has read it all."""
+    records, and once they are read, the late copies of valid events, both stamped an hour
+    on in Kafka time; wait until every query of the still running application has read it
+    all."""
     import redis
 
     dead = {(r["source"], r["source_offset"]) for r in delta_rows(ctx, "raw/dead_letter")}
@@ -154,21 +162,27 @@ def attack(own, ctx, clock_prefix: str) -> Attack:
     hostile = hostile_records(valid) + tick_attacks(end)
     producer = Producer({"bootstrap.servers": own.kafka_bootstrap, "enable.idempotence": True})
     refused = []
+    later_ms = int((datetime.now(timezone.utc) + LATER).timestamp() * 1000)
 
-    def send(topic: str, key, value) -> None:
-        producer.produce(ctx.topic(topic), key=key, value=value,
+    def send(topic: str, key, value, **kafka_time) -> None:
+        producer.produce(ctx.topic(topic), key=key, value=value, **kafka_time,
                          on_delivery=lambda err, _m: err and refused.append(err))
+
+    def all_read() -> None:
+        assert producer.flush(60) == 0 and not refused, refused
+        wait_until_read(client, clock_prefix, own.kafka_bootstrap,
+                        queries=runner.spark_query_names(), timeout=300)
 
     for topic, messages in run.items():
         for message in messages:
             send(topic, message.key(), message.value())
     for i, h in enumerate(hostile):  # keyed: the policy topics are compacted and need one
-        send(h.topic, f"hostile-{i}", h.payload)
-    assert producer.flush(60) == 0 and not refused, refused
+        send(h.topic, f"hostile-{i}", h.payload, timestamp=later_ms)
+    all_read()
     for topic, record in late.items():
-        produce(ctx, topic, [record])
-    wait_until_read(client, clock_prefix, own.kafka_bootstrap,
-                    queries=runner.spark_query_names(), timeout=300)
+        send(topic, TOPICS_BY_NAME[topic].message_key(record), json.dumps(record),
+             timestamp=later_ms)
+    all_read()
     client.close()
     return Attack(hostile, late, iso_utc(end))
 

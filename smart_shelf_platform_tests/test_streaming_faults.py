@@ -1,24 +1,29 @@
 """Fault tolerance: the streaming application SIGKILLed at random points and restarted ends in
-exactly the ledger's state, without doubled movements, dead letters, plans or alerts."""
+exactly the ledger's state, without doubled movements, dead letters, plans or alerts; a bridge
+SIGKILLed mid-stream and restarted after its first entries were applied doubles nothing."""
 
 from __future__ import annotations
 
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections import defaultdict
-from datetime import timedelta
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from producers.run import SimulateOptions, simulate
+from producers.streams import StreamWriter, stream_name
+from smart_shelf_platform.clock import iso_utc
 from smart_shelf_platform.verify import verify
 from smart_shelf_platform_tests.streaming_support import consume_all, delta_rows
+from smart_shelf_platform_tests.test_bridge import own_pending, start_bridge_process, wait_until
 from smart_shelf_platform_tests.test_streaming_e2e import bridge_into
 from streaming import alerts_sink, runner
 
@@ -109,3 +114,65 @@ def test_sigkilled_streaming_app_resumes_to_exactly_the_ledger(settings, query_c
             assert closed is not None and closed <= next_open, (key, spans)
     assert {a["alert_id"] for a in delta_rows(ctx, "ops/alerts")} \
         == set(by_id)
+
+
+def test_a_bridge_sigkilled_mid_stream_and_restarted_later_doubles_nothing(
+        settings, query_ctx, redis_conn, prefix):
+    """The bridge sends an entry to Kafka, then acknowledges it in Redis: killed in between,
+    it sends the entry again when it restarts, which may be much later (the platform kept
+    duplicates only for ten minutes once). Here the entries it had sent were applied and
+    committed before the restart; the copies it then sends are dropped: every event once."""
+    ctx, total = query_ctx, 20_000
+    stream = stream_name("foot_traffic", prefix)
+    writer = StreamWriter(redis_conn, prefix, topics=("foot_traffic",))
+    at = datetime(2026, 1, 1, 8, tzinfo=timezone.utc)
+    sent = []
+    for n in range(total):
+        event = {"event_id": str(uuid.uuid4()), "event_type": "entry", "store_id": "S001",
+                 "customer_id": str(uuid.uuid4()),
+                 "timestamp": iso_utc(at + timedelta(seconds=n)), "weekday": "Thursday",
+                 "time_slot": "08:00-08:59", "trip_duration_minutes": None}
+        writer.add("foot_traffic", f"S001|{event['customer_id']}", json.dumps(event),
+                   event["event_id"])
+        sent.append(event["event_id"])
+    writer.flush()
+
+    bridge = start_bridge_process(stream, ctx.topic("foot_traffic"))
+    try:  # killed once it has sent a good part, with more in flight
+        wait_until(lambda: total - redis_conn.xlen(stream) >= 5_000, 120,
+                   "waiting for the bridge to forward 5,000 entries", interval=0.005)
+        bridge.send_signal(signal.SIGKILL)
+        bridge.wait(10)
+    finally:
+        if bridge.poll() is None:
+            bridge.kill()
+        bridge.communicate()
+    assert own_pending(redis_conn, stream) > 0, "nothing was left in flight: no test"
+
+    def drain() -> None:
+        app = subprocess.run(
+            [sys.executable, "-m", "streaming.runner", "--topic-prefix", ctx.topic_prefix,
+             "--query", "foot_traffic_raw_sink", "--until-drained"],
+            env={**os.environ, **settings.as_env(), "SMART_SHELF_DELTA_ROOT": ctx.delta_root},
+            capture_output=True, text=True, timeout=600)
+        assert app.returncode == 0, app.stderr[-3000:]
+
+    drain()  # what the dead bridge had sent, applied and committed
+    before = len(delta_rows(ctx, "raw/foot_traffic"))
+    bridge = start_bridge_process(stream, ctx.topic("foot_traffic"))
+    try:
+        wait_until(lambda: redis_conn.xlen(stream) == 0, 120, "the restarted bridge's work")
+        bridge.send_signal(signal.SIGTERM)
+        output, _ = bridge.communicate(timeout=30)
+    finally:
+        if bridge.poll() is None:
+            bridge.kill()
+    resent = int(re.search(r"re-sent (\d+) entries left pending", output).group(1))
+    drain()
+
+    in_kafka = Counter(json.loads(m.value())["event_id"] for m in consume_all(ctx, "foot_traffic"))
+    doubled = sum(in_kafka.values()) - len(in_kafka)
+    assert resent > 0 and doubled > 0, "the restart sent nothing twice: no test"
+    applied = Counter(r["event_id"] for r in delta_rows(ctx, "raw/foot_traffic"))
+    assert 0 < before < total and sorted(applied) == sorted(sent)
+    assert set(applied.values()) == {1}, f"{doubled} events sent twice, some applied twice"
