@@ -6,7 +6,8 @@ The state is saved per micro-batch (`DriverState`), so a replayed batch makes ex
 decisions, with the same deterministic ids and timestamps. Per batch:
 
 1. `step(state, rows, batch id)` folds the inputs and returns the batch's `Outputs`;
-2. the messages go to Kafka (idempotent producer, flushed) before anything is committed;
+2. the messages go to Kafka (idempotent producer, flushed) before anything is committed except
+   the rows of `tables_first`, which readers check the messages against;
 3. table rows are upserted into Delta by key, once per batch id (`driver_writes`, txn);
 4. the state is saved.
 
@@ -166,6 +167,10 @@ class DriverQuery(Member):
 
     collects = True
     collect = staticmethod(collect_batch)
+    # Tables upserted before the batch's messages go out, because a reader checks the messages
+    # against them: a delivery must match its order (`provenance`), and the order may have been
+    # placed in the same batch as the delivery when the query catches up on a backlog.
+    tables_first: frozenset[str] = frozenset()
 
     def __init__(self, spark: SparkSession, ctx: shell.QueryContext):
         self.publisher = Publisher(ctx.settings.kafka_bootstrap, self.name, ctx.topic)
@@ -195,9 +200,14 @@ class DriverQuery(Member):
     def run_batch(self, spark: SparkSession, rows: Rows, batch_id: int) -> None:
         state = self.state.before(batch_id)
         outputs = self.step(state, new_ticks(state, rows), batch_id)
+        tables = sorted(outputs.rows.items())
+        for table, records in tables:
+            if table in self.tables_first:
+                self.merge(table, records, batch_id)
         self.publish(outputs.messages)
-        for table, records in sorted(outputs.rows.items()):
-            self.merge(table, records, batch_id)
+        for table, records in tables:
+            if table not in self.tables_first:
+                self.merge(table, records, batch_id)
         self.state.save(batch_id, state)
         if outputs:
             log.info("%s batch %d: %d messages, %s", self.name, batch_id,
@@ -206,8 +216,9 @@ class DriverQuery(Member):
                      "no table rows")
 
     def publish(self, messages: list[tuple[str, dict]]) -> None:
-        """To Kafka before anything is committed: a crash in between replays the batch, which
-        sends the same records (same ids) again."""
+        """To Kafka before anything but `tables_first` is committed: a crash in between replays
+        the batch, which sends the same records (same ids) again (and skips the upserts the
+        tables already hold)."""
         self.publisher.send(messages)
 
     def merge(self, table: str, records: list[dict], batch_id: int) -> None:

@@ -75,6 +75,7 @@ FINISHED_MEMORY = timedelta(days=7)
 
 class SupplierManager(DriverQuery):
     name = NAME
+    tables_first = frozenset({ORDER_TABLE})  # a delivery is checked against its order
 
     def __init__(self, spark: SparkSession, ctx: shell.QueryContext):
         super().__init__(spark, ctx)
