@@ -288,6 +288,21 @@ def start_bridge_process(stream: str, topic: str) -> subprocess.Popen:
         text=True)
 
 
+def restart_until_forwarded(redis_conn, stream: str, topic: str) -> tuple[int, str, int]:
+    """The bridge started again, stopped with SIGTERM once the stream is forwarded: its exit
+    code, its output and how many entries left pending it re-sent at start."""
+    bridge = start_bridge_process(stream, topic)
+    try:
+        wait_until(lambda: redis_conn.xlen(stream) == 0, 120, "waiting for the restarted bridge")
+        bridge.send_signal(signal.SIGTERM)
+        output, _ = bridge.communicate(timeout=30)
+    finally:
+        if bridge.poll() is None:
+            bridge.kill()
+    resent = int(re.search(r"re-sent (\d+) entries left pending", output).group(1))
+    return bridge.returncode, output, resent
+
+
 def test_sigkill_mid_stream_loses_nothing_and_sigterm_stops_cleanly(settings, redis_conn, prefix,
                                                                     topics):
     total = 200_000
@@ -322,17 +337,9 @@ def test_sigkill_mid_stream_loses_nothing_and_sigterm_stops_cleanly(settings, re
         first.communicate()
     assert killed_at < total, "the bridge was killed after the end: nothing was mid-stream"
 
-    second = start_bridge_process(stream, topic)
-    try:
-        wait_until(lambda: redis_conn.xlen(stream) == 0, 120, "waiting for the restarted bridge")
-        second.send_signal(signal.SIGTERM)
-        output, _ = second.communicate(timeout=30)
-    finally:
-        if second.poll() is None:
-            second.kill()
-    assert second.returncode == 0, output
+    returncode, output, resent = restart_until_forwarded(redis_conn, stream, topic)
+    assert returncode == 0, output
     assert "stopped after" in output
-    resent = int(re.search(r"re-sent (\d+) entries left pending", output).group(1))
 
     ids = event_ids(read_topic(settings.kafka_bootstrap, topic))
     duplicates = sum(ids.values()) - len(ids)

@@ -133,10 +133,9 @@ def pipeline(settings, tmp_path_factory):
         yield PipelineRun(own, ctx, sim, clock["prefix"], attacks[0])
 
 
-def first_valid(ctx, topic: str, dead: set[tuple[str, int]]) -> dict:
-    """The topic's first record the run did not dead-letter."""
-    return next(json.loads(m.value()) for m in consume_all(ctx, topic)
-                if (m.topic(), m.offset()) not in dead)
+def first_valid(messages: list, dead: set[tuple[str, int]]) -> dict:
+    """The first of a topic's messages the run did not dead-letter, as a record."""
+    return next(json.loads(m.value()) for m in messages if (m.topic(), m.offset()) not in dead)
 
 
 # Kafka time of the hostile records and the late copies: an hour on. A deduplication bounded
@@ -155,7 +154,8 @@ def attack(own, ctx, clock_prefix: str) -> Attack:
 
     dead = {(r["source"], r["source_offset"]) for r in delta_rows(ctx, "raw/dead_letter")}
     run = {t: consume_all(ctx, t) for t in EVENT_TOPICS}
-    late = {t: first_valid(ctx, t, dead) for t in (*EVENT_TOPICS, "wh_events", "clock_ticks")}
+    late = {t: first_valid(run[t] if t in run else consume_all(ctx, t), dead)
+            for t in (*EVENT_TOPICS, "wh_events", "clock_ticks")}
     valid = {**late, **sample_policies(late["shelf_events"])}
     client = redis.Redis.from_url(own.redis_url)
     end = floor_minute(RedisClock(client, clock_prefix).now())

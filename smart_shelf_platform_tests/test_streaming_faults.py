@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -23,7 +22,9 @@ from producers.streams import StreamWriter, stream_name
 from smart_shelf_platform.clock import iso_utc
 from smart_shelf_platform.verify import verify
 from smart_shelf_platform_tests.streaming_support import consume_all, delta_rows
-from smart_shelf_platform_tests.test_bridge import own_pending, start_bridge_process, wait_until
+from smart_shelf_platform_tests.test_bridge import (
+    own_pending, restart_until_forwarded, start_bridge_process, wait_until,
+)
 from smart_shelf_platform_tests.test_streaming_e2e import bridge_into
 from streaming import alerts_sink, runner
 
@@ -159,15 +160,9 @@ def test_a_bridge_sigkilled_mid_stream_and_restarted_later_doubles_nothing(
 
     drain()  # what the dead bridge had sent, applied and committed
     before = len(delta_rows(ctx, "raw/foot_traffic"))
-    bridge = start_bridge_process(stream, ctx.topic("foot_traffic"))
-    try:
-        wait_until(lambda: redis_conn.xlen(stream) == 0, 120, "the restarted bridge's work")
-        bridge.send_signal(signal.SIGTERM)
-        output, _ = bridge.communicate(timeout=30)
-    finally:
-        if bridge.poll() is None:
-            bridge.kill()
-    resent = int(re.search(r"re-sent (\d+) entries left pending", output).group(1))
+    returncode, output, resent = restart_until_forwarded(redis_conn, stream,
+                                                         ctx.topic("foot_traffic"))
+    assert returncode == 0, output
     drain()
 
     in_kafka = Counter(json.loads(m.value())["event_id"] for m in consume_all(ctx, "foot_traffic"))

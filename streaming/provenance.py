@@ -69,9 +69,10 @@ def provenance_reason(batch: DataFrame, ctx: shell.QueryContext, topics: list[st
     if not candidates:
         return batch
     rows = [r.asDict() for r in candidates]
-    orders = _by_key(ctx, ORDER_TABLE, "order_id", ["shelf_id", "total_qty"],
+    stores = sorted({r["store_id"] for r in rows})
+    orders = _by_key(ctx, ORDER_TABLE, "order_id", ["shelf_id", "total_qty"], stores,
                      {r["supplier_order_id"] for r in rows if r["supplier_order_id"]})
-    plans = _by_key(ctx, PLAN_TABLE, "plan_id", ["shelf_id"],
+    plans = _by_key(ctx, PLAN_TABLE, "plan_id", ["shelf_id"], stores,
                     {r["plan_id"] for r in rows if r["plan_id"]})
     refused = [(*(r[c] for c in POSITION), why) for r in rows
                if (why := refusal(r, orders, plans)) is not None]
@@ -86,10 +87,11 @@ def provenance_reason(batch: DataFrame, ctx: shell.QueryContext, topics: list[st
 
 
 def _by_key(ctx: shell.QueryContext, path: str, key: str, columns: list[str],
-            ids: set[str]) -> dict[tuple, dict]:
-    """Rows of a platform table with the given ids, by (store_id, id)."""
+            stores: list[str], ids: set[str]) -> dict[tuple, dict]:
+    """Rows of a platform table with the given ids, by (store_id, id); only the receipts'
+    stores' files are read (the plan table grows by thousands of rows a day per store)."""
     if not ids:
         return {}
-    table = delta_reader.read(ctx.delta_root, path, ["store_id", key, *columns],
+    table = delta_reader.read(ctx.delta_root, path, ["store_id", key, *columns], stores=stores,
                               where=pc.field(key).isin(pa.array(sorted(ids), pa.string())))
     return {(row["store_id"], row[key]): row for row in table.to_pylist()}
