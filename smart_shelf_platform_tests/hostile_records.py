@@ -5,9 +5,10 @@ must refuse it for.
 `hostile_records(valid)` builds them from one valid record per topic (taken from a real run),
 so every field of every contract, receipt lines' too, is tried: missing, null, of the wrong
 type, out of range, plus
-bytes that are not JSON, not UTF-8, not an object, too big, unknown shelves and stores, times
-far in the future and the past, warehouse receipts the platform never ordered, and clock ticks
-the clock never sent. Each hostile record must
+bytes that are not JSON, not UTF-8, not an object, too big, NaN, unknown shelves, stores and
+lots, zero units where there must be some, receipts that do not add up, times far in the
+future and the past, warehouse receipts the platform never ordered, and clock ticks the clock
+never sent. Each hostile record must
 end in the dead letters with its reason and change nothing else.
 """
 
@@ -77,7 +78,7 @@ def line_attacks(topic: str, valid: dict) -> list[Hostile]:
             variants += [({k: v for k, v in line.items() if k != field.name},
                           f"missing field {name}", "missing"),
                          ({**line, field.name: None}, f"missing field {name}", "null")]
-        out += [Hostile(topic, _encoded(dict(valid, items=[bad])), reason, f"{name} {what}")
+        out += [Hostile(topic, _encoded(_one_line(valid, bad)), reason, f"{name} {what}")
                 for bad, reason, what in variants]
     return out
 
@@ -126,13 +127,37 @@ def event_attacks(topic: str, valid: dict) -> list[Hostile]:
                                  "unknown shelf in items[]: NOSUCHSHELF"),
                                 ({"discount": 7.5}, "items[].discount: not within 0..0.95"),
                                 ({"quantity": "3"}, "items[].quantity: not an integer"),
-                                ({"unit_price": -1}, "negative items[].unit_price")):
-            out.append(Hostile(topic, _encoded(dict(valid, items=[dict(line, **changes)])),
+                                ({"unit_price": -1}, "negative items[].unit_price"),
+                                ({"quantity": 0}, "items[].quantity: less than 1"),
+                                ({"batch_code": "FORGED-LOT"}, "unknown lot in items[]: "),
+                                ({"batch_code": f"SUP-20990101-{line['shelf_id']}"},
+                                 "unknown lot in items[]: ")):
+            out.append(Hostile(topic, _encoded(_one_line(valid, dict(line, **changes))),
                                reason, f"receipt line {changes}"))
+        out += [Hostile(topic, _encoded(dict(valid, items=[], total_items=0)),
+                        "items: a receipt without lines", "a receipt without lines"),
+                Hostile(topic, _encoded(dict(valid, total_items=valid["total_items"] + 1)),
+                        "total_items: not the sum of the lines' quantities",
+                        "an item count its lines do not add up to"),
+                Hostile(topic, _encoded(dict(valid, total_amount=float("nan"))),
+                        "malformed JSON", "NaN (not JSON, though Python writes it)")]
         without = {k: v for k, v in line.items() if k != "batch_code"} | {"colour": "red"}
-        out.append(Hostile(topic, _encoded(dict(valid, items=[without])),
+        out.append(Hostile(topic, _encoded(_one_line(valid, without)),
                            "unexpected field items[].colour", "receipt line with a stray field"))
+    if topic == "shelf_events":
+        customer = dict(valid, actor="customer", customer_id=str(uuid.uuid4()), batch_code=None,
+                        plan_id=None, event_type="pickup")
+        out += [Hostile(topic, _encoded(dict(customer, quantity=0)),
+                        "quantity: a customer's pickup of 0 units", "a pickup of nothing"),
+                Hostile(topic, _encoded(dict(customer, quantity=None)),
+                        "missing field quantity: a pickup moves units", "a pickup of no count")]
     return [Hostile(h.topic, _with_new_id(h.payload), h.reason, h.what) for h in out]
+
+
+def _one_line(receipt: dict, line: dict) -> dict:
+    """`receipt` with `line` as its only line, its item count that of its first line (so only
+    what is wrong with `line` is)."""
+    return dict(receipt, items=[line], total_items=receipt["items"][0]["quantity"])
 
 
 def _with_new_id(payload: bytes) -> bytes:

@@ -1,4 +1,5 @@
-"""Which warehouse receipts are the platform's own (`streaming.provenance.refusal`): pure."""
+"""Which warehouse receipts are the platform's own (`streaming.provenance.refusal`) and which
+lots a receipt may name (`unknown_lots`): pure."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import uuid
 import pytest
 
 from streaming.ids import restock_event_id, supplier_id
-from streaming.provenance import refusal
+from streaming.provenance import refusal, unknown_lots
 
 ORDER_ID, PLAN_ID = str(uuid.uuid4()), str(uuid.uuid4())
 ORDERS = {("S001", ORDER_ID): {"order_id": ORDER_ID, "shelf_id": "SH1", "total_qty": 24}}
@@ -46,3 +47,16 @@ def test_a_delivery_that_is_not_its_order_s_is_refused(changes, reason):
 ])
 def test_a_return_that_is_not_its_pick_s_is_refused(changes, reason):
     assert refusal(RETURN | changes, ORDERS, PLANS) == reason
+
+
+def test_a_receipt_may_name_reference_lots_and_lots_the_platform_s_orders_delivered():
+    reference = {("S001", "SH1", "B7")}
+    orders = [{"store_id": "S001", "shelf_id": "SH1", "delivery_date": "2026-01-02"}]
+    named = {("S001", "SH1", "B7"), ("S001", "SH1", "SUP-20260102-SH1"),
+             ("S001", "SH1", "SUP-20260103-SH1"),  # no delivery that day
+             ("S001", "SH2", "SUP-20260102-SH1"),  # another shelf's lot
+             ("S002", "SH1", "SUP-20260102-SH1"),  # another store's
+             ("S001", "SH2", "B7"), ("S001", "SH1", "FORGED-1")}
+    assert unknown_lots(named, reference, orders) == {
+        ("S001", "SH1", "SUP-20260103-SH1"), ("S001", "SH2", "SUP-20260102-SH1"),
+        ("S002", "SH1", "SUP-20260102-SH1"), ("S001", "SH2", "B7"), ("S001", "SH1", "FORGED-1")}

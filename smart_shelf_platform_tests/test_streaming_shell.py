@@ -166,7 +166,7 @@ def receipt(**line_changes) -> dict:
             "total_price": 2.1}
     return {"event_id": str(uuid.uuid4()), "store_id": "S001",
             "transaction_id": str(uuid.uuid4()), "customer_id": str(uuid.uuid4()),
-            "timestamp": "2026-01-01T07:30:00Z", "total_items": 2, "total_amount": 2.1,
+            "timestamp": "2026-01-01T07:30:00Z", "total_items": 4, "total_amount": 4.2,
             "items": [line, dict(line, line_no=2) | line_changes]}
 
 
@@ -174,7 +174,7 @@ def test_receipt_lines_get_the_same_checks_as_top_level_fields(spark):
     known = spark.createDataFrame([("S001", "TSTSHL0001")], "store_id string, shelf_id string")
     bad_lines = [{}, {"quantity": -3}, {"quantity": "3"}, {"discount": 7.5},
                  {"shelf_id": "NOWHERE"}, {"expiry_date": "soon"}, {"colour": "red"},
-                 {"quantity": None}, {"quantity": 1e20}]
+                 {"quantity": None}, {"quantity": 1e20}, {"quantity": 0}]
     payloads = [as_bytes(receipt(**changes)) for changes in bad_lines]
     payloads.append(as_bytes(dict(receipt(), items=[receipt()["items"][0], 5])))
     assert reasons(spark, POS_TRANSACTION, payloads, known_shelves=known) == [
@@ -182,7 +182,34 @@ def test_receipt_lines_get_the_same_checks_as_top_level_fields(spark):
         "items[].discount: not within 0..0.95", "unknown shelf in items[]: NOWHERE",
         "items[].expiry_date: not an ISO-8601 date", "unexpected field items[].colour",
         "missing field items[].quantity", "items[].quantity: not an integer",
-        "items: not an array; items[]: not a JSON object"]
+        "items[].quantity: less than 1", "items: not an array; items[]: not a JSON object"]
+
+
+def test_a_receipt_has_lines_whose_units_its_item_count_adds_up(spark):
+    payloads = [as_bytes(dict(receipt(), items=[], total_items=0)),
+                as_bytes(dict(receipt(), total_items=5)),
+                as_bytes(dict(receipt(), total_items=0)), b'{"quantity": NaN}']
+    assert reasons(spark, POS_TRANSACTION, payloads) == [
+        "total_items: less than 1; items: a receipt without lines",
+        "total_items: not the sum of the lines' quantities",
+        "total_items: less than 1; total_items: not the sum of the lines' quantities",
+        "malformed JSON"]
+
+
+def test_a_customer_moves_at_least_one_unit_a_restocker_may_report_none(spark):
+    base = shelf_event()
+    payloads = [as_bytes(dict(base, quantity=0)),
+                as_bytes(dict(base, event_type="putback", quantity=0)),
+                as_bytes(dict(base, quantity=None)),
+                as_bytes(dict(base, event_type="putback", actor="restocker", customer_id=None,
+                              batch_code="B1", quantity=0)),
+                as_bytes(dict(base, event_type="weight_change", quantity=None,
+                              delta_weight=-500.0))]
+    assert reasons(spark, SHELF_EVENT, payloads) == [
+        "quantity: a customer's pickup of 0 units",
+        "quantity: a customer's putback of 0 units",
+        "missing field quantity: a pickup moves units",
+        None, None]
 
 
 def test_a_query_takes_each_tick_once_and_in_order():

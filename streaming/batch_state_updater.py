@@ -21,10 +21,13 @@ from pyspark.sql import functions as F
 from smart_shelf_platform.contracts.catalogue import POS_TRANSACTION_ITEM, TOPICS_BY_NAME
 from smart_shelf_platform.contracts.events import POS_TRANSACTION, SHELF_EVENT
 from streaming import reference, shell
+from streaming.provenance import KnownLots
 from streaming.state_fold import FoldingMember, StateFold, net_units
 
 NAME = "batch_state_updater"
-POS = shell.EventSource("pos_transactions", POS_TRANSACTION, checks_shelves=True)
+# Receipts naming a lot the shelf never had are refused (`provenance.KnownLots`).
+POS = shell.EventSource("pos_transactions", POS_TRANSACTION, checks_shelves=True,
+                        verify=KnownLots())
 # Customers' events (nearly all of the topic) name no lot: only refills and removals are read.
 SHELF = shell.EventSource("shelf_events", SHELF_EVENT, dead_letters=False, checks_shelves=True,
                           prefilter=shell.json_field_in("actor", ("restocker", "system")))

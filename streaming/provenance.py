@@ -14,9 +14,17 @@ first and is dropped as such.
 
 The orders and plans are written long before their receipt exists (an order at the cutoff, a
 plan when the shelf asked for units), so the check never waits for a table to catch up.
+
+Lots have a provenance too: a shelf can only sell a lot the reference data put in the store or
+a supplier order of the platform's delivered to that shelf (`ids.supplier_batch_code`). A
+receipt line naming any other lot is refused whole (`lot_reason`): taking its units off a lot
+that never existed would leave the shelf's lots short of what the ledger has. The order is
+in the orders table before its delivery is published, so before any shelf could sell the lot.
 """
 
 from __future__ import annotations
+
+from datetime import date
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,8 +33,9 @@ from pyspark.sql import functions as F
 
 from smart_shelf_platform import delta_reader
 from smart_shelf_platform.contracts.events import REFILL_RETURN
-from streaming import shell
-from streaming.ids import restock_event_id, supplier_id
+from smart_shelf_platform.settings import Settings
+from streaming import reference, shell
+from streaming.ids import restock_event_id, supplier_batch_code, supplier_id
 
 SUPPLIER_DELIVERY = "supplier_delivery"
 # The makers' tables: the supplier manager's orders, the restock manager's plans.
@@ -95,3 +104,65 @@ def _by_key(ctx: shell.QueryContext, path: str, key: str, columns: list[str],
     table = delta_reader.read(ctx.delta_root, path, ["store_id", key, *columns], stores=stores,
                               where=pc.field(key).isin(pa.array(sorted(ids), pa.string())))
     return {(row["store_id"], row[key]): row for row in table.to_pylist()}
+
+
+Lot = tuple[str, str, str]  # (store_id, shelf_id, batch_code)
+
+
+def unknown_lots(named: set[Lot], known: set[Lot], orders: list[dict]) -> set[Lot]:
+    """The lots of `named` that are neither `known` (the reference data's) nor delivered by one
+    of `orders` (rows with store_id, shelf_id and delivery_date)."""
+    delivered = {(o["store_id"], o["shelf_id"],
+                  supplier_batch_code(date.fromisoformat(str(o["delivery_date"])), o["shelf_id"]))
+                 for o in orders}
+    return named - known - delivered
+
+
+class KnownLots:
+    """The verify hook of `pos_transactions`: receipts whose lines name a lot the shelf could
+    never have held get the reason `unknown lot in items[]: <shelf>/<lot>`. Lots found genuine
+    are remembered for the process's life, so a batch reads the orders table only for lots
+    it has not seen before."""
+
+    def __init__(self) -> None:
+        self.known: set[Lot] = set()
+        self.reference: tuple[int, ...] = ()
+
+    def _with_reference_lots(self, settings: Settings) -> None:
+        version = reference.reference_version(settings)
+        if version != self.reference:  # made again (another seed or chain): start afresh
+            self.known, self.reference = reference.known_lots(settings), version
+
+    def __call__(self, batch: DataFrame, ctx: shell.QueryContext,
+                 topics: list[str]) -> DataFrame:
+        lines = (batch.where(F.col("_source").isin(topics) & F.col(shell.REASON).isNull()
+                             & F.col("items").isNotNull())
+                 .select(*POSITION, "store_id", F.explode("items").alias("line"))
+                 .select(*POSITION, "store_id", F.col("line.shelf_id").alias("shelf_id"),
+                         F.col("line.batch_code").alias("batch_code"))
+                 .where(F.col("batch_code").isNotNull()))
+        named = {(r["store_id"], r["shelf_id"], r["batch_code"])
+                 for r in lines.select("store_id", "shelf_id", "batch_code").distinct().collect()}
+        self._with_reference_lots(ctx.settings)
+        new = named - self.known
+        if not new:
+            return batch
+        stores = sorted({lot[0] for lot in new})
+        orders = delta_reader.read(
+            ctx.delta_root, ORDER_TABLE, ["store_id", "shelf_id", "delivery_date"], stores=stores,
+            where=pc.field("shelf_id").isin(pa.array(sorted({lot[1] for lot in new}),
+                                                     pa.string()))).to_pylist()
+        unknown = unknown_lots(new, set(), orders)
+        self.known |= new - unknown
+        if not unknown:
+            return batch
+        strangers = batch.sparkSession.createDataFrame(
+            sorted(unknown), "store_id string, shelf_id string, batch_code string")
+        reasons = (lines.join(F.broadcast(strangers), ["store_id", "shelf_id", "batch_code"])
+                   .groupBy(*POSITION)
+                   .agg(F.array_join(F.array_sort(F.collect_set(
+                       F.concat_ws("/", "shelf_id", "batch_code"))), ", ").alias("_lots")))
+        columns = batch.columns
+        flagged = batch.join(F.broadcast(reasons), on=list(POSITION), how="left")
+        return shell.append_reason(flagged, F.col("_lots").isNotNull(), F.concat(
+            F.lit("unknown lot in items[]: "), F.col("_lots"))).select(*columns)

@@ -61,6 +61,21 @@ def wh_batch_rows(settings: Settings) -> pa.Table:
     return _lot_rows(settings, "warehouse_batches", "batch_quantity_warehouse")
 
 
+def known_lots(settings: Settings) -> set[tuple[str, str, str]]:
+    """(store_id, shelf_id, batch_code) of every lot the reference data puts on a shelf or in
+    a warehouse: the lots a store has before any supplier delivery."""
+    columns = ["store_id", "shelf_id", "batch_code"]
+    return {(r["store_id"], r["shelf_id"], r["batch_code"])
+            for name in ("store_batches", "warehouse_batches")
+            for r in _read(settings, name).select(columns).to_pylist()}
+
+
+def reference_version(settings: Settings) -> tuple[int, ...]:
+    """When each reference file was last written: changes when the reference data is made
+    again (another seed or chain)."""
+    return tuple(path.stat().st_mtime_ns for _, path in sorted(reference_files(settings).items()))
+
+
 def known_shelves(spark: SparkSession, settings: Settings) -> DataFrame:
     """(store_id, shelf_id) of every shelf in the reference data, once each, cached for the
     query's life."""

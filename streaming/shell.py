@@ -52,9 +52,12 @@ DEAD_LETTER_TABLE = DELTA_TABLES_BY_PATH["raw/dead_letter"]
 # The values a field may take, by field name, in every contract and in receipt lines: (lowest,
 # highest or None). The contract language has no ranges, so they live here.
 FIELD_RANGES = {
-    "quantity": (0, None), "total_items": (0, None), "trip_duration_minutes": (0, None),
+    "quantity": (0, None), "total_items": (1, None), "trip_duration_minutes": (0, None),
     "unit_price": (0, None), "total_price": (0, None), "total_amount": (0, None),
     "speed": (0, None), "discount": (0, MAX_DISCOUNT),
+    # By the name reasons give them: a receipt line sells at least one unit (a shelf event's
+    # quantity may be 0: a restocker reports 0 units placed on a full shelf).
+    "items[].quantity": (1, None),
 }
 
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -224,9 +227,10 @@ def _value_reason(field: Field, element: Column, typed: Column, name: str) -> Co
         allowed = ", ".join(field.type.enum_values)
         checks = checks.when(~typed.isin(*field.type.enum_values), F.concat(
             F.lit(f"{name}: '"), typed, F.lit(f"' is not one of {allowed}")))
-    low, high = FIELD_RANGES.get(field.name, (None, None))
+    low, high = FIELD_RANGES.get(name, FIELD_RANGES.get(field.name, (None, None)))
     if low is not None and high is None:
-        checks = checks.when(typed < low, F.lit(f"negative {name}"))
+        checks = checks.when(typed < 0, F.lit(f"negative {name}"))
+        checks = checks.when(typed < low, F.lit(f"{name}: less than {low:g}"))
     elif low is not None:
         checks = checks.when((typed < low) | (typed > high),
                              F.lit(f"{name}: not within {low:g}..{high:g}"))
@@ -271,8 +275,35 @@ def _tick_reasons() -> list[Column]:
     ]
 
 
+def _shelf_event_reasons() -> list[Column]:
+    """A pickup, putback or removal moves units: a customer's at least one (a restocker's
+    putback may report 0, placed on a full shelf)."""
+    quantity, kind = F.col("_event.quantity"), F.col("_event.event_type")
+    moves = kind.isin("pickup", "putback", "expired_removal")
+    return [
+        F.when(moves & F.expr("coalesce(is_variant_null(variant_get(_json, '$.quantity')), "
+                              "true)"),
+               F.concat(F.lit("missing field quantity: a "), kind, F.lit(" moves units"))),
+        F.when(moves & (F.col("_event.actor") == "customer") & (quantity == 0),
+               F.concat(F.lit("quantity: a customer's "), kind, F.lit(" of 0 units"))),
+    ]
+
+
+def _receipt_reasons() -> list[Column]:
+    """A receipt has lines, and its item count is their units (the till adds them up)."""
+    items = F.col("_event.items")
+    return [
+        F.when(F.size(items) == 0, F.lit("items: a receipt without lines")),
+        F.when(F.forall(items, lambda line: line["quantity"] >= 1)
+               & (F.col("_event.total_items") != F.aggregate(
+            items, F.lit(0).cast("long"), lambda acc, line: acc + line["quantity"])),
+            F.lit("total_items: not the sum of the lines' quantities")),
+    ]
+
+
 # Checks across the fields of one record, by record name.
-_RECORD_CHECKS = {"clock_tick": _tick_reasons}
+_RECORD_CHECKS = {"clock_tick": _tick_reasons, "shelf_event": _shelf_event_reasons,
+                  "pos_transaction": _receipt_reasons}
 
 
 def _unexpected_fields_reason(record: Record) -> Column:

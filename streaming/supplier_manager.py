@@ -50,6 +50,7 @@ from smart_shelf_platform.rules.supplier import (
 from smart_shelf_platform.settings import Settings
 from streaming import reference, shell
 from streaming.driver_query import DriverQuery, Outputs, Rows, iso, rows_of, tick_source, utc
+from streaming.ids import supplier_batch_code
 from streaming.ids import supplier_id as new_id
 
 log = logging.getLogger(__name__)
@@ -253,7 +254,7 @@ class SupplierManager(DriverQuery):
             received = date.fromisoformat(order["delivery_date"])
             expiry = self.shelf_life.expiry(profile["item_category"],
                                             profile["item_subcategory"], received)
-            batch_code = f"SUP-{received:%Y%m%d}-{order['shelf_id']}"
+            batch_code = supplier_batch_code(received, order["shelf_id"])
             out.send("wh_events", {
                 "event_id": new_id("wh_in", order["order_id"]), "event_type": "wh_in",
                 "store_id": order["store_id"], "shelf_id": order["shelf_id"],
