@@ -234,6 +234,25 @@ def test_the_benchmark_sampler_counts_a_forked_copy_of_a_process_once():
     assert len(sampler.peak_processes) == 1
 
 
+def test_the_benchmark_sampler_counts_a_child_running_its_own_program_on_the_same_executable():
+    """Dagster's webserver, daemon and code servers are Python processes started by Python: each
+    counts (its private memory), although it runs its parent's executable."""
+    mib = 200
+    child = ("import time\n"
+             f"held = bytearray({mib} * 2**20)\n"
+             "for i in range(0, len(held), 4096): held[i] = 1\n"
+             "time.sleep(3)\n")
+    program = f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {child!r}])\n"
+    process = subprocess.Popen([sys.executable, "-c", program])
+    sampler = TreeSampler(process.pid, interval=0.2)
+    sampler.start()
+    time.sleep(2.5)
+    sampler.done.set()
+    process.wait()
+    assert sampler.peak_rss / 2**20 > mib
+    assert len(sampler.peak_processes) == 2
+
+
 def test_the_benchmark_sampler_leaves_out_cpu_spent_before_the_measured_phase():
     """`bench stream` measures its live phase after start-up and warm-up: a process that burns
     a second of CPU first (however long a busy machine takes to give it that), says so, and then

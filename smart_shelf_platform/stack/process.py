@@ -156,13 +156,16 @@ def tree_rss_bytes(pid: int) -> int:
 
 
 class TreeSampler(threading.Thread):
-    """Peak resident memory and CPU seconds of a process and all its descendants."""
+    """Peak resident memory and CPU seconds of a process and all its descendants (`alone`: of
+    the process alone)."""
 
-    def __init__(self, pid: int, interval: float = 0.5):
+    def __init__(self, pid: int, interval: float = 0.5, alone: bool = False):
         super().__init__(daemon=True)
         self.pid = pid
+        self.alone = alone
         self.interval = interval
         self.peak_rss = 0
+        self.rss = 0  # the latest sample's
         self.peak_processes: dict[str, float] = {}  # RSS in MiB at the peak, per process
         self.cpu: dict[int, float] = {}  # last seen CPU seconds per pid (dead ones keep theirs)
         self.done = threading.Event()
@@ -180,20 +183,30 @@ class TreeSampler(threading.Thread):
 
     def sample(self) -> None:
         rss, processes = 0, {}
-        for process in process_tree(self.pid):
+        for process in process_tree(self.pid)[:1 if self.alone else None]:
             try:
                 times = process.cpu_times()
                 self.cpu[process.pid] = times.user + times.system
                 # A fork still running its parent's program (the JVM spawning `chmod`, Spark's
                 # Python daemon its workers) shares the parent's pages, which its RSS counts a
-                # second time (a 1.7 GiB JVM was seen as 3.4 GiB).
-                if process.pid != self.pid and process.exe() == process.parent().exe():
+                # second time (a 1.7 GiB JVM was seen as 3.4 GiB); it has its parent's command
+                # line. A child on its parent's executable otherwise (a Postgres backend,
+                # Dagster's Python servers) maps the same files and shared memory (Postgres's
+                # buffers), counted with the parent: its private part counts (RSS less shared;
+                # within a tenth of the proportional size, which is too slow to read often).
+                memory = process.memory_info()
+                if process.pid == self.pid:
+                    own = memory.rss
+                elif process.cmdline() == (parent := process.parent()).cmdline():
                     continue
-                own = process.memory_info().rss
+                else:
+                    own = memory.rss - memory.shared if process.exe() == parent.exe() \
+                        else memory.rss
                 processes[f"{process.pid} {process.name()}"] = round(own / 2**20, 1)
             except (psutil.NoSuchProcess, psutil.AccessDenied, AttributeError):
                 continue  # gone, or its parent gone (`parent()` is None)
             rss += own
+        self.rss = rss
         if rss > self.peak_rss:
             self.peak_rss, self.peak_processes = rss, processes
         if self._cpu_from is not None and time.time() >= self._cpu_from:
