@@ -263,37 +263,12 @@ def simulate(
     except ValueError:
         raise StackError(f"--store-group takes K/N with 0 <= K < N, not {store_group!r}") from None
     if effects:
-        _wait_for_the_streaming_queries(settings)
+        from smart_shelf_platform.stack.lifecycle import wait_for_streaming
+
+        wait_for_streaming(settings, _progress)
     run(settings, SimulateOptions(until=end, speed=clock_speed, seed=seed,
                                   bad_event_rate=bad_events, effects=effects,
                                   store_group=(group, groups)), _progress)
-
-
-def _wait_for_the_streaming_queries(settings: Settings, timeout: float = 600) -> None:
-    """With the streaming application running, wait until every one of its queries has started
-    and read its topics: the clock's holds wait only for queries that report, so a simulation
-    started right after `up` would otherwise run ahead of a query still starting (and a day's
-    features be computed before its receipts reached Delta)."""
-    import redis
-
-    from smart_shelf_platform.clock import DEFAULT_KEY_PREFIX
-    from smart_shelf_platform.progress import wait_until_read
-    from smart_shelf_platform.stack.components import Streaming
-    from streaming.runner import spark_query_names
-
-    if Streaming(settings).pid() is None:
-        return
-    queries = spark_query_names()
-    _progress(f"waiting until the {len(queries)} streaming queries have started and read "
-              "their topics")
-    client = redis.Redis.from_url(settings.redis_url)
-    try:
-        wait_until_read(client, DEFAULT_KEY_PREFIX, settings.kafka_bootstrap, queries=queries,
-                        timeout=timeout, progress=_progress)
-    except TimeoutError as exc:
-        raise StackError(f"{exc}: see {settings.home / 'logs' / 'streaming.log'}") from None
-    finally:
-        client.close()
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -584,7 +559,7 @@ def test(ctx: typer.Context) -> None:
     raise typer.Exit(code)
 
 
-BENCHMARKS = ("up", "bridge", "simulate", "stream", "forecast")
+BENCHMARKS = ("up", "bridge", "simulate", "stream", "forecast", "chain")
 
 
 @app.command()
@@ -595,23 +570,38 @@ def bench(
              "simulator at full speed through Redis and the bridge into Kafka), 'stream' (the "
              "Spark streaming application: throughput on a backlog, live latency, CPU, "
              "memory), 'forecast' (one cutoff's training set, model fit and forecast on the "
-             "stack's daily features, copied to --stores stores: wall time and peak memory).")]
+             "stack's daily features, copied to --stores stores: wall time and peak memory), "
+             "'chain' (--stores stores for --days simulated days through the whole loop on a "
+             "stack of its own, started for them: wall time of each phase, events, `verify`, "
+             "`report` and the daily features timed, peak memory of each component, load "
+             "average; 10-20 minutes for 10 stores and a day).")]
         = "up",
     events: Annotated[int, typer.Option(min=1000, help="Events for bridge/simulate.")] = 500_000,
     stores: Annotated[int, typer.Option(
         min=1, max=99, help="stream: stores in the backlog; forecast: stores to copy the "
-                            "history to.")] = 10,
+                            "history to; chain: stores the stack is set up with and "
+                            "simulated.")] = 10,
     hours: Annotated[float, typer.Option(
         min=0.5, callback=_finite, help="stream: simulated hours in the backlog.")] = 24.0,
     live_minutes: Annotated[float, typer.Option(
         min=2, callback=_finite,
         help="stream: wall minutes of the live latency phase (the first is warm-up).")]
         = 4.0,
+    days: Annotated[float, typer.Option(
+        min=0.01, callback=_finite,
+        help="chain: simulated days from SMART_SHELF_SIM_START (0.01 or more), at full "
+             "speed.")] = 1.0,
+    keep: Annotated[bool, typer.Option(
+        "--keep", help="chain: leave its stack running at the end and print how to reach it "
+                       "(its home and ports), e.g. for `python -m dashboard.bench`; the next "
+                       "`bench chain` stops and replaces it.")] = False,
     out: Annotated[Optional[Path], typer.Option(
         help="Also write the JSON report here (in a folder that exists).")] = None,
 ) -> None:
-    """Measure and print performance figures (a benchmark, not a test). bridge and simulate
-    need a running stack (`smart-shelf up`) and leave its data alone."""
+    """Measure and print performance figures as JSON (a benchmark, not a test). bridge,
+    simulate, stream and forecast need a running stack (`smart-shelf up`) and leave its data
+    alone; up and chain start a throw-away stack of their own in SMART_SHELF_HOME/bench and
+    .../bench-chain, on the configured ports + 100 and + 200."""
     if what not in BENCHMARKS:
         raise StackError(f"unknown benchmark {what!r}; available: {', '.join(BENCHMARKS)}")
     _check_writable(out)
@@ -620,6 +610,10 @@ def bench(
         from smart_shelf_platform.stack.bench import bench_up
 
         report = bench_up(settings, _progress)
+    elif what == "chain":
+        from smart_shelf_platform.stack.bench_chain import bench_chain
+
+        report = bench_chain(settings, _progress, stores=stores, days=days, keep=keep)
     elif what == "forecast":
         from smart_shelf_platform.stack.bench_forecast import bench_forecast
 

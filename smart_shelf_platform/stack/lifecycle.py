@@ -166,3 +166,30 @@ def down(settings: Settings, progress: Progress = print) -> list[str]:
 
 def status(settings: Settings) -> list[ComponentStatus]:
     return [comp.status() for comp in all_components(settings)]
+
+
+def wait_for_streaming(settings: Settings, progress: Progress, timeout: float = 600) -> None:
+    """With the streaming application running, wait until every one of its queries has started
+    and read its topics: the clock's holds wait only for queries that report, so a simulation
+    started right after `up` would otherwise run ahead of a query still starting (and a day's
+    features be computed before its receipts reached Delta)."""
+    import redis
+
+    from smart_shelf_platform.clock import DEFAULT_KEY_PREFIX
+    from smart_shelf_platform.progress import wait_until_read
+    from smart_shelf_platform.stack.components import Streaming
+    from streaming.runner import spark_query_names
+
+    if Streaming(settings).pid() is None:
+        return
+    queries = spark_query_names()
+    progress(f"waiting until the {len(queries)} streaming queries have started and read "
+             "their topics")
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        wait_until_read(client, DEFAULT_KEY_PREFIX, settings.kafka_bootstrap, queries=queries,
+                        timeout=timeout, progress=progress)
+    except TimeoutError as exc:
+        raise StackError(f"{exc}: see {settings.logs_dir / 'streaming.log'}") from None
+    finally:
+        client.close()
