@@ -13,11 +13,14 @@ import pandas as pd
 import pytest
 
 from smart_shelf_platform.report import (
-    WASTE_FROM_EVENTS, WASTE_FROM_LEDGER, Kpis, ReportInputs, Window, alerts_by, compute_report,
-    default_window, end_of_day_stock, event_waste, forecast_errors, ledger_waste, plans_by_status,
-    restock_minutes, sales_kpis, simulated_days, stock_cover, stock_days, supplier_order_kpis,
-    total, waste_kpis,
+    WASTE_FROM_EVENTS, WASTE_FROM_LEDGER, Kpis, compute_report, total,
 )
+from smart_shelf_platform.report_figures import (
+    Window, alerts_by, default_window, end_of_day_stock, event_waste, forecast_errors,
+    ledger_waste, plans_by_status, restock_minutes, sales_kpis, simulated_days, stock_cover,
+    stock_days, supplier_order_kpis, waste_kpis,
+)
+from smart_shelf_platform.report_inputs import ReportInputs
 from smart_shelf_platform.stack.process import StackError
 
 START = datetime(2026, 1, 1, 7, 0, tzinfo=timezone.utc)
