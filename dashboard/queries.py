@@ -49,9 +49,13 @@ def shelf_policies(s: Settings) -> pd.DataFrame:
 
 
 @_cached(LIVE_TTL)
-def table(s: Settings, path: str) -> pd.DataFrame:
-    """A Delta table (`layer/name`), as the streaming application last committed it."""
-    return sources.delta(s, path)
+def table(s: Settings, path: str, store_id: str | None = None,
+          columns: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """A Delta table (`layer/name`), as the streaming application last committed it: the rows
+    of `store_id` (default every store's), `columns` (default all). A page reads one store's
+    rows: a chain's tables are ten times what it shows, in time and in memory."""
+    return sources.delta(s, path, list(columns) if columns else None,
+                         [store_id] if store_id else None)
 
 
 @_cached(1)

@@ -50,10 +50,12 @@ def postgres(settings: Settings, query: str, params: tuple | dict = ()) -> pd.Da
                           f"{settings.postgres_port}.", START) from exc
 
 
-def delta(settings: Settings, path: str, columns: list[str] | None = None) -> pd.DataFrame:
-    """A Delta table (`layer/name` under the Delta root) as it is now."""
+def delta(settings: Settings, path: str, columns: list[str] | None = None,
+          stores: list[str] | None = None) -> pd.DataFrame:
+    """A Delta table (`layer/name` under the Delta root) as it is now: `columns` (default all)
+    of the rows of `stores` (default every store)."""
     try:
-        return delta_reader.read(settings.delta_root, path, columns).to_pandas()
+        return delta_reader.read(settings.delta_root, path, columns, stores=stores).to_pandas()
     except delta_reader.MissingTable as exc:
         raise Unavailable(f"The Delta table {path} does not exist yet.", START) from exc
 

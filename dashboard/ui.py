@@ -50,7 +50,8 @@ def _store_ids(s: Settings) -> list[str]:
         return queries.stores(s)["store_id"].tolist()
     except Unavailable:  # without Postgres: the stores the platform holds state for
         try:
-            return sorted(queries.table(s, "cleansed/shelf_state")["store_id"].unique())
+            return sorted(queries.table(s, "cleansed/shelf_state",
+                                        columns=("store_id",))["store_id"].unique())
         except Unavailable:
             return []
 
@@ -87,3 +88,8 @@ def context() -> Context:
 
 def of_store(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     return frame[frame["store_id"] == ctx.store_id]
+
+
+def store_table(ctx: Context, path: str) -> pd.DataFrame:
+    """The chosen store's rows of a Delta table (`queries.table`)."""
+    return queries.table(ctx.settings, path, ctx.store_id)

@@ -15,9 +15,9 @@ COLUMNS = ["alert_type", "status", "shelf_id", "item_category", "item_subcategor
 
 def store_alerts(ctx: ui.Context):
     s = ctx.settings
-    alerts = require_rows(ui.of_store(queries.table(s, "ops/alerts"), ctx),
+    alerts = require_rows(ui.store_table(ctx, "ops/alerts"),
                           f"the alerts of {ctx.store_id} (Delta ops/alerts)")
-    plans = ui.of_store(queries.table(s, "ops/shelf_restock_plan"), ctx)
+    plans = ui.store_table(ctx, "ops/shelf_restock_plan")
     return data.alerts_view(alerts, queries.catalogue(s), plans, ctx.now)
 
 

@@ -60,7 +60,7 @@ def live_health() -> None:
         right.dataframe(queries.kafka_lag(s), hide_index=True, width="stretch", key="lag")
     st.subheader("Dead letters by reason")
     with ui.needs_sources():
-        dead = queries.table(s, "raw/dead_letter")
+        dead = queries.table(s, "raw/dead_letter", columns=("received_at", "reason"))
         if dead.empty:
             st.caption("No record has broken its contract.")
         else:

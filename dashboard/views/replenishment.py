@@ -26,7 +26,7 @@ def section(ctx: ui.Context, title: str, path: str, columns: list[str], *,
             in_flight: bool = False, sort: str = "created_at") -> None:
     st.subheader(title)
     with ui.needs_sources():
-        frame = ui.of_store(queries.table(ctx.settings, path), ctx)
+        frame = ui.store_table(ctx, path)
         if in_flight:
             frame = frame[frame["status"].isin(data.IN_FLIGHT)].copy()
             frame["age_min"] = data.minutes_since(frame["created_at"], ctx.now)
@@ -55,7 +55,7 @@ def live_replenishment() -> None:
             ["receipt_id", "batch_code", "received_qty", "expiry_date", "created_at"])
     st.subheader("Today's near-expiry discounts")
     with ui.needs_sources():
-        discounts = ui.of_store(queries.table(ctx.settings, "analytics/daily_discounts"), ctx)
+        discounts = ui.store_table(ctx, "analytics/daily_discounts")
         today = discounts[discounts["discount_date"] == ctx.now.date()]
         if today.empty:
             st.caption(f"No discount on {ctx.now.date()}.")

@@ -19,7 +19,7 @@ def live_stock(categories, subcategories, shelf_ids) -> None:
     s = ctx.settings
     with ui.needs_sources():
         shelves = shelves_of_store(ctx).merge(
-            ui.of_store(queries.table(s, "cleansed/wh_state"), ctx)[
+            ui.store_table(ctx, "cleansed/wh_state")[
                 ["shelf_id", "wh_current_stock", "wh_max_stock"]], on="shelf_id", how="left")
         chosen = data.filtered(shelves, item_category=categories,
                                item_subcategory=subcategories, shelf_id=shelf_ids)
@@ -34,7 +34,7 @@ def live_stock(categories, subcategories, shelf_ids) -> None:
                 (shelf_lots, "cleansed/shelf_batch_state", "batch_quantity_store", "On shelves"),
                 (wh_lots, "cleansed/wh_batch_state", "batch_quantity_warehouse",
                  "In the warehouse")):
-            lots = data.lots_view(ui.of_store(queries.table(s, path), ctx), quantity, today)
+            lots = data.lots_view(ui.store_table(ctx, path), quantity, today)
             lots = lots[lots["shelf_id"].isin(chosen["shelf_id"])]
             col.subheader(f"Lots: {title.lower()}")
             col.dataframe(lots[["shelf_id", "batch_code", quantity, "expiry_date", "days_left"]],

@@ -14,11 +14,11 @@ from dashboard.store import shelves_of_store
 def zone_details(ctx: ui.Context, shelves: pd.DataFrame, category: str) -> None:
     s = ctx.settings
     zone = shelves[shelves["item_category"] == category]
-    lots = data.lots_view(ui.of_store(queries.table(s, "cleansed/shelf_batch_state"), ctx),
+    lots = data.lots_view(ui.store_table(ctx, "cleansed/shelf_batch_state"),
                           "batch_quantity_store", ctx.now.date())
     lots["lot"] = (lots["batch_code"] + ": " + lots["batch_quantity_store"].astype(str)
                    + " until " + lots["expiry_date"].astype(str))
-    alerts = ui.of_store(queries.table(s, "ops/alerts"), ctx)
+    alerts = ui.store_table(ctx, "ops/alerts")
     alerts = alerts[alerts["status"].isin(data.OPEN_ALERT)]
     listing = zone.merge(lots.groupby("shelf_id")["lot"].agg("; ".join).rename("lots"),
                          on="shelf_id", how="left").merge(
