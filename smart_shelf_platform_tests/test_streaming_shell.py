@@ -1,4 +1,5 @@
-"""The streaming shell: contract checks on tiny static frames, the foot-traffic raw sink end to end.
+"""The streaming shell and its transforms (contract and clock checks, dedupe) on tiny static
+frames, the foot-traffic raw sink end to end.
 
 The pure tests need no Kafka, but the session `spark` fixture comes with the test stack, so the
 whole module is marked integration.
@@ -26,6 +27,9 @@ from smart_shelf_platform_tests.streaming_support import (
     consume_all, delta_rows, produce, replay_last_batch, run_to_end,
 )
 from streaming import foot_traffic_raw_sink, shell
+from streaming.clock_checks import clock_bounds_reason
+from streaming.contract_checks import REASON, parse_events, valid_rows
+from streaming.dedupe import deduplicate
 
 pytestmark = pytest.mark.integration
 
@@ -54,8 +58,8 @@ def kafka_frame(spark, topic: str, payloads: list[bytes | None]):
 
 
 def reasons(spark, record, payloads, topic="t", **kwargs) -> list[str | None]:
-    parsed = shell.parse_events(kafka_frame(spark, topic, payloads), record, **kwargs)
-    return [r[shell.REASON] for r in parsed.orderBy("_offset").collect()]
+    parsed = parse_events(kafka_frame(spark, topic, payloads), record, **kwargs)
+    return [r[REASON] for r in parsed.orderBy("_offset").collect()]
 
 
 def as_bytes(event: dict) -> bytes:
@@ -69,17 +73,17 @@ def as_bytes(event: dict) -> bytes:
 
 def test_a_valid_event_has_no_reason_and_every_field_typed(spark):
     event = dict(foot_traffic_event(), event_type="exit", trip_duration_minutes=23)
-    row = shell.parse_events(kafka_frame(spark, "foot_traffic", [as_bytes(event)]),
-                             FOOT_TRAFFIC).collect()[0]
-    assert row[shell.REASON] is None
+    row = parse_events(kafka_frame(spark, "foot_traffic", [as_bytes(event)]),
+                       FOOT_TRAFFIC).collect()[0]
+    assert row[REASON] is None
     assert row["timestamp"] == datetime(2026, 1, 1, 7, 0, 12, 500000)
     assert row["trip_duration_minutes"] == 23
     assert {k: row[k] for k in ("event_id", "event_type", "store_id", "customer_id")} == {
         k: event[k] for k in ("event_id", "event_type", "store_id", "customer_id")}
     assert (row["_source"], row["_partition"], row["_offset"]) == ("foot_traffic", 0, 0)
     assert json.loads(row["_payload"]) == event
-    assert list(shell.valid_rows(
-        shell.parse_events(kafka_frame(spark, "x", [as_bytes(event)]), FOOT_TRAFFIC),
+    assert list(valid_rows(
+        parse_events(kafka_frame(spark, "x", [as_bytes(event)]), FOOT_TRAFFIC),
         FOOT_TRAFFIC).columns) == FOOT_TRAFFIC.field_names
 
 
@@ -111,27 +115,27 @@ LATENESS = timedelta(hours=12)
 def test_a_future_timestamp_is_flagged_against_the_simulated_clock(spark, topic):
     record, event = ((FOOT_TRAFFIC, foot_traffic_event()) if topic == "foot_traffic"
                      else (SHELF_EVENT, shelf_event()))
-    parsed = shell.parse_events(
+    parsed = parse_events(
         kafka_frame(spark, topic, [as_bytes(event), corrupt("future_timestamp", topic, event)]),
         record)
-    flagged = shell.clock_bounds_reason(parsed, CLOCK, LATENESS).orderBy("_offset")
-    assert [r[shell.REASON] for r in flagged.collect()] == [None, "timestamp in the future"]
-    unchecked = shell.clock_bounds_reason(parsed, None, LATENESS).orderBy("_offset")
-    assert [r[shell.REASON] for r in unchecked.collect()] == [None, None]
+    flagged = clock_bounds_reason(parsed, CLOCK, LATENESS).orderBy("_offset")
+    assert [r[REASON] for r in flagged.collect()] == [None, "timestamp in the future"]
+    unchecked = clock_bounds_reason(parsed, None, LATENESS).orderBy("_offset")
+    assert [r[REASON] for r in unchecked.collect()] == [None, None]
 
 
 def test_events_from_before_the_start_or_beyond_the_lateness_bound_are_refused(spark):
     """An event is checked against the clock's start and how late it may be; a bound the
     clock has not set (an older stack, a clock never run) is not checked."""
     stamps = ["2026-01-01T07:00:00Z", "1970-01-01T00:00:00Z", "2026-01-01T06:59:59Z"]
-    parsed = shell.parse_events(kafka_frame(spark, "shelf_events", [
+    parsed = parse_events(kafka_frame(spark, "shelf_events", [
         as_bytes(dict(shelf_event(), timestamp=t)) for t in stamps]), SHELF_EVENT)
-    assert [r[shell.REASON] for r in shell.clock_bounds_reason(parsed, CLOCK, LATENESS)
+    assert [r[REASON] for r in clock_bounds_reason(parsed, CLOCK, LATENESS)
             .orderBy("_offset").collect()] == [
         None, "timestamp more than 12 h before the simulated now: too late; timestamp before "
               "the simulation's start", "timestamp before the simulation's start"]
     later = dataclasses.replace(CLOCK, now=datetime(2026, 1, 2, 8, tzinfo=timezone.utc))
-    assert [r[shell.REASON] for r in shell.clock_bounds_reason(
+    assert [r[REASON] for r in clock_bounds_reason(
         parsed, dataclasses.replace(later, start=None), LATENESS).orderBy("_offset").collect()
             ] == ["timestamp more than 12 h before the simulated now: too late"] * 3
 
@@ -150,8 +154,8 @@ def test_a_tick_the_clock_did_not_make_is_refused_with_its_reason(spark):
                 tick("2026-01-01T08:01:00Z"),  # past the clock's horizon
                 tick("2099-01-01T12:00:00Z"),
                 tick("2025-12-31T23:59:00Z")]
-    parsed = shell.parse_events(kafka_frame(spark, "clock_ticks", payloads), CLOCK_TICK)
-    got = [r[shell.REASON] for r in shell.clock_bounds_reason(parsed, CLOCK, LATENESS)
+    parsed = parse_events(kafka_frame(spark, "clock_ticks", payloads), CLOCK_TICK)
+    got = [r[REASON] for r in clock_bounds_reason(parsed, CLOCK, LATENESS)
            .orderBy("_offset").collect()]
     assert got == [None, "tick_id: not the minute of sim_time",
                    "sim_time: not a whole minute; tick_id: not the minute of sim_time; tick ahead "
@@ -259,7 +263,7 @@ def test_other_contract_breaches_are_named(spark):
 def test_deduplicate_drops_repeated_event_ids_but_never_merges_bad_rows(spark):
     event = as_bytes(foot_traffic_event())
     payloads = [event, event, b"{broken", b"{broken", as_bytes(foot_traffic_event())]
-    deduped = shell.deduplicate(shell.parse_events(kafka_frame(spark, "t", payloads), FOOT_TRAFFIC))
+    deduped = deduplicate(parse_events(kafka_frame(spark, "t", payloads), FOOT_TRAFFIC))
     offsets = sorted(r["_offset"] for r in deduped.collect())
     assert len(offsets) == 4 and offsets[0] in (0, 1) and offsets[1:] == [2, 3, 4]
 
@@ -274,18 +278,18 @@ def test_records_of_two_topics_with_the_same_key_are_not_repeats(spark):
              "last_update_ts": "2026-01-01T07:00:00Z"}
     warehouse = {"store_id": "S001", "shelf_id": "TSTSHL0001", "wh_current_stock": 0,
                  "wh_max_stock": 90, "version": 3, "last_update_ts": "2026-01-01T07:00:00Z"}
-    frames = [shell.parse_events(kafka_frame(spark, topic, [as_bytes(r), as_bytes(r)]), record)
+    frames = [parse_events(kafka_frame(spark, topic, [as_bytes(r), as_bytes(r)]), record)
               for topic, r, record in (("shelf_state", shelf, SHELF_STATE),
                                        ("wh_state", warehouse, WH_STATE))]
     both = frames[0].unionByName(frames[1], allowMissingColumns=True)
-    kept = shell.deduplicate(both, ("store_id", "shelf_id", "version")).collect()
+    kept = deduplicate(both, ("store_id", "shelf_id", "version")).collect()
     assert sorted(r["_source"] for r in kept) == ["shelf_state", "wh_state"]
 
 
 def test_dead_letter_rows_follow_the_contract_with_deterministic_ids(spark):
     broken = corrupt("broken_json", "foot_traffic", foot_traffic_event())
     missing = corrupt("missing_field", "foot_traffic", foot_traffic_event())
-    parsed = shell.parse_events(kafka_frame(spark, "ft", [broken, missing, None]), FOOT_TRAFFIC)
+    parsed = parse_events(kafka_frame(spark, "ft", [broken, missing, None]), FOOT_TRAFFIC)
     rows = shell.dead_letter_rows(parsed, "probe").orderBy("source_offset").collect()
     assert [list(r.asDict()) for r in rows] == [DEAD_LETTER.field_names] * 3
     assert [r.event_id for r in rows] == [
@@ -408,10 +412,10 @@ def test_the_tables_created_by_up_accept_the_sinks_rows(settings, spark, tmp_pat
     from smart_shelf_platform.stack.delta_tables import table_uri
 
     event = foot_traffic_event()
-    parsed = shell.parse_events(
+    parsed = parse_events(
         kafka_frame(spark, "foot_traffic", [as_bytes(event), b"{broken"]), FOOT_TRAFFIC)
     for spec, rows in ((DELTA_TABLES_BY_PATH["raw/foot_traffic"],
-                        shell.valid_rows(parsed, FOOT_TRAFFIC)),
+                        valid_rows(parsed, FOOT_TRAFFIC)),
                        (shell.DEAD_LETTER_TABLE, shell.dead_letter_rows(parsed, "probe"))):
         copy = tmp_path / spec.name
         shutil.copytree(table_uri(settings.delta_root, spec), copy)
@@ -431,7 +435,7 @@ def test_batch_metrics_count_late_events_and_measure_latency_from_kafka_arrival(
 
     def batch(minutes: list[int], bad: int = 0):
         payloads = [as_bytes(foot_traffic_event(m)) for m in minutes] + [b"{broken"] * bad
-        return shell.parse_events(kafka_frame(spark, "foot_traffic", payloads), FOOT_TRAFFIC)
+        return parse_events(kafka_frame(spark, "foot_traffic", payloads), FOOT_TRAFFIC)
 
     started = time.time()
     first = metrics.batch_stats(batch([10, 11, 12], bad=1), sources)
@@ -527,7 +531,7 @@ def test_a_hosted_batch_is_collected_once_as_plain_records_of_each_contract(spar
     sources = [shell.EventSource("shelf_events", SHELF_EVENT),
                shell.EventSource("foot_traffic", FOOT_TRAFFIC)]
     shelf, visit = shelf_event(), foot_traffic_event(3)
-    valid = {s.topic: shell.valid_rows(shell.parse_events(
+    valid = {s.topic: valid_rows(parse_events(
         kafka_frame(spark, s.topic, [as_bytes(e)]), s.record), s.record)
         for s, e in zip(sources, (shelf, visit))}
     rows = collect_batch(valid, sources)

@@ -35,6 +35,7 @@ from smart_shelf_platform import delta_reader
 from smart_shelf_platform.contracts.events import REFILL_RETURN
 from smart_shelf_platform.settings import Settings
 from streaming import reference, shell
+from streaming.contract_checks import REASON, append_reason
 from streaming.ids import restock_event_id, supplier_batch_code, supplier_id
 
 SUPPLIER_DELIVERY = "supplier_delivery"
@@ -71,7 +72,7 @@ def refusal(wh_in: dict, orders: dict[tuple, dict], plans: dict[tuple, dict]) ->
 def provenance_reason(batch: DataFrame, ctx: shell.QueryContext, topics: list[str]) -> DataFrame:
     """The micro-batch with a reason added to every valid `wh_in` of `topics` that is not the
     platform's own (`refusal`); the few receipts of a batch are judged on the driver."""
-    candidates = (batch.where(F.col("_source").isin(topics) & F.col(shell.REASON).isNull()
+    candidates = (batch.where(F.col("_source").isin(topics) & F.col(REASON).isNull()
                               & (F.col("event_type") == "wh_in"))
                   .select(*POSITION, "event_id", "store_id", "shelf_id", "batch_code",
                           "quantity", "plan_id", "supplier_order_id", "reason").collect())
@@ -91,8 +92,8 @@ def provenance_reason(batch: DataFrame, ctx: shell.QueryContext, topics: list[st
         refused, "_source string, _partition int, _offset long, _forged string")
     columns = batch.columns
     flagged = batch.join(F.broadcast(reasons), on=list(POSITION), how="left")
-    return shell.append_reason(flagged, F.col("_forged").isNotNull(),
-                               F.col("_forged")).select(*columns)
+    return append_reason(flagged, F.col("_forged").isNotNull(),
+                         F.col("_forged")).select(*columns)
 
 
 def _by_key(ctx: shell.QueryContext, path: str, key: str, columns: list[str],
@@ -135,7 +136,7 @@ class KnownLots:
 
     def __call__(self, batch: DataFrame, ctx: shell.QueryContext,
                  topics: list[str]) -> DataFrame:
-        lines = (batch.where(F.col("_source").isin(topics) & F.col(shell.REASON).isNull()
+        lines = (batch.where(F.col("_source").isin(topics) & F.col(REASON).isNull()
                              & F.col("items").isNotNull())
                  .select(*POSITION, "store_id", F.explode("items").alias("line"))
                  .select(*POSITION, "store_id", F.col("line.shelf_id").alias("shelf_id"),
@@ -164,5 +165,5 @@ class KnownLots:
                        F.concat_ws("/", "shelf_id", "batch_code"))), ", ").alias("_lots")))
         columns = batch.columns
         flagged = batch.join(F.broadcast(reasons), on=list(POSITION), how="left")
-        return shell.append_reason(flagged, F.col("_lots").isNotNull(), F.concat(
+        return append_reason(flagged, F.col("_lots").isNotNull(), F.concat(
             F.lit("unknown lot in items[]: "), F.col("_lots"))).select(*columns)

@@ -50,7 +50,7 @@ def build_spark(settings: Settings, app_name: str, master: str | None = None,
         .config("spark.ui.showConsoleProgress", "false")
         # A batch only when there is data (each costs jobs and commits).
         .config("spark.sql.streaming.noDataMicroBatches.enabled", "false")
-        # Every event id ever applied is kept (`shell.drop_repeated`): in RocksDB on disk, not
+        # Every event id ever applied is kept (`dedupe.drop_repeated`): in RocksDB on disk, not
         # in the heap, each batch committing only its changes (the changelog).
         .config("spark.sql.streaming.stateStore.providerClass", ROCKSDB_PROVIDER)
         .config("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")

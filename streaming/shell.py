@@ -1,17 +1,17 @@
 """The shell every streaming query shares: read Kafka, check contracts, dedupe, write idempotently.
 
-A query is `event_query`: `read_kafka` -> `parse_events` -> `deduplicate` -> `foreachBatch`
-(dead letters via `write_dead_letters`, valid rows to the query's handler, which appends with
-`append_idempotent` or upserts from the driver with `driver_writes`, metrics via `MetricsLog`),
-started by `StreamingQuerySpec.start`. Only this module and `driver_writes` know about Kafka
-options, checkpoints and Delta write options (STYLE.md, "Streaming and producers"); the
-transforms are pure DataFrame -> DataFrame functions that work on a static frame with Kafka's
+A query is `event_query`: `read_kafka` -> `parse_events` (`contract_checks`) -> `drop_repeated`
+(`dedupe`) -> `foreachBatch` (the batch checked against the simulated clock, `clock_checks`, and
+the stores' shelves, `contract_checks.unknown_shelf_reason`; dead letters via
+`write_dead_letters`, valid rows to the query's handler, which appends with `append_idempotent`
+or upserts from the driver with `driver_writes`, metrics via `MetricsLog`), started by
+`StreamingQuerySpec.start`. Only this module and `driver_writes` know about Kafka options,
+checkpoints and Delta write options; the transforms (`contract_checks`, `clock_checks`,
+`dedupe`) are pure DataFrame -> DataFrame functions that work on a static frame with Kafka's
 columns, so tests call them on tiny frames.
 
-Every row keeps where it came from (`_source`, `_partition`, `_offset`, `_kafka_ts`), the original
-text (`_payload`) and `_reason`: null when the row honours its contract, otherwise a readable list
-of what is wrong. Rows with a reason go to `raw/dead_letter` and the `dead_letter` topic; the query
-keeps running.
+Rows with a reason (`contract_checks.REASON`) go to `raw/dead_letter` and the `dead_letter` topic;
+the query keeps running.
 """
 
 from __future__ import annotations
@@ -25,55 +25,26 @@ from datetime import datetime, timedelta
 from functools import reduce
 from pathlib import Path
 
-import redis
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
-from smart_shelf_platform.clock import ClockBounds, RedisClock, as_utc
+from smart_shelf_platform.clock import RedisClock, as_utc
 from smart_shelf_platform.contracts.catalogue import DELTA_TABLES_BY_PATH, TOPICS_BY_NAME, Topic
-from smart_shelf_platform.contracts.types import Field, Record
-from smart_shelf_platform.rules.pricing import MAX_DISCOUNT
+from smart_shelf_platform.contracts.types import Record
 from smart_shelf_platform.settings import Settings
 from smart_shelf_platform.stack.delta_tables import table_uri
+from streaming.clock_checks import clock_bounds_reason, earlier_than, read_clock_bounds
+from streaming.contract_checks import REASON, parse_events, unknown_shelf_reason, valid_rows
+from streaming.dedupe import drop_repeated, with_dedup_key
 
 log = logging.getLogger(__name__)
-
-META_COLUMNS = ("_source", "_partition", "_offset", "_kafka_ts", "_payload", "_reason")
-REASON = "_reason"
 
 # Dead-letter ids are uuid5(DEAD_LETTER_NAMESPACE, "source|partition|offset"): the same Kafka record
 # always gets the same id, so a replayed batch republishes the same ids and consumers dedupe.
 DEAD_LETTER_NAMESPACE = uuid.UUID("6b0c4f0e-3f6a-5a8e-9c1d-7d2f1e0a9b44")
 DEAD_LETTER_TOPIC = TOPICS_BY_NAME["dead_letter"].name
 DEAD_LETTER_TABLE = DELTA_TABLES_BY_PATH["raw/dead_letter"]
-
-# The values a field may take, by field name, in every contract and in receipt lines: (lowest,
-# highest or None). The contract language has no ranges, so they live here.
-FIELD_RANGES = {
-    "quantity": (0, None), "total_items": (1, None), "trip_duration_minutes": (0, None),
-    "unit_price": (0, None), "total_price": (0, None), "total_amount": (0, None),
-    "speed": (0, None), "discount": (0, MAX_DISCOUNT),
-    # By the name reasons give them: a receipt line sells at least one unit (a shelf event's
-    # quantity may be 0: a restocker reports 0 units placed on a full shelf).
-    "items[].quantity": (1, None),
-}
-
-UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-_CORRUPT = "_corrupt"
-
-# JSON kind (as `schema_of_variant` names it) each logical kind accepts, and how a reason names it.
-_INTEGER_KINDS = r"^(TINYINT|SMALLINT|INT|BIGINT|DECIMAL\(\d+,0\))$"
-_NUMBER_KINDS = r"^(TINYINT|SMALLINT|INT|BIGINT|DECIMAL\(\d+,\d+\)|FLOAT|DOUBLE)$"
-_JSON_KIND = {
-    "string": ("^STRING$", "a string"), "enum": ("^STRING$", "a string"),
-    "json": ("^STRING$", "a string"), "uuid": ("^STRING$", "a uuid"),
-    "timestamp": ("^STRING$", "an ISO-8601 timestamp"), "date": ("^STRING$", "an ISO-8601 date"),
-    "int": (_INTEGER_KINDS, "an integer"), "long": (_INTEGER_KINDS, "an integer"),
-    "double": (_NUMBER_KINDS, "a number"), "decimal": (_NUMBER_KINDS, "a number"),
-    "bool": ("^BOOLEAN$", "a boolean"), "array": ("^ARRAY", "an array"),
-}
 
 # ------------------------------------------------------------------------------------------------
 # Where a query reads and writes
@@ -146,326 +117,8 @@ def read_kafka(spark: SparkSession, settings: Settings, topics: list[str], *,
 
 
 # ------------------------------------------------------------------------------------------------
-# Transform: contract checks (pure)
+# Write
 # ------------------------------------------------------------------------------------------------
-
-
-def parse_events(raw: DataFrame, record: Record, *,
-                 known_shelves: DataFrame | None = None) -> DataFrame:
-    """Kafka rows -> one column per field of `record`, the provenance columns and `_reason`.
-
-    The value is parsed twice: with `from_json(record.spark_schema())` for the typed columns, and as
-    a VARIANT to see what the JSON really holds, so a field that is absent ("missing field x") is
-    told from one of the wrong JSON type ("x: not an integer") or one whose text does not parse
-    ("timestamp: not an ISO-8601 timestamp") instead of all three turning silently into null.
-    Items of array fields (receipt lines) get the same checks, named `items[].quantity`.
-    """
-    framed = raw.select(
-        F.col("topic").alias("_source"), F.col("partition").alias("_partition"),
-        F.col("offset").alias("_offset"), F.col("timestamp").alias("_kafka_ts"),
-        payload_text(F.col("value")).alias("_payload"),
-        envelope_reason(F.col("value")).alias("_envelope"),
-    )
-    schema = T.StructType(list(record.spark_schema().fields)
-                          + [T.StructField(_CORRUPT, T.StringType())])
-    parsed = (framed
-              .withColumn("_event", F.from_json(
-                  "_payload", schema,
-                  {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}))
-              .withColumn("_json", F.expr("try_parse_json(_payload)")))
-    reason = F.coalesce(
-        F.col("_envelope"),
-        F.when(F.col("_json").isNull(), F.lit("malformed JSON")),
-        F.when(~F.expr("schema_of_variant(_json)").startswith("OBJECT"),
-               F.lit("payload is not a JSON object")),
-        _joined([*(_field_reason(f) for f in record.fields), _unexpected_fields_reason(record),
-                 *(_items_reason(f) for f in record.fields if f.type.kind == "array"),
-                 *_RECORD_CHECKS.get(record.name, list)()]),
-        F.when(F.col(f"_event.{_CORRUPT}").isNotNull(),
-               F.lit(f"does not match the {record.name} contract")),
-    )
-    checked = parsed.select(
-        *(F.col(f"_event.{f.name}").alias(f.name) for f in record.fields),
-        "_source", "_partition", "_offset", "_kafka_ts", "_payload", reason.alias(REASON))
-    if known_shelves is not None and "store_id" in record.field_names:
-        checked = unknown_shelf_reason(checked, known_shelves)
-    return checked
-
-
-def payload_text(value: Column) -> Column:
-    """The value as UTF-8 text; bytes that are not UTF-8 are kept as "base64:..." (DEAD_LETTER)."""
-    text = value.cast("string")
-    return F.when(_is_utf8(text), text).otherwise(F.concat(F.lit("base64:"), F.base64(value)))
-
-
-def _is_utf8(text: Column) -> Column:
-    return F.call_function("is_valid_utf8", text)
-
-
-def envelope_reason(value: Column) -> Column:
-    """What is wrong with the message before any JSON is looked at, or null."""
-    return (F.when(value.isNull(), F.lit("empty payload"))
-            .when(~_is_utf8(value.cast("string")), F.lit("payload is not UTF-8 text")))
-
-
-def _field_reason(field: Field) -> Column:
-    return _value_reason(field, F.expr(f"variant_get(_json, '$.{field.name}')"),
-                         F.col(f"_event.{field.name}"), field.name)
-
-
-def _value_reason(field: Field, element: Column, typed: Column, name: str) -> Column:
-    """What is wrong with one value: `element` as the JSON holds it (a VARIANT), `typed` as
-    the contract's type reads it (null when it does not parse), `name` as reasons call it."""
-    present = element.isNotNull() & ~F.is_variant_null(element)
-    kind_pattern, label = _JSON_KIND[field.type.kind]
-    wrong = ~F.schema_of_variant(element).rlike(kind_pattern) | typed.isNull()
-    if field.type.kind == "uuid":
-        wrong = wrong | ~typed.rlike(UUID_PATTERN)
-    absent_reason = None if field.nullable else F.lit(f"missing field {name}")
-    checks = F.when(~present, absent_reason).when(wrong, F.lit(f"{name}: not {label}"))
-    if field.type.kind == "enum":
-        allowed = ", ".join(field.type.enum_values)
-        checks = checks.when(~typed.isin(*field.type.enum_values), F.concat(
-            F.lit(f"{name}: '"), typed, F.lit(f"' is not one of {allowed}")))
-    low, high = FIELD_RANGES.get(name, FIELD_RANGES.get(field.name, (None, None)))
-    if low is not None and high is None:
-        checks = checks.when(typed < 0, F.lit(f"negative {name}"))
-        checks = checks.when(typed < low, F.lit(f"{name}: less than {low:g}"))
-    elif low is not None:
-        checks = checks.when((typed < low) | (typed > high),
-                             F.lit(f"{name}: not within {low:g}..{high:g}"))
-    return checks
-
-
-def _items_reason(field: Field) -> Column:
-    """The reasons of an array field's items (receipt lines), checked field by field as
-    top-level fields are and named `<array>[].<field>`; each distinct reason once."""
-    item = field.type.item
-    types = {f.name: f.dataType.simpleString() for f in item.spark_schema().fields}
-
-    def line_reasons(line: Column) -> Column:
-        extra = F.array_except(F.json_object_keys(F.to_json(line)),
-                               F.array(*(F.lit(n) for n in item.field_names)))
-        values = [_value_reason(f, F.try_variant_get(line, f"$.{f.name}", "variant"),
-                                F.try_variant_get(line, f"$.{f.name}", types[f.name]),
-                                f"{field.name}[].{f.name}") for f in item.fields]
-        return F.when(~F.schema_of_variant(line).startswith("OBJECT"),
-                      F.array(F.lit(f"{field.name}[]: not a JSON object"))).otherwise(F.array(
-                          *values, F.when(F.size(extra) > 0, F.concat(
-                              F.lit(f"unexpected field {field.name}[]."),
-                              F.array_join(extra, f", {field.name}[].")))))
-
-    lines = F.try_variant_get("_json", f"$.{field.name}", "array<variant>")
-    found = F.array_distinct(F.filter(F.flatten(F.transform(lines, line_reasons)),
-                                      lambda r: r.isNotNull()))
-    return F.when(F.size(found) > 0, F.array_join(found, "; "))
-
-
-def _tick_reasons() -> list[Column]:
-    """A clock tick is one whole simulated minute, named and dated by that minute (the clock
-    makes them so: `clock.tick_event`); anything else was not sent by the clock."""
-    sim_time = F.col("_event.sim_time")
-    return [
-        F.when(F.date_trunc("minute", sim_time) != sim_time,
-               F.lit("sim_time: not a whole minute")),
-        F.when(F.col("_event.tick_id") != F.date_format(sim_time, "yyyy-MM-dd'T'HH:mm:ss'Z'"),
-               F.lit("tick_id: not the minute of sim_time")),
-        F.when(F.col("_event.sim_date") != F.to_date(sim_time),
-               F.lit("sim_date: not the date of sim_time")),
-    ]
-
-
-def _shelf_event_reasons() -> list[Column]:
-    """A pickup, putback or removal moves units: a customer's at least one (a restocker's
-    putback may report 0, placed on a full shelf)."""
-    quantity, kind = F.col("_event.quantity"), F.col("_event.event_type")
-    moves = kind.isin("pickup", "putback", "expired_removal")
-    return [
-        F.when(moves & F.expr("coalesce(is_variant_null(variant_get(_json, '$.quantity')), "
-                              "true)"),
-               F.concat(F.lit("missing field quantity: a "), kind, F.lit(" moves units"))),
-        F.when(moves & (F.col("_event.actor") == "customer") & (quantity == 0),
-               F.concat(F.lit("quantity: a customer's "), kind, F.lit(" of 0 units"))),
-    ]
-
-
-def _receipt_reasons() -> list[Column]:
-    """A receipt has lines, and its item count is their units (the till adds them up)."""
-    items = F.col("_event.items")
-    return [
-        F.when(F.size(items) == 0, F.lit("items: a receipt without lines")),
-        F.when(F.forall(items, lambda line: line["quantity"] >= 1)
-               & (F.col("_event.total_items") != F.aggregate(
-            items, F.lit(0).cast("long"), lambda acc, line: acc + line["quantity"])),
-            F.lit("total_items: not the sum of the lines' quantities")),
-    ]
-
-
-# Checks across the fields of one record, by record name.
-_RECORD_CHECKS = {"clock_tick": _tick_reasons, "shelf_event": _shelf_event_reasons,
-                  "pos_transaction": _receipt_reasons}
-
-
-def _unexpected_fields_reason(record: Record) -> Column:
-    extra = F.array_except(F.expr("json_object_keys(_payload)"),
-                           F.array(*(F.lit(n) for n in record.field_names)))
-    return F.when(F.size(extra) > 0,
-                  F.concat(F.lit("unexpected field "), F.array_join(extra, ", ")))
-
-
-def _joined(reasons: list[Column]) -> Column:
-    """All non-null reasons joined with "; ", or null when there are none."""
-    text = F.concat_ws("; ", *reasons)
-    return F.when(F.length(text) > 0, text)
-
-
-def append_reason(df: DataFrame, condition: Column, message: Column | str) -> DataFrame:
-    """Add `message` to `_reason` where `condition` holds (a null condition adds nothing)."""
-    message = F.lit(message) if isinstance(message, str) else message
-    current = F.col(REASON)
-    added = F.when(current.isNull(), message).otherwise(F.concat_ws("; ", current, message))
-    return df.withColumn(REASON, F.when(F.coalesce(condition, F.lit(False)), added)
-                         .otherwise(current))
-
-
-def unknown_shelf_reason(df: DataFrame, known_shelves: DataFrame,
-                         topics: Sequence[str] | None = None) -> DataFrame:
-    """Flag stores and shelves not in `known_shelves` (store_id, shelf_id, each once), in rows
-    of `topics` (default: all), and in their receipt lines (`items[].shelf_id`); every row is
-    kept."""
-    known = F.broadcast(known_shelves.select("store_id", "shelf_id")
-                        .withColumn("_known_shelf", F.lit(True)))
-    columns = df.columns
-    checked = F.col("_source").isin(list(topics)) if topics is not None else F.lit(True)
-    stores = F.broadcast(known_shelves.select("store_id").distinct()
-                         .withColumn("_known_store", F.lit(True)))
-    flagged = append_reason(
-        df.join(stores, on="store_id", how="left"),
-        F.col("store_id").isNotNull() & F.col("_known_store").isNull() & checked,
-        F.concat(F.lit("unknown store "), F.col("store_id"))).select(*columns)
-    if "shelf_id" in columns:
-        unknown = F.col("shelf_id").isNotNull() & F.col("_known_shelf").isNull() & checked
-        flagged = append_reason(flagged.join(known, on=["store_id", "shelf_id"], how="left"),
-                                unknown, F.concat(F.lit("unknown shelf "), F.col("shelf_id")))
-    if "items" in columns:
-        position = ["_source", "_partition", "_offset"]
-        lines = (df.where(F.col("items").isNotNull() & checked)
-                 .select(*position, "store_id", F.explode("items.shelf_id").alias("shelf_id"))
-                 .where(F.col("shelf_id").isNotNull()))
-        strangers = (lines.join(known, on=["store_id", "shelf_id"], how="left_anti")
-                     .groupBy(*position)
-                     .agg(F.array_join(F.array_sort(F.collect_set("shelf_id")), ", ")
-                          .alias("_unknown_lines")))
-        flagged = append_reason(
-            flagged.join(strangers, on=position, how="left"), F.col("_unknown_lines").isNotNull(),
-            F.concat(F.lit("unknown shelf in items[]: "), F.col("_unknown_lines")))
-    return flagged.select(*columns)
-
-
-FUTURE_TOLERANCE = timedelta(days=1)
-
-
-def clock_bounds_reason(df: DataFrame, bounds: ClockBounds | None,
-                        lateness: timedelta) -> DataFrame:
-    """Flag times the simulated clock rules out; a bound the clock has not set is not checked.
-
-    Events (`timestamp`): after now + a day ("in the future"), before the clock's start, or
-    more than `lateness` before now (too late to act on). Ticks (`sim_time`): after the clock's
-    horizon (the clock never sent them: a forged tick would expire every lot) or before its
-    start. `bounds` is read on the driver once per micro-batch (`read_clock_bounds`), so the
-    frame stays pure.
-    """
-    if bounds is None:
-        return df
-    start, now, horizon = bounds.start, bounds.now, bounds.horizon
-    if "timestamp" in df.columns:  # state records carry no event time
-        stamp = F.col("timestamp")
-        if now is not None:
-            df = append_reason(df, later_than(stamp, now + FUTURE_TOLERANCE),
-                               "timestamp in the future")
-            df = append_reason(df, earlier_than(stamp, now - lateness),
-                               f"timestamp more than {lateness / timedelta(hours=1):g} h "
-                               "before the simulated now: too late")
-        if start is not None:
-            df = append_reason(df, earlier_than(stamp, start),
-                               "timestamp before the simulation's start")
-    if "sim_time" in df.columns:
-        tick = F.col("sim_time")
-        if horizon is not None:
-            df = append_reason(df, later_than(tick, horizon), "tick ahead of the clock")
-        if start is not None:
-            df = append_reason(df, earlier_than(tick, start), "tick before the clock's start")
-    return df
-
-
-# Spark writes a timestamp literal into the code it generates, so a bound that moves every
-# micro-batch would compile new classes every batch (a quarter of the JVM's CPU). A text literal
-# is passed by reference: compared as UTC text, the bound changes and the code stays the same.
-_TIME_TEXT, _PY_TIME_TEXT = "yyyy-MM-dd HH:mm:ss.SSSSSS", "%Y-%m-%d %H:%M:%S.%f"
-
-
-def later_than(column: Column, moment: datetime) -> Column:
-    return F.date_format(column, _TIME_TEXT) > F.lit(as_utc(moment).strftime(_PY_TIME_TEXT))
-
-
-def earlier_than(column: Column, moment: datetime) -> Column:
-    return F.date_format(column, _TIME_TEXT) < F.lit(as_utc(moment).strftime(_PY_TIME_TEXT))
-
-
-def read_clock_bounds(clock: RedisClock) -> ClockBounds | None:
-    """The clock's bounds, or None when Redis is unreachable.
-
-    Time checks are plausibility checks: skipping them for a batch is better than stopping
-    ingestion because the clock's store is away. Ticks stay safe then: the queries that act on
-    them take each minute once, in order (`driver_query.new_ticks`).
-    """
-    try:
-        return clock.bounds()
-    except redis.RedisError as exc:
-        log.warning("no simulated time (%s): time checks skipped for this batch", exc)
-        return None
-
-
-def valid_rows(df: DataFrame, record: Record) -> DataFrame:
-    """The rows that honour the contract, with the contract's columns only."""
-    return df.where(F.col(REASON).isNull()).select(*record.field_names)
-
-
-# ------------------------------------------------------------------------------------------------
-# Transform: deduplication (stateful)
-# ------------------------------------------------------------------------------------------------
-
-
-def with_dedup_key(df: DataFrame, key_fields: Sequence[str]) -> DataFrame:
-    """Add `_dedup_key`: the topic and the values of `key_fields` for valid rows (records of
-    different topics are never repeats of each other, though `shelf_state` and `wh_state` share
-    key fields), the Kafka position for rows with a reason, so two different malformed records
-    are never merged (and a bad copy cannot hide the good event of the same id). No
-    `key_fields`: every record is its own (the source's readers drop repeats themselves)."""
-    position = F.concat_ws("|", F.lit("at"), "_source", "_partition", "_offset")
-    if not key_fields:
-        return df.withColumn("_dedup_key", position)
-    complete = reduce(lambda a, b: a & b, (F.col(f).isNotNull() for f in key_fields))
-    key = F.when(F.col(REASON).isNull() & complete,
-                 F.concat_ws("|", F.lit("id"), "_source",
-                             *(F.col(f).cast("string") for f in key_fields)))
-    return df.withColumn("_dedup_key", key.otherwise(position))
-
-
-def drop_repeated(df: DataFrame) -> DataFrame:
-    """Drop rows whose `_dedup_key` was ever seen before, however long ago.
-
-    Exactly-once must not depend on how late a copy comes (a bridge restarted after a long
-    outage, a topic replayed, a producer retrying after a partition), so the keys are kept for
-    good, in the RocksDB state store (`session.build_spark`): on disk, not in the JVM heap.
-    No watermark either: Spark would drop rows older than it without a trace.
-    """
-    return df.dropDuplicates(["_dedup_key"]).drop("_dedup_key")
-
-
-def deduplicate(df: DataFrame, key_fields: Sequence[str] = ("event_id",)) -> DataFrame:
-    """Drop repeated events (same `key_fields`), however late they come."""
-    return drop_repeated(with_dedup_key(df, key_fields))
 
 
 def append_idempotent(df: DataFrame, path: str, app_id: str, batch_id: int) -> None:
