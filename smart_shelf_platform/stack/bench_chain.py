@@ -49,7 +49,6 @@ HOME_NAME, PORT_OFFSET = "bench-chain", 200
 BAD_EVENT_RATE = 0.005
 AIMS = {"simulated_day_minutes": 15, "verify_s": 30}
 FINISHED = re.compile(r"finished at .*?: ([\d,]+) events, ([\d,]+) customers, ([\d,]+) bad events")
-FEATURES_JOB = "shelf_daily_features_job"
 RUNS_QUERY = """query Runs($job: String!) { runsOrError(filter: {pipelineName: $job}) {
   ... on Runs { results { status startTime endTime tags { key value } } } } }"""
 DONE = {"SUCCESS", "FAILURE", "CANCELED"}
@@ -155,8 +154,9 @@ class Chain:
     # ---- phases ------------------------------------------------------------------------------
 
     def simulate(self) -> dict:
-        _, lines = self.command("simulate", "simulate", "--speed", "max", "--days", f"{self.days:g}",
-                                "--bad-events", str(BAD_EVENT_RATE), live=True)
+        _, lines = self.command("simulate", "simulate", "--speed", "max",
+                                "--days", f"{self.days:g}", "--bad-events", str(BAD_EVENT_RATE),
+                                live=True)
         found = next((m for m in map(FINISHED.search, lines) if m), None)
         if found is None:
             raise StackError("simulate did not say how many events it sent")
@@ -194,6 +194,8 @@ class Chain:
     def dagster_runs(self, days: list[date], timeout: float = 600) -> list[dict]:
         """The features runs Dagster's sensor started for `days`, once none is going (a day is
         due once the clock is SMART_SHELF_FRESHNESS_LAG_MINUTES past its end)."""
+        from smart_shelf_platform.defs.analytics.sensors import FEATURES_JOB
+
         if not self.settings.dagster_enabled:
             return []
         lag = timedelta(minutes=self.settings.freshness_lag_minutes)
