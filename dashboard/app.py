@@ -12,19 +12,13 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dashboard import ui  # noqa: E402
+from dashboard.pages import DEFAULT, PAGES  # noqa: E402
 
 VIEWS = Path(__file__).with_name("views")
-PAGES = [
-    st.Page(VIEWS / "store_map.py", title="Store map", icon=":material/map:", default=True),
-    st.Page(VIEWS / "alerts.py", title="Alerts", icon=":material/notifications:"),
-    st.Page(VIEWS / "stock.py", title="Stock and lots", icon=":material/inventory_2:"),
-    st.Page(VIEWS / "replenishment.py", title="Replenishment",
-            icon=":material/local_shipping:"),
-    st.Page(VIEWS / "forecasts.py", title="Forecasts", icon=":material/trending_up:"),
-    st.Page(VIEWS / "health.py", title="Platform health", icon=":material/monitor_heart:"),
-]
+NAVIGATION = [st.Page(VIEWS / f"{module}.py", title=title, icon=icon, default=module == DEFAULT)
+              for module, title, icon in PAGES]
 
 st.set_page_config(page_title="Smart Shelf", page_icon=":material/shelves:", layout="wide")
-page = st.navigation(PAGES)
+page = st.navigation(NAVIGATION)
 ui.header()
 page.run()
