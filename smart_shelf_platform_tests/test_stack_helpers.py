@@ -215,6 +215,17 @@ def test_down_stops_a_streaming_application_even_once_disabled(tmp_path):
     assert comp.pid() is None and not psutil.pid_exists(pid)
 
 
+def _sampled(program: str) -> TreeSampler:
+    """A sampler of `program`'s process tree after 2.5 s of its run, the program ended."""
+    process = subprocess.Popen([sys.executable, "-c", program])
+    sampler = TreeSampler(process.pid, interval=0.2)
+    sampler.start()
+    time.sleep(2.5)
+    sampler.done.set()
+    process.wait()
+    return sampler
+
+
 def test_the_benchmark_sampler_counts_a_forked_copy_of_a_process_once():
     """A fork shares its parent's pages until it runs a program of its own (the Spark JVM
     spawning `chmod`): the peak is the parent's memory, not twice it."""
@@ -224,12 +235,7 @@ def test_the_benchmark_sampler_counts_a_forked_copy_of_a_process_once():
                "for i in range(0, len(held), 4096): held[i] = 1\n"
                "os.fork()\n"
                "time.sleep(3)\n")
-    process = subprocess.Popen([sys.executable, "-c", program])
-    sampler = TreeSampler(process.pid, interval=0.2)
-    sampler.start()
-    time.sleep(2.5)
-    sampler.done.set()
-    process.wait()
+    sampler = _sampled(program)
     assert mib < sampler.peak_rss / 2**20 < 1.5 * mib
     assert len(sampler.peak_processes) == 1
 
@@ -243,12 +249,7 @@ def test_the_benchmark_sampler_counts_a_child_running_its_own_program_on_the_sam
              "for i in range(0, len(held), 4096): held[i] = 1\n"
              "time.sleep(3)\n")
     program = f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {child!r}])\n"
-    process = subprocess.Popen([sys.executable, "-c", program])
-    sampler = TreeSampler(process.pid, interval=0.2)
-    sampler.start()
-    time.sleep(2.5)
-    sampler.done.set()
-    process.wait()
+    sampler = _sampled(program)
     assert sampler.peak_rss / 2**20 > mib
     assert len(sampler.peak_processes) == 2
 
