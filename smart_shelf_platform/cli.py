@@ -607,24 +607,24 @@ def bench(
     _check_writable(out)
     settings = get_settings()
     if what == "up":
-        from smart_shelf_platform.stack.bench import bench_up
+        from smart_shelf_platform.bench.up import bench_up
 
         report = bench_up(settings, _progress)
     elif what == "chain":
-        from smart_shelf_platform.stack.bench_chain import bench_chain
+        from smart_shelf_platform.bench.chain import bench_chain
 
         report = bench_chain(settings, _progress, stores=stores, days=days, keep=keep)
     elif what == "forecast":
-        from smart_shelf_platform.stack.bench_forecast import bench_forecast
+        from smart_shelf_platform.bench.forecast import bench_forecast
 
         report = bench_forecast(settings, _progress, stores=stores)
     elif what == "stream":
-        from smart_shelf_platform.stack.bench_stream import bench_stream
+        from smart_shelf_platform.bench.stream import bench_stream
 
         report = bench_stream(settings, _progress, stores=stores, hours=hours,
                               live_minutes=live_minutes)
     else:
-        from smart_shelf_platform.stack.bench_bridge import bench_bridge
+        from smart_shelf_platform.bench.bridge import bench_bridge
 
         report = bench_bridge(settings, events, _progress,
                               source="synthetic" if what == "bridge" else "simulator")

@@ -28,7 +28,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from producers.bridge import Bridge
 from producers.streams import CONSUMER_GROUP, StreamWriter, stream_name
 from smart_shelf_platform.settings import REPO_ROOT, get_settings
-from smart_shelf_platform.stack.bench import isolated_settings
+from smart_shelf_platform.stack.isolated import isolated_settings
 from smart_shelf_platform.stack.components import Kafka
 
 PARTITIONS = 3

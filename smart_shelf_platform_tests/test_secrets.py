@@ -21,7 +21,7 @@ from redis.retry import Retry
 from smart_shelf_platform.passwords import PASSWORD_VARIABLES, SECRETS_FILE
 from smart_shelf_platform.settings import REPO_ROOT
 from smart_shelf_platform.stack import connect
-from smart_shelf_platform.stack.bench import isolated_settings
+from smart_shelf_platform.stack.isolated import isolated_settings
 from smart_shelf_platform.stack.components import Postgres, Redis
 from smart_shelf_platform.stack.migrations import READER_ROLE, WRITER_ROLE
 from smart_shelf_platform.stack.process import StackError, port_in_use, spawn, wait_until

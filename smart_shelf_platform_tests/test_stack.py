@@ -16,7 +16,7 @@ from smart_shelf_platform.contracts.catalogue import (
     DELTA_TABLES, POSTGRES_SCHEMAS, POSTGRES_TABLES, POSTGRES_VIEWS, TOPICS,
 )
 from smart_shelf_platform.stack import lifecycle, topics
-from smart_shelf_platform.stack.bench import isolated_settings
+from smart_shelf_platform.stack.isolated import isolated_settings
 from smart_shelf_platform.stack.components import all_components
 from smart_shelf_platform.stack.delta_tables import table_uri
 from smart_shelf_platform.stack.process import StackError

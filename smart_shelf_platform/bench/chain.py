@@ -41,7 +41,7 @@ import psutil
 import requests
 
 from smart_shelf_platform.settings import REPO_ROOT, Settings
-from smart_shelf_platform.stack.bench import isolated_settings, stack_environment
+from smart_shelf_platform.stack.isolated import isolated_settings, stack_environment
 from smart_shelf_platform.stack.lifecycle import down, status, up, wait_for_streaming
 from smart_shelf_platform.stack.process import StackError, TreeSampler
 
