@@ -369,6 +369,12 @@ def test_the_day_s_features_and_every_asset_check_of_the_code_location_pass(pipe
     for row in rows:
         sales[row["store_id"]] += row["sales_qty"]
     assert sales == sold and all(sold.values())
+    # The Delta partition's materialization shows the day store by store.
+    materialized = next(e for e in features.get_asset_materialization_events()
+                        if e.asset_key == FEATURES_DELTA_KEY).materialization
+    assert {r.data["store_id"]: (r.data["shelves"], r.data["units_sold"])
+            for r in materialized.metadata["per_store"].records} == {
+        store: (shelves[store], sold[store]) for store in STORES}
     # The checks saw this run: its clock (a lag, not "never run"), its ledger and Delta state.
     fresh = found[("delta/cleansed/shelf_state", FRESH_WITHIN_LAG)]
     assert fresh.metadata["lag_minutes"].value <= 60

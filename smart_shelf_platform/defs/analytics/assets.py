@@ -37,6 +37,21 @@ def _distinct(rows, column: str) -> int:
     return len(pc.unique(rows.column(column))) if rows.num_rows else 0
 
 
+def per_store(frame) -> dg.TableMetadataValue:
+    """The day's features store by store (shelves, units sold, shoppers, shelves that ran
+    empty): a chain's partition in the UI, where one store short of shelves or sales shows."""
+    by_store = frame.groupby("store_id").agg(
+        shelves=("shelf_id", "size"), units_sold=("sales_qty", "sum"),
+        people_count=("people_count", "first"),
+        shelves_with_stockouts=("stockout_events", lambda s: int((s > 0).sum())))
+    columns = ["store_id", *by_store.columns]
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({"store_id": store, **{c: int(v) for c, v in row.items()}})
+                 for store, row in by_store.iterrows()],
+        schema=dg.TableSchema(columns=[dg.TableColumn(c, "string" if c == "store_id" else "int")
+                                       for c in columns]))
+
+
 def feature_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     delta_spec = specs.delta_spec(FEATURES_DELTA).replace_attributes(partitions_def=partitions)
     postgres_spec = specs.postgres_spec(FEATURES_POSTGRES).replace_attributes(
@@ -63,6 +78,7 @@ def feature_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinit
             "units_sold": int(frame["sales_qty"].sum()),
             "people_count": int(frame.drop_duplicates("store_id")["people_count"].sum()),
             "shelves_with_stockouts": int((frame["stockout_events"] > 0).sum()),
+            "per_store": per_store(frame),
             "dagster/uri": dg.MetadataValue.path(smart_shelf.delta_uri(FEATURES_DELTA)),
         })
 
