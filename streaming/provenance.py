@@ -17,7 +17,7 @@ plan when the shelf asked for units), so the check never waits for a table to ca
 
 Lots have a provenance too: a shelf can only sell a lot the reference data put in the store or
 a supplier order of the platform's delivered to that shelf (`ids.supplier_batch_code`). A
-receipt line naming any other lot is refused whole (`lot_reason`): taking its units off a lot
+receipt line naming any other lot is refused whole (`KnownLots`): taking its units off a lot
 that never existed would leave the shelf's lots short of what the ledger has. The order is
 in the orders table before its delivery is published, so before any shelf could sell the lot.
 """
@@ -33,7 +33,6 @@ from pyspark.sql import functions as F
 
 from smart_shelf_platform import delta_reader
 from smart_shelf_platform.contracts.events import REFILL_RETURN
-from smart_shelf_platform.settings import Settings
 from streaming import reference, shell
 from streaming.contract_checks import REASON, append_reason
 from streaming.ids import restock_event_id, supplier_batch_code, supplier_id
@@ -127,12 +126,12 @@ class KnownLots:
 
     def __init__(self) -> None:
         self.known: set[Lot] = set()
-        self.reference: tuple[int, ...] = ()
+        self.source: tuple = ()  # the Delta root and reference data `known` was found in
 
-    def _with_reference_lots(self, settings: Settings) -> None:
-        version = reference.reference_version(settings)
-        if version != self.reference:  # made again (another seed or chain): start afresh
-            self.known, self.reference = reference.known_lots(settings), version
+    def _with_reference_lots(self, ctx: shell.QueryContext) -> None:
+        source = (ctx.delta_root, reference.reference_version(ctx.settings))
+        if source != self.source:  # other tables, or reference data made again: start afresh
+            self.known, self.source = reference.known_lots(ctx.settings), source
 
     def __call__(self, batch: DataFrame, ctx: shell.QueryContext,
                  topics: list[str]) -> DataFrame:
@@ -144,7 +143,7 @@ class KnownLots:
                  .where(F.col("batch_code").isNotNull()))
         named = {(r["store_id"], r["shelf_id"], r["batch_code"])
                  for r in lines.select("store_id", "shelf_id", "batch_code").distinct().collect()}
-        self._with_reference_lots(ctx.settings)
+        self._with_reference_lots(ctx)
         new = named - self.known
         if not new:
             return batch
