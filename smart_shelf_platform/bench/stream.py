@@ -229,7 +229,6 @@ class Bench:
                     raise RuntimeError(f"the streaming application did not start, see "
                                        f"{self.work / 'latency.log'}")
                 time.sleep(1)
-            live = self.settings.model_copy(update={"seed": self.settings.seed + 1})
             # Noon of the day after the backlog: a busy hour, later than every backlog event.
             day = (self.settings.sim_start + timedelta(hours=start_after_hours)).date()
             start = datetime.combine(day + timedelta(days=1), dt_time(12), tzinfo=timezone.utc)
@@ -238,7 +237,9 @@ class Bench:
                           f"(the first {WARM_UP_S} s warm the application up, not measured)")
             measured_from = time.time() + WARM_UP_S
             sampler.count_cpu_from(measured_from)
-            self._live(live, start, speed, minutes, stream_prefix)
+            # Other shoppers than the backlog's, in the same stores (the reference data's seed
+            # is the platform's: another would make other shelves and lots).
+            self._live(start, speed, minutes, stream_prefix, shopper_seed=self.settings.seed + 1)
             time.sleep(10)  # let the last events through
         finally:
             sampler.done.set()
@@ -275,11 +276,11 @@ class Bench:
             "avg_cores": round(sampler.cpu_seconds / measured_s, 2),
         }
 
-    def _live(self, settings: Settings, start, speed: float, minutes: float,
-              stream_prefix: str) -> None:
+    def _live(self, start, speed: float, minutes: float, stream_prefix: str, *,
+              shopper_seed: int) -> None:
         writer = StreamWriter(self.redis, stream_prefix, topics=SIMULATED_TOPICS)
-        sim = Simulation(reference_files(settings), ["S001"], writer,
-                         SimulationSettings(seed=settings.seed, start=start))
+        sim = Simulation(reference_files(self.settings), ["S001"], writer,
+                         SimulationSettings(seed=shopper_seed, start=start))
         clock = self.clock(start, speed=speed)
         until = start + timedelta(seconds=minutes * 60 * speed)
         thread = threading.Thread(target=clock.run, kwargs={"until": until}, daemon=True)
