@@ -70,10 +70,12 @@ def known_lots(settings: Settings) -> set[tuple[str, str, str]]:
             for r in _read(settings, name).select(columns).to_pylist()}
 
 
-def reference_version(settings: Settings) -> tuple[int, ...]:
-    """When each reference file was last written: changes when the reference data is made
-    again (another seed or chain)."""
-    return tuple(path.stat().st_mtime_ns for _, path in sorted(reference_files(settings).items()))
+def reference_version(settings: Settings) -> int:
+    """When the reference data's manifest was last written: changes when the reference data is
+    made again (another seed or chain). A stat, cheap enough for every micro-batch, that never
+    makes the data itself."""
+    manifest = settings.data_dir / "reference" / "manifest.json"
+    return manifest.stat().st_mtime_ns if manifest.exists() else 0
 
 
 def known_shelves(spark: SparkSession, settings: Settings) -> DataFrame:
