@@ -26,5 +26,5 @@ def restock_event_id(*parts: str) -> str:
 
 def supplier_batch_code(delivery: date, shelf_id: str) -> str:
     """The lot a supplier order delivers: one per shelf and delivery day, so a lot's code names
-    the order behind it (`provenance.lot_reason`)."""
+    the order behind it (`provenance.KnownLots`)."""
     return f"SUP-{delivery:%Y%m%d}-{shelf_id}"
