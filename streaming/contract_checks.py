@@ -133,7 +133,8 @@ def _value_reason(field: Field, element: Column, typed: Column, name: str) -> Co
     low, high = FIELD_RANGES.get(name, FIELD_RANGES.get(field.name, (None, None)))
     if low is not None and high is None:
         checks = checks.when(typed < 0, F.lit(f"negative {name}"))
-        checks = checks.when(typed < low, F.lit(f"{name}: less than {low:g}"))
+        if low > 0:  # a count that must be positive: 0 has its own reason
+            checks = checks.when(typed < low, F.lit(f"{name}: less than {low:g}"))
     elif low is not None:
         checks = checks.when((typed < low) | (typed > high),
                              F.lit(f"{name}: not within {low:g}..{high:g}"))
