@@ -20,6 +20,7 @@ from pydantic import ValidationError
 # typer vendors its own click; its exception classes live here.
 from typer._click import exceptions as click_exc
 
+from smart_shelf_platform.cli_docker import container_app, docker_app
 from smart_shelf_platform.settings import REPO_ROOT, Settings, get_settings
 from smart_shelf_platform.stack.process import StackError
 
@@ -135,6 +136,9 @@ def status(
     if not all(r.healthy for r in rows):
         raise typer.Exit(1)
 
+
+app.add_typer(docker_app, name="docker")
+app.add_typer(container_app, name="container")
 
 connect_app = typer.Typer(
     help="Kafka Connect connectors of connect/connectors.yaml: Postgres config -> Kafka (CDC), "

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     jvm_lib: Path = Field(REPO_ROOT / "jvm" / "lib", description="jars resolved by setup")
     data_dir: Path = Field(REPO_ROOT / "data", description="reference data generator outputs")
 
+    bind_host: str = Field(
+        "127.0.0.1", description="address every server the stack starts listens on (Postgres, "
+                                 "Redis, Kafka, Connect, Dagster, the dashboard); 0.0.0.0 in a "
+                                 "container, whose neighbours reach it by its service name")
+
     # Postgres
     postgres_host: str = Field("127.0.0.1", description="Postgres host")
     postgres_port: int = Field(
@@ -77,6 +82,7 @@ class Settings(BaseSettings):
     kafka_retention_ms: int = Field(
         7 * 24 * 3600 * 1000, description="retention of the append-only topics (7 days)")
     kafka_heap: str = Field("512m", description="JVM heap of the Kafka broker")
+    connect_host: str = Field("127.0.0.1", description="Kafka Connect REST host")
     connect_port: int = Field(18083, description="Kafka Connect REST port")
     connect_heap: str = Field("512m", description="JVM heap of the Kafka Connect worker")
     connect_enabled: bool = Field(True, description="run the Kafka Connect worker")
@@ -88,6 +94,11 @@ class Settings(BaseSettings):
     bridge_enabled: bool = Field(True, description="run the Redis->Kafka bridge")
     dagster_enabled: bool = Field(True, description="run the Dagster webserver and daemon")
     dagster_port: int = Field(13000, description="Dagster UI port")
+    dagster_code_host: str = Field(
+        "", description="empty: Dagster loads the code location in its own process (`dagster "
+                        "dev`); a host: the webserver and daemon load it from the gRPC code "
+                        "server there (`smart-shelf container serve dagster-code`)")
+    dagster_code_port: int = Field(4000, description="port of that gRPC code server")
     dashboard_enabled: bool = Field(True, description="run the Streamlit dashboard")
     dashboard_port: int = Field(18501, description="dashboard port (bound to 127.0.0.1)")
     dashboard_clock_prefix: str = Field(

@@ -45,6 +45,12 @@ local   replication  all                  scram-sha-256
 host    replication  all   127.0.0.1/32   scram-sha-256
 host    replication  all   ::1/128        scram-sha-256
 """
+# A server listening beyond the loopback (SMART_SHELF_BIND_HOST, a container's) takes clients
+# from any address, with their passwords all the same.
+HBA_ANY_HOST = """host    all          all   all            scram-sha-256
+host    replication  all   all            scram-sha-256
+"""
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 @dataclass
 class ComponentStatus:
@@ -200,7 +206,7 @@ class Postgres(Component):
         # wal_level=logical and replication slots: Debezium's CDC source needs them.
         with open(self.data_dir / "postgresql.auto.conf", "a") as conf:
             conf.write(
-                f"port = {self.port}\nlisten_addresses = '127.0.0.1'\n"
+                f"port = {self.port}\nlisten_addresses = '{self.s.bind_host}'\n"
                 f"unix_socket_directories = '{self.socket_dir}'\n"
                 "wal_level = logical\nmax_replication_slots = 10\nmax_wal_senders = 10\n"
                 "shared_buffers = 128MB\nmax_connections = 100\n"
@@ -216,7 +222,7 @@ class Postgres(Component):
         return self.data_dir / "pg_hba.conf"
 
     def _write_hba(self) -> None:
-        self.hba_file.write_text(HBA)
+        self.hba_file.write_text(HBA + ("" if self.s.bind_host in LOOPBACK else HBA_ANY_HOST))
         self._chown(self.hba_file)
 
     def runs_without_password(self) -> bool:
@@ -294,16 +300,20 @@ class Redis(Component):
         position and unforwarded stream entries survive a restart."""
         password = self.s.redis_password.replace("\\", "\\\\").replace('"', '\\"')
         return write_private(self.dir / "redis.conf", (
-            f"port {self.port}\nbind 127.0.0.1\nprotected-mode yes\n"
+            f"port {self.port}\nbind {self.s.bind_host}\nprotected-mode yes\n"
             f'requirepass "{password}"\ndir "{self.dir}"\n'
             'appendonly yes\nsave ""\ndaemonize no\n'))
 
-    def _start(self) -> None:
+    def command(self) -> list[str]:
+        """The server in the foreground, on its configuration file."""
         server = shutil.which("redis-server")
         if not server:
             raise StackError("redis-server not found; run `./smart-shelf setup` "
                              "(or apt-get install redis-server)")
-        spawn([server, str(self._config())], self.log_file, self.pid_file)
+        return [server, str(self._config())]
+
+    def _start(self) -> None:
+        spawn(self.command(), self.log_file, self.pid_file)
 
 
 def _java() -> str:
@@ -364,11 +374,13 @@ class Kafka(Component):
 
     def _properties(self) -> Path:
         props = self.dir / "server.properties"
-        host = "127.0.0.1"
+        # Listens on the bind address, and tells clients (and its own controller) the host they
+        # know it by: 127.0.0.1 locally, its service name in a container network.
+        bind, host = self.s.bind_host, self.s.kafka_host
         props.write_text(
             "process.roles=broker,controller\nnode.id=1\n"
             f"controller.quorum.voters=1@{host}:{self.s.kafka_controller_port}\n"
-            f"listeners=PLAINTEXT://{host}:{self.port},CONTROLLER://{host}:"
+            f"listeners=PLAINTEXT://{bind}:{self.port},CONTROLLER://{bind}:"
             f"{self.s.kafka_controller_port}\n"
             f"advertised.listeners=PLAINTEXT://{host}:{self.port}\n"
             "controller.listener.names=CONTROLLER\ninter.broker.listener.name=PLAINTEXT\n"
@@ -382,7 +394,8 @@ class Kafka(Component):
         )
         return props
 
-    def _start(self) -> None:
+    def command(self) -> list[str]:
+        """The broker in the foreground; formats its storage first if it has none."""
         props = self._properties()
         if not (self.dir / "data" / "meta.properties").exists():
             cluster_id = _kafka_cluster_id()
@@ -393,8 +406,10 @@ class Kafka(Component):
             if result.returncode != 0:
                 raise StackError(f"formatting Kafka storage failed: "
                                  f"{(result.stderr or result.stdout).strip()[-300:]}")
-        spawn(_kafka_jvm(self, "kafka.Kafka", str(props), heap=self.s.kafka_heap),
-              self.dir / "stdout.log", self.pid_file)
+        return _kafka_jvm(self, "kafka.Kafka", str(props), heap=self.s.kafka_heap)
+
+    def _start(self) -> None:
+        spawn(self.command(), self.dir / "stdout.log", self.pid_file)
 
 
 def _kafka_cluster_id() -> str:
@@ -427,7 +442,7 @@ class Connect(Component):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.s.connect_host}:{self.port}"
 
     def healthy(self) -> bool:
         r = requests.get(f"{self.url}/connectors", auth=rest_auth(self.s), timeout=2)
@@ -464,7 +479,8 @@ class Connect(Component):
                 self.stop()
         return super().start()
 
-    def _start(self) -> None:
+    def command(self) -> list[str]:
+        """The worker in the foreground, with its configuration, secrets and REST login."""
         worker = self.dir / "worker.properties"
         worker.write_text(
             f"bootstrap.servers={self.s.kafka_bootstrap}\ngroup.id={self.group_id}\n"
@@ -477,7 +493,8 @@ class Connect(Component):
             "config.storage.replication.factor=1\noffset.storage.replication.factor=1\n"
             "status.storage.replication.factor=1\n"
             "offset.storage.partitions=3\nstatus.storage.partitions=1\n"
-            f"listeners=http://127.0.0.1:{self.port}\n"
+            f"listeners=http://{self.s.bind_host}:{self.port}\n"
+            f"rest.advertised.host.name={self.s.connect_host}\n"
             f"plugin.path={self.s.jvm_lib / 'connect-plugins'}\n"
             "offset.flush.interval.ms=5000\n"
             # Connector configs name their passwords as ${file:<secrets file>:<key>}.
@@ -491,10 +508,12 @@ class Connect(Component):
         )
         write_secrets(self.s)
         login = self._rest_login()
-        spawn(_kafka_jvm(self, "org.apache.kafka.connect.cli.ConnectDistributed", str(worker),
-                         heap=self.s.connect_heap,
-                         properties=[f"-Djava.security.auth.login.config={login}"]),
-              self.dir / "stdout.log", self.pid_file)
+        return _kafka_jvm(self, "org.apache.kafka.connect.cli.ConnectDistributed", str(worker),
+                          heap=self.s.connect_heap,
+                          properties=[f"-Djava.security.auth.login.config={login}"])
+
+    def _start(self) -> None:
+        spawn(self.command(), self.dir / "stdout.log", self.pid_file)
 
 
 class Bridge(Component):
@@ -505,18 +524,24 @@ class Bridge(Component):
     port = None
 
     def healthy(self) -> bool:
+        return self.pid() is not None and self.consuming()
+
+    def consuming(self) -> bool:
+        """The bridge creates its consumer group on every stream before it forwards anything."""
         from producers.streams import CONSUMER_GROUP, default_stream_topics
 
-        if self.pid() is None:
-            return False
         client = redis_lib.Redis.from_url(self.s.redis_url, socket_timeout=2)
-        # The bridge creates its consumer group on every stream before it forwards anything.
-        return all(any(g["name"] == CONSUMER_GROUP.encode() for g in client.xinfo_groups(s))
-                   for s in default_stream_topics())
+        try:
+            return all(any(g["name"] == CONSUMER_GROUP.encode() for g in client.xinfo_groups(s))
+                       for s in default_stream_topics())
+        finally:
+            client.close()
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "producers.bridge"]
 
     def _start(self) -> None:
-        spawn([sys.executable, "-m", "producers.bridge"], self.log_file, self.pid_file,
-              env=self.s.as_env())
+        spawn(self.command(), self.log_file, self.pid_file, env=self.s.as_env())
 
 
 class Streaming(Component):

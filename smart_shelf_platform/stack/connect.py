@@ -241,7 +241,7 @@ def render(defn: SourceDefinition | SinkDefinition, settings: Settings,
 
 class ConnectClient:
     def __init__(self, settings: Settings):
-        self.url = f"http://127.0.0.1:{settings.connect_port}"
+        self.url = f"http://{settings.connect_host}:{settings.connect_port}"
         self.port = settings.connect_port
         self.auth = rest_auth(settings)
 

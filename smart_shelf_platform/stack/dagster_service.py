@@ -107,7 +107,7 @@ class DagsterService(Component):
     def _start(self) -> None:
         ensure_dagster_database(self.s)
         home = write_dagster_home(self.s)
-        cmd = [_dagster_executable(), "dev", "-w", str(WORKSPACE), "-h", "127.0.0.1",
+        cmd = [_dagster_executable(), "dev", "-w", str(WORKSPACE), "-h", self.s.bind_host,
                "-p", str(self.port)]
         env = {**self.s.as_env(), PASSWORD_VAR: self.s.postgres_password,
                "DAGSTER_HOME": str(home)}

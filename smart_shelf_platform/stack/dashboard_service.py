@@ -1,8 +1,9 @@
 """The Streamlit dashboard (`dashboard/app.py`) as a stack component.
 
 `up` runs `streamlit run dashboard/app.py` on `SMART_SHELF_DASHBOARD_PORT` (default 18501),
-bound to 127.0.0.1, with the stack's settings in its environment (`SMART_SHELF_DASHBOARD_ENABLED
-=false` leaves it out); it is healthy once Streamlit's own health endpoint answers.
+bound to `SMART_SHELF_BIND_HOST` (127.0.0.1 unless set), with the stack's settings in its
+environment (`SMART_SHELF_DASHBOARD_ENABLED=false` leaves it out); it is healthy once
+Streamlit's own health endpoint answers.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ MEMORY_ENV = {"ARROW_DEFAULT_MEMORY_POOL": "system", "MALLOC_ARENA_MAX": "2"}
 def streamlit_command(settings: Settings) -> list[str]:
     """The command that serves the dashboard on the settings' port, headless, no telemetry."""
     return [sys.executable, "-m", "streamlit", "run", str(APP),
-            "--server.address", "127.0.0.1", "--server.port", str(settings.dashboard_port),
+            "--server.address", settings.bind_host, "--server.port", str(settings.dashboard_port),
             "--server.headless", "true", "--browser.gatherUsageStats", "false",
             "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer"]
 
