@@ -175,8 +175,9 @@ def simulate(settings: Settings, options: SimulateOptions,
         if found is None:
             log.error("no forecast of the cutoff %s landed within %.0f s "
                       "(SMART_SHELF_FORECAST_BARRIER_SECONDS): its orders follow the rule's "
-                      "plans; see the cutoff's run in Dagster", f"{cutoff:%a %Y-%m-%d %H:%M}",
-                      settings.forecast_barrier_seconds)
+                      "plans; see the cutoff's run, and the barrier's failed check on its "
+                      "predictions, in Dagster",
+                      f"{cutoff:%a %Y-%m-%d %H:%M}", settings.forecast_barrier_seconds)
             return 0
         log.info("clock held before the cutoff %s for %.1f s until its forecasts landed (%s)",
                  f"{cutoff:%a %Y-%m-%d %H:%M}", time.monotonic() - started, found)

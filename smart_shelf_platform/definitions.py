@@ -25,7 +25,7 @@ from smart_shelf_platform.defs.analytics.sensors import simulated_day_sensor
 from smart_shelf_platform.defs.forecasting.assets import forecasting_assets
 from smart_shelf_platform.defs.forecasting.checks import forecasting_checks
 from smart_shelf_platform.defs.forecasting.sensors import (
-    production_schedules, simulated_cutoff_sensor,
+    barrier_check_sensor, production_schedules, simulated_cutoff_sensor,
 )
 from smart_shelf_platform.defs.partitions import cutoff_cron, cutoff_partitions, daily_partitions
 from smart_shelf_platform.ml.cutoff import ForecastConfig
@@ -56,7 +56,8 @@ def analytics_definitions(settings: Settings) -> dg.Definitions:
 
 def forecasting_definitions(settings: Settings) -> dg.Definitions:
     """Demand forecasting partitioned by supplier cutoff (the configured schedule): assets,
-    checks, the simulated-clock sensor and, in production, wall-clock schedules."""
+    checks, the simulated-clock sensors (the cutoff runs; the barrier's check) and, in
+    production, wall-clock schedules."""
     config = ForecastConfig.from_settings(settings)
     cutoffs = cutoff_partitions(settings.sim_start, cutoff_cron(config.schedule))
     schedules = (production_schedules(cutoffs, settings.forecast_lead_minutes)
@@ -65,7 +66,7 @@ def forecasting_definitions(settings: Settings) -> dg.Definitions:
         assets=forecasting_assets(config, cutoffs),
         asset_checks=forecasting_checks(cutoffs),
         sensors=[simulated_cutoff_sensor(cutoffs, settings.forecast_lead_minutes,
-                                         config.schedule)],
+                                         config.schedule), barrier_check_sensor(cutoffs)],
         schedules=schedules)
 
 

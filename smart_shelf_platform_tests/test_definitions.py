@@ -175,7 +175,7 @@ def test_definitions_load_and_validate(definitions):
     repository = definitions.get_repository_def()
     assert {s.name for s in repository.sensor_defs} == {
         "delta_table_versions", "kafka_consumer_lag", "simulated_day_features",
-        "simulated_cutoff_forecasts"}
+        "simulated_cutoff_forecasts", "cutoff_barrier_checks"}
     assert set(repository.get_top_level_resources()) == {"smart_shelf"}
 
 

@@ -10,6 +10,12 @@
 - `postgres/analytics/ml_models`, `beats_baselines_and_champion` (blocking): the promotion gate,
   the verdict the asset recorded with the model (its backtest against seasonal naive, both
   moving averages and the current champion); a cutoff without a model fails it.
+- `delta/analytics/predictions`, `forecasts_landed_before_cutoff`: the simulated clock's barrier
+  (`smart_shelf_platform.cutoff_barrier`) had the cutoff's forecasts before it gave up waiting;
+  when it gave up, the rule's plans stood and the check fails (severity ERROR) with how long the
+  clock waited. The forecast run evaluates it after publishing, but a run that failed or never
+  ran evaluates nothing: the sensor `cutoff_barrier_checks` (`sensors.py`) reports the same
+  evaluation from outside any run once the clock has passed the cutoff.
 """
 
 
@@ -21,7 +27,7 @@ import pandas as pd
 import psycopg
 import pyarrow as pa
 
-from smart_shelf_platform import quality
+from smart_shelf_platform import cutoff_barrier, quality
 from smart_shelf_platform.defs.analytics.checks import partitioned
 from smart_shelf_platform.defs.forecasting.assets import (
     PREDICTIONS_KEY, REGISTRY_KEY, TRAINING_SET_KEY, training_set_path,
@@ -40,12 +46,61 @@ GATE_CHECK = "beats_baselines_and_champion"
 ONE_ROW_PER_SHELF = "one_row_per_shelf"
 QUANTILES_ORDERED = "quantiles_ordered"
 ORDERS_WITHIN_CAPACITY = "orders_within_free_capacity"
+BARRIER_CHECK = "forecasts_landed_before_cutoff"
+BARRIER_CHECK_KEY = dg.AssetCheckKey(PREDICTIONS_KEY, BARRIER_CHECK)
 
 
 def forecasting_checks(cutoffs: dg.TimeWindowPartitionsDefinition) -> list:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)  # partitioned checks are preview
-        return [_training_check(cutoffs), _gate_check(cutoffs), _prediction_checks(cutoffs)]
+        return [_training_check(cutoffs), _gate_check(cutoffs), _prediction_checks(cutoffs),
+                _barrier_check(cutoffs)]
+
+
+def barrier_result(outcome: cutoff_barrier.Outcome) -> dg.AssetCheckResult:
+    """The barrier's verdict on one cutoff: failed (ERROR) when the clock gave up waiting for its
+    forecasts, whether or not they landed later; passed when they landed first; failed (WARN)
+    while neither has happened yet."""
+    at = f"{outcome.cutoff:%Y-%m-%d %H:%M}"
+    if outcome.timed_out is not None:
+        waited = outcome.timed_out["waited_seconds"]
+        return dg.AssetCheckResult(
+            passed=False, severity=dg.AssetCheckSeverity.ERROR,
+            description=f"the simulated clock waited {waited:g} s before the cutoff {at} "
+                        f"(SMART_SHELF_FORECAST_BARRIER_SECONDS) and gave up: the rule's plans "
+                        f"stood",
+            metadata={"waited_seconds": waited, "gave_up_at": outcome.timed_out["gave_up_at"],
+                      "plans": "the rule's", "landed_afterwards": outcome.landed is not None})
+    if outcome.landed is None:
+        return dg.AssetCheckResult(
+            passed=False, severity=dg.AssetCheckSeverity.WARN,
+            description=f"no forecast of the cutoff {at} has landed, and the clock has not "
+                        f"given up on it (yet)")
+    return dg.AssetCheckResult(
+        passed=True, description=f"the forecasts of the cutoff {at} landed before the clock "
+                                 f"gave up waiting for them",
+        metadata={"published": dg.MetadataValue.json(outcome.landed)})
+
+
+def _barrier_check(cutoffs: dg.TimeWindowPartitionsDefinition) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=PREDICTIONS_KEY, name=BARRIER_CHECK, partitions_def=cutoffs,
+                    description="The simulated clock's barrier had the cutoff's forecasts before "
+                                "it gave up waiting (SMART_SHELF_FORECAST_BARRIER_SECONDS); when "
+                                "it gave up, the rule's plans stood. Also reported from outside "
+                                "any run by the sensor cutoff_barrier_checks once the clock has "
+                                "passed the cutoff: a run that failed or never ran evaluates "
+                                "nothing.")
+    def forecasts_landed_before_cutoff(context: dg.AssetCheckExecutionContext,
+                                       smart_shelf: SmartShelfResource) -> dg.AssetCheckResult:
+        cutoff = cutoffs.time_window_for_partition_key(context.partition_key).start
+        client = smart_shelf.redis()
+        try:
+            return barrier_result(cutoff_barrier.outcome(client, smart_shelf.clock_key_prefix,
+                                                         cutoff))
+        finally:
+            client.close()
+
+    return forecasts_landed_before_cutoff
 
 
 def _gate_check(cutoffs: dg.TimeWindowPartitionsDefinition) -> dg.AssetChecksDefinition:

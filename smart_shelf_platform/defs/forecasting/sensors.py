@@ -10,6 +10,10 @@ previous cutoff's training run (its promotion decides the champion this cutoff f
 In `SMART_SHELF_ENV=prod` there is
 no simulated clock: schedules on the wall clock request the daily features after midnight and the
 cutoff runs at the same lead before each cutoff.
+
+A second sensor, `cutoff_barrier_checks`, reports the check `forecasts_landed_before_cutoff` of
+each cutoff the simulated clock has passed, from the barrier's marks in Redis: a run that failed
+or never ran cannot evaluate it, and that is the cutoff the check must fail for.
 """
 
 
@@ -17,18 +21,21 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
+from smart_shelf_platform import cutoff_barrier
 from smart_shelf_platform.defs.analytics.assets import FEATURES_DELTA_KEY
 from smart_shelf_platform.defs.analytics.sensors import FEATURES_JOB
 from smart_shelf_platform.defs.forecasting.assets import (
     CHAMPION_KEY, FORECAST_JOB, FORECAST_KEYS, REGISTRY_KEY,
     TRAINING_JOB, TRAINING_SET_KEY,
 )
+from smart_shelf_platform.defs.forecasting.checks import BARRIER_CHECK_KEY, barrier_result
 from smart_shelf_platform.defs.partitions import cutoff_at_or_after
 from smart_shelf_platform.defs.resources import SmartShelfResource
 from smart_shelf_platform.ml.intervals import cutoff_window
 from smart_shelf_platform.rules.supplier import SupplierSchedule
 
 SENSOR_NAME = "simulated_cutoff_forecasts"
+BARRIER_SENSOR_NAME = "cutoff_barrier_checks"
 MAX_CUTOFFS_PER_EVALUATION = 12
 
 
@@ -115,6 +122,44 @@ def simulated_cutoff_sensor(cutoffs: dg.TimeWindowPartitionsDefinition, lead_min
         return dg.SensorResult(run_requests=requests, cursor=keys[-1])
 
     return simulated_cutoff_forecasts
+
+
+def barrier_check_sensor(cutoffs: dg.TimeWindowPartitionsDefinition) -> dg.SensorDefinition:
+    """Each cutoff the simulated clock has passed, landed or given up on, gets its evaluation of
+    `forecasts_landed_before_cutoff` once (the cursor is the last cutoff reported), from outside
+    any run: the failure is for the cutoff whose run never got to evaluate it."""
+
+    @dg.sensor(name=BARRIER_SENSOR_NAME, minimum_interval_seconds=10,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Report, once per cutoff the simulated clock has passed, whether its "
+                           "forecasts landed before the clock's barrier gave up waiting.")
+    def cutoff_barrier_checks(context: dg.SensorEvaluationContext,
+                              smart_shelf: SmartShelfResource):
+        sim_now = smart_shelf.sim_now()
+        if sim_now is None:
+            return dg.SkipReason("the simulated clock has not run yet")
+        client = smart_shelf.redis()
+        try:
+            decided = cutoff_barrier.outcomes(client, smart_shelf.clock_key_prefix, sim_now)
+        finally:
+            client.close()
+        # Partition keys sort as their instants do.
+        due = {o.cutoff.strftime(cutoffs.fmt): o for o in decided}
+        due = {k: o for k, o in due.items() if not context.cursor or k > context.cursor}
+        if not due:
+            return dg.SkipReason(f"no cutoff passed since {context.cursor or 'the start'}")
+        evaluations = []
+        for key, outcome in due.items():
+            result = barrier_result(outcome)
+            evaluations.append(dg.AssetCheckEvaluation(
+                asset_key=BARRIER_CHECK_KEY.asset_key, check_name=BARRIER_CHECK_KEY.name,
+                passed=result.passed, metadata=result.metadata, severity=result.severity,
+                description=result.description, partition=key))
+            (context.log.info if result.passed else context.log.error)(
+                "cutoff %s: %s", key, result.description)
+        return dg.SensorResult(asset_events=evaluations, cursor=max(due))
+
+    return cutoff_barrier_checks
 
 
 def cutoff_key_at(cutoffs: dg.TimeWindowPartitionsDefinition, run_at: datetime,
