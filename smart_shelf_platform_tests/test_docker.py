@@ -154,6 +154,18 @@ def test_all_state_is_on_named_volumes(compose):
     assert compose["x-platform"]["environment"]["DAGSTER_HOME"] == f"{home}/dagster"
 
 
+def test_the_image_is_built_once_and_never_pulled(compose):
+    services = compose["services"]
+    builders = [name for name, service in services.items() if "build" in service]
+    assert builders == ["postgres"]
+    assert services["postgres"]["build"]["args"]["BASE_IMAGE"] == \
+        "${SMART_SHELF_BASE_IMAGE:-debian:bookworm-slim}"
+    for name, service in services.items():
+        assert service["image"] == services["postgres"]["image"], name
+        if name != "postgres":
+            assert service["pull_policy"] == "never", f"{name} would pull the project image"
+
+
 def test_the_dockerfile_builds_with_the_classic_builder_from_a_base_argument():
     text = (REPO_ROOT / "Dockerfile").read_text()
     assert not re.search(r"^#\s*syntax\s*=", text, re.M | re.I)
@@ -192,10 +204,16 @@ def test_the_grpc_workspace_points_at_the_code_server(tmp_path):
 # --- the real deployment ---------------------------------------------------------------------
 
 PROJECT = "smart-shelf-e2e"
-# Host ports of the test's deployment: apart from the local stacks' and the tests' own.
-E2E_PORTS = {"SMART_SHELF_POSTGRES_PORT": 41432, "SMART_SHELF_REDIS_PORT": 41379,
-             "SMART_SHELF_CONNECT_PORT": 41083, "SMART_SHELF_DAGSTER_PORT": 41300,
-             "SMART_SHELF_DASHBOARD_PORT": 41501}
+# The deployment's settings: host ports apart from the local stacks' and the tests' own, and
+# hourly decision rounds, at which the simulator meets the platform, so that by the end of
+# the run every refill the platform picked has been carried out in the store (a run without
+# rounds at full speed can end with picks whose refills are still on their way, which
+# `verify` rightly counts as differences).
+E2E_SETTINGS = {"SMART_SHELF_POSTGRES_PORT": 41432, "SMART_SHELF_REDIS_PORT": 41379,
+                "SMART_SHELF_CONNECT_PORT": 41083, "SMART_SHELF_DAGSTER_PORT": 41300,
+                "SMART_SHELF_DASHBOARD_PORT": 41501, "SMART_SHELF_DECISION_ROUND_MINUTES": 60}
+# Two and a half simulated hours: rounds at 08:00 and 09:00, their refills done by 09:30.
+SIMULATE_UNTIL = "2026-01-01T09:30:00"
 
 
 def _docker_reason() -> str | None:
@@ -213,9 +231,12 @@ def _docker_reason() -> str | None:
 
 def _compose(env_file: Path, *args: str, check: bool = True, timeout: float = 600,
              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    # The suite's own SMART_SHELF_* variables (its test stack's ports) would win over the env
+    # file's in the compose file's interpolation: the deployment gets its file's alone.
+    outer = {k: v for k, v in os.environ.items() if not k.startswith("SMART_SHELF_")}
     result = subprocess.run([*docker_engine.compose_command(PROJECT, env_file), *args],
                             capture_output=True, text=True, timeout=timeout,
-                            env={**os.environ, **(env or {})})
+                            env={**outer, **(env or {})})
     if check and result.returncode != 0:
         raise AssertionError(f"docker compose {' '.join(args)} exited {result.returncode}:\n"
                              f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -236,9 +257,9 @@ def test_the_deployment_runs_a_simulation_exactly(tmp_path, settings):
     variables = docker_engine.prepare(settings, print)
     env_file = tmp_path / "e2e.env"
     docker_engine.ensure_env_file(env_file, lambda _m: None)
-    with open(env_file, "a") as file:
-        file.write("".join(f"{k}={v}\n" for k, v in E2E_PORTS.items()))
-        file.write(f"SMART_SHELF_DOCKER_ENV_FILE={env_file}\n")
+    variables_of_run = {**docker_engine.env_file_variables(env_file), **E2E_SETTINGS,
+                        "SMART_SHELF_DOCKER_ENV_FILE": env_file}
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in variables_of_run.items()))
     try:
         up = _compose(env_file, "up", "--detach", "--build", "--wait", "--wait-timeout", "1500",
                       timeout=3000, env=variables)
@@ -255,11 +276,11 @@ def test_the_deployment_runs_a_simulation_exactly(tmp_path, settings):
             else:
                 assert (row["State"], row["Health"]) == ("running", "healthy"), row
         # What a user opens: the dashboard and Dagster, on this machine's published ports.
-        for port, path in ((E2E_PORTS["SMART_SHELF_DASHBOARD_PORT"], "/_stcore/health"),
-                           (E2E_PORTS["SMART_SHELF_DAGSTER_PORT"], "/server_info")):
+        for port, path in ((E2E_SETTINGS["SMART_SHELF_DASHBOARD_PORT"], "/_stcore/health"),
+                           (E2E_SETTINGS["SMART_SHELF_DAGSTER_PORT"], "/server_info")):
             assert requests.get(f"http://127.0.0.1:{port}{path}", timeout=10).ok, port
         simulated = _compose(env_file, "run", "--rm", "cli", "simulate", "--until",
-                             "2026-01-01T10:00:00", timeout=1800)
+                             SIMULATE_UNTIL, timeout=1800)
         print(simulated.stdout[-1000:], simulated.stderr[-1500:])
         assert "ledger saved" in simulated.stdout + simulated.stderr
         verified = _compose(env_file, "run", "--rm", "cli", "verify", check=False)

@@ -123,10 +123,14 @@ def grpc_workspace(settings: Settings) -> Path:
                          "daemon of a container load the code from the code server's host")
     path = dagster_home(settings) / "workspace-grpc.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("# Written by smart_shelf_platform/stack/container.py; edits are "
-                    "overwritten.\n" + yaml.safe_dump({"load_from": [{"grpc_server": {
-                        "host": settings.dagster_code_host, "port": settings.dagster_code_port,
-                        "location_name": code_location()["location_name"]}}]}))
+    # The webserver and the daemon share the Dagster home: written aside, renamed into place.
+    staged = path.with_name(f".{path.name}.{os.getpid()}")
+    staged.write_text("# Written by smart_shelf_platform/stack/container.py; edits are "
+                      "overwritten.\n" + yaml.safe_dump({"load_from": [{"grpc_server": {
+                          "host": settings.dagster_code_host,
+                          "port": settings.dagster_code_port,
+                          "location_name": code_location()["location_name"]}}]}))
+    staged.replace(path)
     return path
 
 

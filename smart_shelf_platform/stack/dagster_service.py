@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -69,12 +70,17 @@ def instance_config(settings: Settings) -> dict:
 
 
 def write_dagster_home(settings: Settings) -> Path:
-    """Write `dagster.yaml` into the Dagster home and return the home (the `DAGSTER_HOME`)."""
+    """Write `dagster.yaml` into the Dagster home and return the home (the `DAGSTER_HOME`).
+
+    Written aside and renamed into place: Dagster's three containers share the home, and one
+    must never read the file half written by another."""
     home = dagster_home(settings)
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(
+    staged = home / f".dagster.yaml.{os.getpid()}"
+    staged.write_text(
         "# Written by smart_shelf_platform/stack/dagster_service.py; edits are overwritten.\n"
         + yaml.safe_dump(instance_config(settings), sort_keys=False))
+    staged.replace(home / "dagster.yaml")
     return home
 
 

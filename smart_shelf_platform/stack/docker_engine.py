@@ -8,8 +8,9 @@ Go's package archives but no image registry. Each step does nothing when what it
   systemd), its pid and log under `$SMART_SHELF_HOME/docker/`, stopped by `stop_engine`;
 - Compose v2+: Debian has none, so it is built from its Go module (`ensure_compose`, a couple of
   minutes with Go installed) into the user's Docker CLI plugins;
-- the base image (`ensure_base_image`): the one named if the engine has it or can pull it,
-  else a minimal Debian bookworm made here with `debootstrap` and imported as `LOCAL_BASE`;
+- the base image (`ensure_base_image`): the one named if the engine has it; for the default
+  Debian base, the one made here before; else the one named pulled, or a minimal Debian
+  bookworm made here with `debootstrap` and imported as `LOCAL_BASE`;
 - extra CA certificates: the host's own (`/usr/local/share/ca-certificates`) copied into
   `docker/certs/`, which the Dockerfile trusts (`copy_host_ca`);
 - `.env`: the deployment's passwords, written once from `.env.example` with random ones
@@ -171,17 +172,18 @@ def image_exists(name: str) -> bool:
 
 
 def ensure_base_image(name: str, progress: Progress) -> str:
-    """The base image to build on: `name` if the engine has it or can pull it; else, for the
-    default Debian base, one made here with debootstrap (`LOCAL_BASE`)."""
+    """The base image to build on: `name` if the engine has it; for the default Debian base,
+    `LOCAL_BASE` if made here before; else `name` pulled, or for the default base `LOCAL_BASE`
+    made now with debootstrap."""
     if image_exists(name):
         return name
+    if name == DEFAULT_BASE and image_exists(LOCAL_BASE):
+        return LOCAL_BASE  # made here before, when no registry answered
     progress(f"pulling {name}")
     if _ok(["docker", "pull", name], timeout=PULL_TIMEOUT):
         return name
     if name != DEFAULT_BASE:
         raise StackError(f"base image {name} is neither in the engine nor pullable")
-    if image_exists(LOCAL_BASE):
-        return LOCAL_BASE
     ensure_tools(progress, need_debootstrap=True)
     progress(f"no registry answers: making {LOCAL_BASE} with debootstrap (about a minute)")
     with tempfile.TemporaryDirectory(prefix="smart-shelf-rootfs-") as tmp:
