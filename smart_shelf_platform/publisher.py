@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import date, datetime
+from decimal import Decimal
 
 import orjson
 from confluent_kafka import Producer
@@ -18,11 +19,14 @@ from smart_shelf_platform.contracts.catalogue import TOPICS_BY_NAME
 
 
 def jsonable(value):
-    """A row value as the platform's JSON has it: UTC times in ISO-8601 with `Z`, ISO dates."""
+    """A row value as the platform's JSON has it: UTC times in ISO-8601 with `Z`, ISO dates,
+    decimals (prices, discounts) as numbers."""
     if isinstance(value, datetime):
         return iso_utc(value)
     if isinstance(value, date):
         return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
     return value
 
 

@@ -272,3 +272,16 @@ def test_the_benchmark_sampler_leaves_out_cpu_spent_before_the_measured_phase():
     process.wait()
     assert sum(sampler.cpu.values()) > 0.8  # the busy second was seen
     assert sampler.cpu_seconds < 0.1
+
+
+def test_the_stream_benchmark_breaks_a_host_s_batches_down_by_stage_costliest_first():
+    from smart_shelf_platform.bench.stream import stage_breakdown
+
+    batches = [{"started_at": 10.0, "finished_at": 11.0, "stages_ms": {"read": 300, "sink": 600}},
+               {"started_at": 20.0, "finished_at": 23.0,
+                "stages_ms": {"read": 900, "sink": 200, "fold": 1800}}]
+    assert stage_breakdown(batches) == {
+        "batches": 2, "mean_ms": 2000,
+        "mean_ms_by_stage": {"fold": 900, "read": 600, "sink": 400}}
+    assert list(stage_breakdown(batches)["mean_ms_by_stage"]) == ["fold", "read", "sink"]
+    assert stage_breakdown([]) == {"batches": 0}

@@ -303,14 +303,20 @@ def test_dead_letter_rows_follow_the_contract_with_deterministic_ids(spark):
         RECEIVED.replace(tzinfo=None)}
 
 
-def test_appends_are_idempotent_per_batch_id(spark, tmp_path):
-    path = str(tmp_path / "counts")
-    rows = spark.createDataFrame([("a", 1), ("b", 1)], "k string, n int")
-    shell.append_idempotent(rows, path, "probe", 0)
-    shell.append_idempotent(rows, path, "probe", 0)  # a replay: nothing more
-    assert spark.read.format("delta").load(path).count() == 2
-    shell.append_idempotent(rows, path, "probe", 1)
-    assert spark.read.format("delta").load(path).count() == 4
+def test_appends_are_idempotent_per_batch_id(settings, spark, tmp_path):
+    from smart_shelf_platform.stack.delta_tables import ensure_delta_tables
+
+    ensure_delta_tables(str(tmp_path))
+    ctx = shell.QueryContext(settings=settings, delta_root=str(tmp_path), clock=None)
+    events = [as_bytes(foot_traffic_event()) for _ in range(2)]
+    rows = valid_rows(parse_events(kafka_frame(spark, "foot_traffic", events), FOOT_TRAFFIC),
+                      FOOT_TRAFFIC)
+    table = ctx.table("raw/foot_traffic")
+    shell.append_idempotent(rows, ctx, "raw/foot_traffic", "probe", 0)
+    shell.append_idempotent(rows, ctx, "raw/foot_traffic", "probe", 0)  # a replay: no more
+    assert spark.read.format("delta").load(table).count() == 2
+    shell.append_idempotent(rows, ctx, "raw/foot_traffic", "probe", 1)
+    assert spark.read.format("delta").load(table).count() == 4
 
 
 def test_driver_upserts_are_idempotent_per_batch_id_and_read_back_by_spark(
@@ -406,8 +412,10 @@ def test_raw_sink_writes_each_event_once_dead_letters_the_rest_and_replays_idemp
 
 
 def test_the_tables_created_by_up_accept_the_sinks_rows(settings, spark, tmp_path):
-    """delta-rs creates the contract tables; Spark must append to them without a schema change."""
+    """The sinks' rows, Spark frames appended from the driver, go into the tables `up` created
+    (copies, whatever they hold) without a schema change, and Spark reads them back."""
     import shutil
+    from pathlib import Path
 
     from smart_shelf_platform.stack.delta_tables import table_uri
 
@@ -417,13 +425,14 @@ def test_the_tables_created_by_up_accept_the_sinks_rows(settings, spark, tmp_pat
     for spec, rows in ((DELTA_TABLES_BY_PATH["raw/foot_traffic"],
                         valid_rows(parsed, FOOT_TRAFFIC)),
                        (shell.DEAD_LETTER_TABLE, shell.dead_letter_rows(parsed, "probe"))):
-        copy = tmp_path / spec.name
+        copy = Path(table_uri(str(tmp_path), spec))
         shutil.copytree(table_uri(settings.delta_root, spec), copy)
         before = DeltaTable(str(copy)).schema().to_arrow()
-        shell.append_idempotent(rows, str(copy), "probe", 0)
-        table = DeltaTable(str(copy))
-        assert table.schema().to_arrow() == before, spec.path
-        assert len(table.to_pyarrow_table()) >= 1, spec.path
+        ctx = shell.QueryContext(settings=settings, delta_root=str(tmp_path), clock=None)
+        shell.append_idempotent(rows, ctx, spec.path, "probe", 0)
+        assert DeltaTable(str(copy)).schema().to_arrow() == before, spec.path
+        read = spark.read.format("delta").load(str(copy))
+        assert read.where(F.col("event_id") == rows.first().event_id).count() == 1, spec.path
 
 
 def test_batch_metrics_count_late_events_and_measure_latency_from_kafka_arrival(

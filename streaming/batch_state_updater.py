@@ -78,11 +78,12 @@ class BatchStateUpdater(FoldingMember):
     def handle(self, valid: shell.ValidRows, batch_id: int) -> None:
         ctx, movements = self.ctx, []
         if POS.topic in valid:
-            shell.append_idempotent(valid[POS.topic], ctx.table("raw/pos_transactions"),
-                                    self.app_id, batch_id)
+            shell.append_idempotent(valid[POS.topic], ctx, "raw/pos_transactions", self.app_id,
+                                    batch_id)
             # A replayed batch publishes the same lines again; the sink upserts them by key.
-            shell.publish_json(receipt_lines(valid[POS.topic]), ctx.settings,
-                               ctx.topic(RECEIPT_LINES.name), key=shell.message_key(RECEIPT_LINES))
+            # From the driver, as the state is: a Spark write to Kafka was one more job.
+            self.publisher.send((RECEIPT_LINES.name, line) for line in
+                                receipt_lines(valid[POS.topic]).toArrow().to_pylist())
             movements.append(sold_lines(valid[POS.topic]))
         if SHELF.topic in valid:
             movements.append(lot_effects(valid[SHELF.topic]))

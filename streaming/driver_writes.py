@@ -69,10 +69,16 @@ def upsert(table: DeltaTable, record: Record, rows: list[dict], app_id: str,
 
 def append(path: str, rows: pa.Table, app_id: str, batch_id: int) -> bool:
     """Append `rows` once per (app id, batch id); False when they were already written."""
-    if applied(DeltaTable(path), app_id, batch_id):
+    table = DeltaTable(path)
+    if applied(table, app_id, batch_id):
         return False
-    write_deltalake(path, rows, mode="append", commit_properties=_commit(app_id, batch_id))
+    append_rows(table, rows, app_id, batch_id)
     return True
+
+
+def append_rows(table: DeltaTable, rows: pa.Table, app_id: str, batch_id: int) -> None:
+    """Append `rows` in a commit recording (app id, batch id); the caller checked `applied`."""
+    write_deltalake(table, rows, mode="append", commit_properties=_commit(app_id, batch_id))
 
 
 def is_empty(path: str) -> bool:

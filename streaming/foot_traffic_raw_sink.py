@@ -23,8 +23,8 @@ class FootTrafficRawSink(Member):
     name, sources, pinned = NAME, [SOURCE], True
 
     def handle(self, valid: shell.ValidRows, batch_id: int) -> None:
-        shell.append_idempotent(valid[SOURCE.topic], self.ctx.table("raw/foot_traffic"),
-                                self.app_id, batch_id)
+        shell.append_idempotent(valid[SOURCE.topic], self.ctx, "raw/foot_traffic", self.app_id,
+                                batch_id)
 
 
 QUERY = FootTrafficRawSink.spec("customer entries and exits -> raw/foot_traffic", pace=5)

@@ -139,7 +139,9 @@ class QueryHost:
         return shell.event_query(spark, ctx, self.name, self.sources, self.handle,
                                  known_shelves=known, reporters=reporters)
 
-    def handle(self, valid: shell.ValidRows, batch_id: int) -> None:
+    def handle(self, valid: shell.ValidRows, batch_id: int, stages: shell.StageTimer) -> None:
+        """Each member in turn, its time lapped under its name (`collect` for the one Spark job
+        that brings the driver members' records)."""
         rows = None
         for member in self.members:
             own = {s.topic: valid[s.topic] for s in member.sources if s.topic in valid}
@@ -147,14 +149,17 @@ class QueryHost:
                 continue
             if not member.collects:
                 member.handle(own, batch_id)
+                stages.lap(member.name)
                 continue
             if rows is None:  # one Spark job for every member that decides on the driver
                 rows = member.collect(self._to_collect(valid), self.sources)
+                stages.lap("collect")
             records = {s.topic: [r for r in rows[s.topic]
                                  if s.prefilter is None or s.prefilter.accepts(r)]
                        for s in member.sources if s.topic in rows}
             if any(records.values()):
                 member.run_batch(next(iter(own.values())).sparkSession, records, batch_id)
+                stages.lap(member.name)
 
     def _to_collect(self, valid: shell.ValidRows) -> shell.ValidRows:
         """The driver members' rows: a topic others read whole (shelf events) is filtered in

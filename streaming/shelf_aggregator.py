@@ -42,8 +42,7 @@ class ShelfAggregator(FoldingMember):
 
     def handle(self, valid: shell.ValidRows, batch_id: int) -> None:
         events = valid[SOURCE.topic]
-        shell.append_idempotent(events, self.ctx.table("raw/shelf_events"), self.app_id,
-                                batch_id)
+        shell.append_idempotent(events, self.ctx, "raw/shelf_events", self.app_id, batch_id)
         self.apply(shelf_deltas(events), batch_id)
 
 

@@ -3,8 +3,9 @@
 A query is `event_query`: `read_kafka` -> `parse_events` (`contract_checks`) -> `drop_repeated`
 (`dedupe`) -> `foreachBatch` (the batch checked against the simulated clock, `clock_checks`, and
 the stores' shelves, `contract_checks.unknown_shelf_reason`; dead letters via
-`write_dead_letters`, valid rows to the query's handler, which appends with `append_idempotent`
-or upserts from the driver with `driver_writes`, metrics via `MetricsLog`), started by
+`write_dead_letters`, valid rows to the query's handler, which appends (`append_idempotent`) or
+upserts (`driver_writes`) from the driver, metrics via `MetricsLog`, where the batch's time went
+via `StageTimer`), started by
 `StreamingQuerySpec.start`. Only this module and `driver_writes` know about Kafka options,
 checkpoints and Delta write options; the transforms (`contract_checks`, `clock_checks`,
 `dedupe`) are pure DataFrame -> DataFrame functions that work on a static frame with Kafka's
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,15 +27,17 @@ from datetime import datetime, timedelta
 from functools import reduce
 from pathlib import Path
 
+from deltalake import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
 from smart_shelf_platform.clock import RedisClock, as_utc
-from smart_shelf_platform.contracts.catalogue import DELTA_TABLES_BY_PATH, TOPICS_BY_NAME, Topic
+from smart_shelf_platform.contracts.catalogue import DELTA_TABLES_BY_PATH, TOPICS_BY_NAME
 from smart_shelf_platform.contracts.types import Record
 from smart_shelf_platform.settings import Settings
 from smart_shelf_platform.stack.delta_tables import table_uri
+from streaming import driver_writes
 from streaming.clock_checks import clock_bounds_reason, earlier_than, read_clock_bounds
 from streaming.contract_checks import REASON, parse_events, unknown_shelf_reason, valid_rows
 from streaming.dedupe import drop_repeated, with_dedup_key
@@ -121,11 +125,23 @@ def read_kafka(spark: SparkSession, settings: Settings, topics: list[str], *,
 # ------------------------------------------------------------------------------------------------
 
 
-def append_idempotent(df: DataFrame, path: str, app_id: str, batch_id: int) -> None:
-    """Append to a Delta table once per (app_id, batch_id): a replayed batch writes nothing."""
-    (df.write.format("delta").mode("append")
-     .option("txnAppId", app_id).option("txnVersion", batch_id)
-     .save(path))
+def append_idempotent(df: DataFrame, ctx: QueryContext, path: str, app_id: str,
+                      batch_id: int) -> None:
+    """Append the frame's rows to the catalogue's Delta table `path` (`layer/name`) once per
+    (app_id, batch_id): a replayed batch writes nothing.
+
+    The rows come to the driver in one Spark job and delta-rs commits them
+    (`driver_writes.append_rows`, the same transaction ids Spark's `txnAppId` writes): Spark's
+    own append of a live batch's few rows cost about a second of a `state` batch each (write
+    job, Delta commit, log checkpoints), three of them per batch (`bench stream`'s stages).
+    """
+    table = DeltaTable(ctx.table(path))
+    if driver_writes.applied(table, app_id, batch_id):
+        return
+    schema = DELTA_TABLES_BY_PATH[path].record.arrow_schema()
+    rows = df.select(*schema.names).toArrow()
+    if rows.num_rows:
+        driver_writes.append_rows(table, rows.cast(schema), app_id, batch_id)
 
 
 def dead_letter_rows(df: DataFrame, detected_by: str | Column) -> DataFrame:
@@ -167,8 +183,7 @@ def write_dead_letters(batch_df: DataFrame, batch_id: int, query_name: str,
     """
     dead = dead_letter_rows(batch_df, detected_by)
     publish_json(dead, ctx.settings, ctx.topic(DEAD_LETTER_TOPIC), key=F.col("source"))
-    append_idempotent(dead, ctx.table(DEAD_LETTER_TABLE.path), f"{query_name}/dead_letter",
-                      batch_id)
+    append_idempotent(dead, ctx, DEAD_LETTER_TABLE.path, f"{query_name}/dead_letter", batch_id)
 
 
 def publish_json(df: DataFrame, settings: Settings, topic: str, *, key: Column) -> None:
@@ -178,11 +193,6 @@ def publish_json(df: DataFrame, settings: Settings, topic: str, *, key: Column) 
      .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
      .option("topic", topic)
      .save())
-
-
-def message_key(topic: Topic) -> Column:
-    """The topic's message key (`Topic.message_key`) as a column expression."""
-    return F.concat_ws("|", *(F.col(f).cast("string") for f in topic.key_fields))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -286,7 +296,24 @@ class EventSource:
 
 
 ValidRows = dict[str, DataFrame]  # topic -> the batch's valid, deduplicated rows of that topic
-BatchHandler = Callable[[ValidRows, int], None]
+
+
+class StageTimer:
+    """Where a micro-batch's time goes: `lap(stage)` adds the time since the last lap to
+    `stage` (milliseconds), so the stages add up to the batch's time in the handler."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, int] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.ms[stage] = self.ms.get(stage, 0) + round((now - self._last) * 1000)
+        self._last = now
+
+
+# (the batch's valid rows, its id, the batch's stage timer, which the handler laps per step)
+BatchHandler = Callable[[ValidRows, int, StageTimer], None]
 
 
 def checked_events(spark: SparkSession, ctx: QueryContext,
@@ -328,32 +355,50 @@ def event_query(spark: SparkSession, ctx: QueryContext, name: str,
 
     def write_batch(batch_df: DataFrame, batch_id: int) -> None:
         started = datetime.now().timestamp()  # before the batch is read from Kafka
-        batch = clock_bounds_reason(batch_df, read_clock_bounds(ctx.clock),
+        stages = StageTimer()
+        # Computed once, before any check: `batch_df` recomputes its whole lineage each time
+        # it is used, and the shelf check uses it twice (the records, their receipt lines). The
+        # second run loaded the dedupe state again, at the version this batch had committed
+        # over: RocksDB then rebuilt it from its checkpoint, every micro-batch.
+        read = materialized(batch_df)
+        stages.lap("read")
+        batch = clock_bounds_reason(read, read_clock_bounds(ctx.clock),
                                     timedelta(hours=ctx.settings.event_lateness_hours))
         if known_shelves is not None and shelf_checked:
             batch = unknown_shelf_reason(batch, known_shelves, shelf_checked)
         batch = materialized(batch)
+        release(read)
+        stages.lap("checks")
         try:
-            for source in verified:  # on the computed batch; again only if one is refused
+            stats = metrics.batch_stats(batch, sources)
+            stages.lap("stats")
+            refused = False
+            for source in verified:  # a Spark job each: only when the topic has valid rows
+                if not stats[f"valid:{source.topic}"]:
+                    continue
                 checked = source.verify(batch, ctx, [ctx.topic(source.topic)])
                 if checked is not batch:
                     checked = materialized(checked)
                     release(batch)
-                    batch = checked
-            stats = metrics.batch_stats(batch, sources)
+                    batch, refused = checked, True
+                stages.lap(f"verify:{source.topic}")
+            if refused:  # counted again with the refused rows among the dead
+                stats = metrics.batch_stats(batch, sources)
+                stages.lap("stats")
             if stats["dead"]:
                 reported = [ctx.topic(s.topic) for s in sources if s.dead_letters]
                 write_dead_letters(batch.where(F.col("_source").isin(reported)), batch_id, name,
                                    ctx, detected_by)
                 log.warning("%s batch %d: %d record(s) sent to the dead letters", name,
                             batch_id, stats["dead"])
+                stages.lap("dead_letters")
             # A batch whose rows were all filtered out or repeated still comes here: no commit.
             valid = {s.topic: valid_rows(batch.where(F.col("_source") == ctx.topic(s.topic)),
                                          s.record)
                      for s in sources if stats[f"valid:{s.topic}"]}
             if valid:
-                handle(valid, batch_id)
-            metrics.record(batch_id, stats, started)
+                handle(valid, batch_id, stages)
+            metrics.record(batch_id, stats, started, stages.ms)
         finally:
             release(batch)
 
@@ -396,7 +441,8 @@ class MetricsLog:
         self.newest_event: dict[str, datetime] = {}  # per topic
 
     def batch_stats(self, batch: DataFrame, sources: Sequence[EventSource]) -> dict:
-        """One pass over the batch for every count the batch needs."""
+        """One pass over the batch for every count the batch needs (late: against the batches
+        `record`ed before it)."""
         ok = F.col(REASON).isNull()
         reported = [s.topic for s in sources if s.dead_letters]
         columns = [F.count_if(~ok & F.col("_source").isin(
@@ -419,14 +465,17 @@ class MetricsLog:
                 columns.append(F.count_if(late).alias(f"late:{topic}"))
         stats = batch.agg(*columns).first().asDict()
         stats["late"] = sum(stats[f"late:{t}"] for t in timed)
-        for topic in timed:
+        return stats
+
+    def record(self, batch_id: int, stats: dict, started_at: float,
+               stages_ms: dict[str, int] | None = None) -> None:
+        """`started_at`: when the batch reached the query (a timestamp), before it was read;
+        `stages_ms`: where its time went (`StageTimer`). Later batches count their events
+        older than this one's newest as late."""
+        for topic in (k.removeprefix("newest:") for k in stats if k.startswith("newest:")):
             if stats[f"newest:{topic}"] is not None:
                 newest = as_utc(stats[f"newest:{topic}"])
                 self.newest_event[topic] = max(newest, self.newest_event.get(topic, newest))
-        return stats
-
-    def record(self, batch_id: int, stats: dict, started_at: float) -> None:
-        """`started_at`: when the batch reached the query (a timestamp), before it was read."""
         done_ms = datetime.now().timestamp() * 1000
         latency = _latency(stats.get("arrivals"), done_ms)
         if stats["oldest_arrival"] is not None:
@@ -437,7 +486,8 @@ class MetricsLog:
                 "late": stats.get("late", 0), "latency_ms": latency,
                 "valid_by_topic": {t: stats[f"valid:{t}"] for t in topics},
                 "latency_ms_by_topic": {t: _latency(stats[f"arrivals:{t}"], done_ms)
-                                        for t in topics if stats[f"valid:{t}"]}}
+                                        for t in topics if stats[f"valid:{t}"]},
+                "stages_ms": stages_ms or {}}
         if stats["valid"]:
             log.info("%s batch %d: %d valid, %d dead, %d late, latency p50 %s ms p95 %s ms",
                      self.name, batch_id, line["valid"], line["dead"], line["late"],

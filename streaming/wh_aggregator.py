@@ -41,7 +41,7 @@ class WarehouseAggregator(FoldingMember):
 
     def handle(self, valid: shell.ValidRows, batch_id: int) -> None:
         events = valid[SOURCE.topic]
-        shell.append_idempotent(events, self.ctx.table("raw/wh_events"), self.app_id, batch_id)
+        shell.append_idempotent(events, self.ctx, "raw/wh_events", self.app_id, batch_id)
         self.apply(wh_deltas(events), batch_id)
 
 

@@ -91,6 +91,23 @@ def of_topics(batches: list[dict], topics: tuple[str, ...]) -> list[dict]:
             for b in batches for t in topics if t in b["latency_ms_by_topic"]]
 
 
+def stage_breakdown(batches: list[dict]) -> dict:
+    """Where a host's batches spent their time: batches, mean wall ms per batch, and the mean
+    ms of each stage over all batches (`shell.StageTimer`: read, checks, stats, each member),
+    the costliest first."""
+    if not batches:
+        return {"batches": 0}
+    stages: dict[str, int] = {}
+    for batch in batches:
+        for stage, ms in batch.get("stages_ms", {}).items():
+            stages[stage] = stages.get(stage, 0) + ms
+    n = len(batches)
+    wall = sum(b["finished_at"] - b["started_at"] for b in batches) * 1000 / n
+    return {"batches": n, "mean_ms": round(wall),
+            "mean_ms_by_stage": {k: round(v / n) for k, v in
+                                 sorted(stages.items(), key=lambda kv: -kv[1])}}
+
+
 def read_metrics(metrics_dir: Path) -> dict[str, list[dict]]:
     return {path.stem: [json.loads(line) for line in path.read_text().splitlines() if line]
             for path in metrics_dir.glob("*.jsonl")}
@@ -213,8 +230,10 @@ class Bench:
 
     def latency(self, minutes: float, start_after_hours: float) -> dict:
         self.metrics_dir.mkdir(exist_ok=True)
+        backlog = self.work / "metrics-backlog"  # the throughput phase's batches, kept to read
+        backlog.mkdir(exist_ok=True)
         for path in self.metrics_dir.glob("*.jsonl"):
-            path.unlink()
+            path.rename(backlog / path.name)
         stream_prefix = f"bench{self.tag}:live:"
         app = self.streaming_app(log_name="latency.log")
         sampler = TreeSampler(app.pid)
@@ -270,6 +289,7 @@ class Bench:
             "event_to_alert_p95_ms_upper_bound":
                 to_state["p95"] + to_alert["p95"]
                 if to_state["p95"] is not None and to_alert["p95"] is not None else None,
+            "batch_stages": {q: stage_breakdown(bs) for q, bs in sorted(live_batches.items())},
             "peak_rss_gib": round(sampler.peak_rss / 2**30, 2),
             "peak_rss_mib_by_process": sampler.peak_processes,
             # Of the measured minutes only: start-up and the warm-up left out.
