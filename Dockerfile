@@ -36,10 +36,12 @@ RUN apt-get update -q \
 WORKDIR /opt/smart-shelf
 # The Python packages in a layer of their own: they change only with pyproject.toml.
 # The packages' folders are made empty first: the editable install maps each to its folder,
-# which the sources fill later.
-COPY pyproject.toml README.md smart-shelf ./
+# which the sources fill later; so is README.md, the package's description, so that editing
+# it does not install every package again.
+COPY pyproject.toml smart-shelf ./
 RUN for package in smart_shelf_platform streaming producers dashboard; do \
       mkdir -p "$package" && touch "$package/__init__.py"; done \
+    && touch README.md \
     && SMART_SHELF_INSTALL_ONLY=1 ./smart-shelf
 # Debian packages and JVM jars: they change with the setup code and jvm/.
 COPY jvm/ jvm/

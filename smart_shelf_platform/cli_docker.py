@@ -69,10 +69,13 @@ def docker_down(
     --volumes)."""
     from smart_shelf_platform.stack import docker_engine
 
+    if not env_file.exists():
+        raise StackError(f"{env_file} is missing: Compose needs the deployment's env file to "
+                         "read docker-compose.yml (--env-file)")
     if not docker_engine.engine_answers():
         raise StackError("the Docker engine does not answer: nothing to stop")
-    cmd = [*docker_engine.compose_command(project, env_file if env_file.exists() else None),
-           "--profile", "*", "down", "--remove-orphans"]
+    cmd = [*docker_engine.compose_command(project, env_file), "--profile", "*", "down",
+           "--remove-orphans"]
     if volumes:
         cmd.append("--volumes")
     if subprocess.call(cmd) != 0:

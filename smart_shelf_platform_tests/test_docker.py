@@ -194,6 +194,22 @@ def test_env_file_is_written_once_with_new_passwords(tmp_path):
     assert docker_engine.env_file_variables(path) == written
 
 
+def test_cli_mistakes_are_one_line(tmp_path):
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "smart_shelf_platform.cli", *args],
+                              capture_output=True, text=True, timeout=60)
+
+    missing = run("docker", "down", "--env-file", str(tmp_path / "none.env"))
+    assert (missing.returncode, missing.stderr) == (1, (
+        f"smart-shelf: error: {tmp_path / 'none.env'} is missing: Compose needs the "
+        "deployment's env file to read docker-compose.yml (--env-file)\n"))
+    unknown = run("container", "serve", "zookeeper")
+    assert unknown.returncode == 1 and unknown.stderr.count("\n") == 1
+    assert "unknown component 'zookeeper'; one of postgres, redis" in unknown.stderr
+    no_probe = run("container", "health", "postgres")
+    assert no_probe.returncode == 1 and "no probe for 'postgres'" in no_probe.stderr
+
+
 def test_the_grpc_workspace_points_at_the_code_server(tmp_path):
     settings = Settings(home=tmp_path, dagster_code_host="dagster-code", dagster_code_port=4123)
     loaded = yaml.safe_load(container.grpc_workspace(settings).read_text())
