@@ -28,7 +28,9 @@ from smart_shelf_platform_tests.streaming_support import (
 )
 from streaming import foot_traffic_raw_sink, shell
 from streaming.clock_checks import clock_bounds_reason
-from streaming.contract_checks import REASON, parse_events, valid_rows
+from streaming.contract_checks import (
+    REASON, named_shelves, parse_events, unknown_shelf_reason, unknown_shelves, valid_rows,
+)
 from streaming.dedupe import deduplicate
 
 pytestmark = pytest.mark.integration
@@ -187,6 +189,30 @@ def test_receipt_lines_get_the_same_checks_as_top_level_fields(spark):
         "items[].expiry_date: not an ISO-8601 date", "unexpected field items[].colour",
         "missing field items[].quantity", "items[].quantity: not an integer",
         "items[].quantity: less than 1", "items: not an array; items[]: not a JSON object"]
+
+
+def test_the_driver_s_shelf_lookup_finds_a_stranger_exactly_when_the_join_flags_one(spark):
+    """A micro-batch is joined against the stores' shelves only when the shelves it names,
+    looked up on the driver, include one the stores do not have."""
+    known_rows = [("S001", "TSTSHL0001"), ("S001", "TSTSHL0002")]
+    known = spark.createDataFrame(known_rows, "store_id string, shelf_id string")
+    fine = [as_bytes(receipt()), as_bytes(dict(receipt(), items=[
+        dict(receipt()["items"][0], shelf_id="TSTSHL0002")], total_items=2))]
+    strangers = {"line on another shelf": as_bytes(receipt(shelf_id="NOWHERE")),
+                 "another store": as_bytes(dict(receipt(), store_id="S999")),
+                 "no store": as_bytes(dict(receipt(), store_id=None))}
+    for case, payload in [("all known", None), *strangers.items()]:
+        batch = parse_events(kafka_frame(spark, "t", fine + ([payload] if payload else [])),
+                             POS_TRANSACTION)
+        named = {tuple(r) for r in named_shelves(batch, ["t"]).collect()}
+        flagged = unknown_shelf_reason(batch, known, ["t"]).where(
+            F.col(REASON).contains("unknown")).count()
+        assert bool(unknown_shelves(named, set(known_rows))) == (flagged > 0), case
+        assert flagged == (0 if payload is None else 1), case
+    assert unknown_shelves({("S001", None), ("S001", "TSTSHL0001"), (None, None)},
+                           set(known_rows)) == set()
+    assert unknown_shelves({("S002", None), (None, "TSTSHL0001")}, set(known_rows)) == {
+        ("S002", None), (None, "TSTSHL0001")}
 
 
 def test_a_receipt_has_lines_whose_units_its_item_count_adds_up(spark):

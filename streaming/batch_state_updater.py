@@ -34,7 +34,8 @@ SHELF = shell.EventSource("shelf_events", SHELF_EVENT, dead_letters=False, check
 LOT_KEY = ("store_id", "shelf_id", "batch_code")
 RECEIPT_LINES = TOPICS_BY_NAME["pos_transaction_items"]
 FOLD = StateFold("cleansed/shelf_batch_state", "shelf_batch_state", "batch_quantity_store",
-                 insert_columns=("received_date", "expiry_date"))
+                 insert_columns=("received_date", "expiry_date"),
+                 insert_from="cleansed/wh_batch_state")
 
 # Shelf events that move units of a named lot (customers' events name none).
 LOT_SIGN = {"putback": 1, "expired_removal": -1}
@@ -64,11 +65,10 @@ def lot_effects(shelf_events: DataFrame) -> DataFrame:
             .select(*LOT_KEY, (sign * F.col("quantity")).alias("units"), "timestamp"))
 
 
-def lot_deltas(movements: DataFrame, wh_lots: DataFrame) -> DataFrame:
-    """Net units per lot with the lot's dates (from the warehouse lot, for a lot new here)."""
-    dates = wh_lots.select(*LOT_KEY, "received_date", "expiry_date")
-    return (movements.groupBy(*LOT_KEY).agg(*net_units(F.col("units")))
-            .join(dates, list(LOT_KEY), "left"))
+def lot_deltas(movements: DataFrame) -> DataFrame:
+    """Net units per lot (a lot new to the shelf takes its dates from the warehouse lot it came
+    from when it is folded: `FOLD.insert_from`)."""
+    return movements.groupBy(*LOT_KEY).agg(*net_units(F.col("units")))
 
 
 class BatchStateUpdater(FoldingMember):
@@ -87,10 +87,8 @@ class BatchStateUpdater(FoldingMember):
             movements.append(sold_lines(valid[POS.topic]))
         if SHELF.topic in valid:
             movements.append(lot_effects(valid[SHELF.topic]))
-        session = next(iter(valid.values())).sparkSession
-        wh_lots = session.read.format("delta").load(ctx.table("cleansed/wh_batch_state"))
         self.apply(lot_deltas(movements[0] if len(movements) == 1
-                              else movements[0].unionByName(movements[1]), wh_lots), batch_id)
+                              else movements[0].unionByName(movements[1])), batch_id)
 
 
 QUERY = BatchStateUpdater.spec("receipts, refills, removals -> shelf_batch_state")

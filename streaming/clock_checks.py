@@ -6,7 +6,7 @@ on the record alone: the same record passes at one simulated moment and is refus
 The bounds are read from Redis on the driver once per micro-batch (`read_clock_bounds`), so the
 check itself (`clock_bounds_reason`) stays a pure DataFrame -> DataFrame function that adds its
 reasons to `_reason`. `later_than` and `earlier_than` compare a time column with a moment
-without making Spark compile new code each batch; the batch metrics use them too.
+without making Spark compile new code each batch.
 """
 
 from __future__ import annotations

@@ -266,6 +266,28 @@ def unknown_shelf_reason(df: DataFrame, known_shelves: DataFrame,
     return flagged.select(*columns)
 
 
+def named_shelves(df: DataFrame, topics: Sequence[str]) -> DataFrame:
+    """(store_id, shelf_id) each once, as the rows of `topics` and their receipt lines name them
+    (shelf_id null for a record that names only its store): what `unknown_shelf_reason` would
+    look up, for a query to learn on the driver whether it has anything to flag."""
+    rows = df.where(F.col("_source").isin(list(topics)))
+    shelf = F.col("shelf_id") if "shelf_id" in df.columns else F.lit(None).cast("string")
+    named = rows.select("store_id", shelf.alias("shelf_id"))
+    if "items" in df.columns:
+        named = named.unionByName(rows.where(F.col("items").isNotNull()).select(
+            "store_id", F.explode("items.shelf_id").alias("shelf_id")))
+    return named.distinct()
+
+
+def unknown_shelves(named: set[tuple], known: set[tuple]) -> set[tuple]:
+    """The (store_id, shelf_id) pairs of `named` that `unknown_shelf_reason` flags against
+    `known`: a store the platform does not have, or a shelf its store does not have."""
+    stores = {store for store, _ in known}
+    return {(store, shelf) for store, shelf in named
+            if (store is not None and store not in stores)
+            or (shelf is not None and (store, shelf) not in known)}
+
+
 def valid_rows(df: DataFrame, record: Record) -> DataFrame:
     """The rows that honour the contract, with the contract's columns only."""
     return df.where(F.col(REASON).isNull()).select(*record.field_names)

@@ -50,9 +50,11 @@ class StateFold:
     topic: str
     quantity: str
     capacity: str | None = None
-    # Columns a new key takes from the deltas (a lot seen for the first time); without them a
-    # key must already exist (the known-shelves check dead-letters events of other shelves).
+    # Columns a new key takes (a lot seen for the first time), from the row of the same key in
+    # `insert_from` (the warehouse lot it came from); without them a key must already exist
+    # (the known-shelves check dead-letters events of other shelves).
     insert_columns: tuple[str, ...] = ()
+    insert_from: str | None = None
     # Columns recomputed from the folded row, e.g. shelf weight = unit weight x units.
     derived: dict[str, Callable[[dict], object]] = field(default_factory=dict)
 
@@ -62,9 +64,10 @@ class StateFold:
 
     def folded(self, current: dict | None, change: dict) -> dict | None:
         """The row of `change`'s key after its delta; None for a key the table does not have
-        and cannot take (unknown, or a lot without dates: NOT NULL columns, see lot_deltas)."""
+        and cannot take (unknown, or a lot without dates: NOT NULL columns)."""
         if current is None:
-            if not self.insert_columns or any(change[c] is None for c in self.insert_columns):
+            if not self.insert_columns or any(change.get(c) is None
+                                              for c in self.insert_columns):
                 return None
             current = {**{k: change[k] for k in (*self.record.key, *self.insert_columns)},
                        self.quantity: 0, "version": 0, "last_update_ts": change[EVENT_TS]}
@@ -85,6 +88,13 @@ class StateFold:
         table = DeltaTable(ctx.table(self.table))
         current = driver_writes.rows_by_key(table, key, (tuple(c[k] for k in key)
                                                          for c in changes))
+        new = [c for c in changes if tuple(c[k] for k in key) not in current]
+        if new and self.insert_from is not None:  # a few rows, read by key without Spark
+            origin = driver_writes.rows_by_key(DeltaTable(ctx.table(self.insert_from)), key,
+                                               (tuple(c[k] for k in key) for c in new))
+            for change in new:
+                found = origin.get(tuple(change[k] for k in key), {})
+                change.update({c: found.get(c) for c in self.insert_columns})
         rows = [row for c in changes
                 if (row := self.folded(current.get(tuple(c[k] for k in key)), c))]
         if not driver_writes.upsert(table, self.record, rows, app_id, batch_id):
