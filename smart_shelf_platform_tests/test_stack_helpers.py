@@ -285,3 +285,17 @@ def test_the_stream_benchmark_breaks_a_host_s_batches_down_by_stage_costliest_fi
         "mean_ms_by_stage": {"fold": 900, "read": 600, "sink": 400}}
     assert list(stage_breakdown(batches)["mean_ms_by_stage"]) == ["fold", "read", "sink"]
     assert stage_breakdown([]) == {"batches": 0}
+
+
+def test_the_decision_chain_is_timed_from_the_last_event_of_the_decision_s_shelf_before_it():
+    from smart_shelf_platform.bench.stream import chain_latencies, percentiles
+
+    events = [("S001", "A", 1_000), ("S001", "A", 4_000), ("S001", "B", 2_000),
+              ("S002", "A", 4_500), ("S001", "A", 9_000)]
+    decisions = [("S001", "A", 7_000),  # after A's 4,000 event (not S002's, not the later one)
+                 ("S001", "B", 2_500), ("S001", "C", 3_000),  # C: no event, left out
+                 ("S001", "A", 4_000)]  # in the same millisecond: the event before it counts
+    assert chain_latencies(events, decisions) == [3_000, 500, 3_000]
+    assert percentiles([3_000, 500, 3_000, 100]) == {"p50": 500, "p95": 3_000}
+    assert percentiles(list(range(1, 101))) == {"p50": 50, "p95": 95}
+    assert percentiles([]) == {"p50": None, "p95": None}

@@ -29,7 +29,8 @@ from smart_shelf_platform_tests.streaming_support import (
 from streaming import foot_traffic_raw_sink, shell
 from streaming.clock_checks import clock_bounds_reason
 from streaming.contract_checks import (
-    REASON, named_shelves, parse_events, unknown_shelf_reason, unknown_shelves, valid_rows,
+    REASON, named_shelves, parse_events, shelf_columns, unknown_shelf_reason, unknown_shelves,
+    valid_rows,
 )
 from streaming.dedupe import deduplicate
 
@@ -204,7 +205,7 @@ def test_the_driver_s_shelf_lookup_finds_a_stranger_exactly_when_the_join_flags_
     for case, payload in [("all known", None), *strangers.items()]:
         batch = parse_events(kafka_frame(spark, "t", fine + ([payload] if payload else [])),
                              POS_TRANSACTION)
-        named = {tuple(r) for r in named_shelves(batch, ["t"]).collect()}
+        named = named_shelves(batch.select("_source", *shelf_columns(batch)).toArrow(), ["t"])
         flagged = unknown_shelf_reason(batch, known, ["t"]).where(
             F.col(REASON).contains("unknown")).count()
         assert bool(unknown_shelves(named, set(known_rows))) == (flagged > 0), case
@@ -472,10 +473,14 @@ def test_batch_metrics_count_late_events_and_measure_latency_from_kafka_arrival(
         payloads = [as_bytes(foot_traffic_event(m)) for m in minutes] + [b"{broken"] * bad
         return parse_events(kafka_frame(spark, "foot_traffic", payloads), FOOT_TRAFFIC)
 
+    def stats(frame):
+        return metrics.batch_stats(frame.select(*metrics.stat_columns(sources)).toArrow(),
+                                   sources)
+
     started = time.time()
-    first = metrics.batch_stats(batch([10, 11, 12], bad=1), sources)
+    first = stats(batch([10, 11, 12], bad=1))
     metrics.record(0, first, started)
-    second = metrics.batch_stats(batch([5, 20]), sources)  # 07:05 arrives after 07:12
+    second = stats(batch([5, 20]))  # 07:05 arrives after 07:12
     metrics.record(1, second, time.time())
 
     lines = [json.loads(line) for line in (tmp_path / "metrics" / "probe.jsonl").open()]

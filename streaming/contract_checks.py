@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -266,17 +268,30 @@ def unknown_shelf_reason(df: DataFrame, known_shelves: DataFrame,
     return flagged.select(*columns)
 
 
-def named_shelves(df: DataFrame, topics: Sequence[str]) -> DataFrame:
-    """(store_id, shelf_id) each once, as the rows of `topics` and their receipt lines name them
-    (shelf_id null for a record that names only its store): what `unknown_shelf_reason` would
-    look up, for a query to learn on the driver whether it has anything to flag."""
-    rows = df.where(F.col("_source").isin(list(topics)))
-    shelf = F.col("shelf_id") if "shelf_id" in df.columns else F.lit(None).cast("string")
-    named = rows.select("store_id", shelf.alias("shelf_id"))
+def shelf_columns(df: DataFrame) -> list[Column]:
+    """The columns that name a record's store and shelves, for `named_shelves` to read on the
+    driver (with `_source`): what `unknown_shelf_reason` would look up."""
+    columns = [F.col("store_id")]
+    if "shelf_id" in df.columns:
+        columns.append(F.col("shelf_id"))
     if "items" in df.columns:
-        named = named.unionByName(rows.where(F.col("items").isNotNull()).select(
-            "store_id", F.explode("items.shelf_id").alias("shelf_id")))
-    return named.distinct()
+        columns.append(F.col("items.shelf_id").alias("_line_shelves"))
+    return columns
+
+
+def named_shelves(rows: pa.Table, topics: Sequence[str]) -> set[tuple]:
+    """(store_id, shelf_id) each once, as the rows of `topics` and their receipt lines name
+    them (shelf_id None for a record that names only its store); `rows` has `shelf_columns`."""
+    rows = rows.filter(pc.is_in(rows["_source"], pa.array(list(topics), pa.string())))
+    stores = rows["store_id"]
+    shelves = rows["shelf_id"] if "shelf_id" in rows.column_names else pa.nulls(len(rows),
+                                                                                  pa.string())
+    named = set(zip(stores.to_pylist(), shelves.to_pylist()))
+    if "_line_shelves" in rows.column_names:
+        lines = rows["_line_shelves"].combine_chunks()
+        line_stores = pc.take(stores, pc.list_parent_indices(lines))
+        named |= set(zip(line_stores.to_pylist(), pc.list_flatten(lines).to_pylist()))
+    return named
 
 
 def unknown_shelves(named: set[tuple], known: set[tuple]) -> set[tuple]:

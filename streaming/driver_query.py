@@ -98,7 +98,11 @@ def collect_batch(valid: shell.ValidRows, sources: list[shell.EventSource]) -> R
                         F.to_json(F.struct(*df.columns), _JSON_OPTIONS).alias("json"))
               for topic, df in valid.items()]
     rows: Rows = {topic: [] for topic in valid}
-    for row in reduce(DataFrame.union, frames).collect():
+    union = reduce(DataFrame.union, frames)
+    # Each topic's frame has the batch's partitions: in one task per core, not one per topic
+    # and partition (tasks that each took longer to schedule than to run).
+    parallelism = union.sparkSession.sparkContext.defaultParallelism
+    for row in union.coalesce(parallelism).collect():
         record = records[row.topic]
         values = orjson.loads(row.json)
         out = {}

@@ -43,7 +43,8 @@ from smart_shelf_platform.stack.delta_tables import table_uri
 from streaming import driver_writes
 from streaming.clock_checks import clock_bounds_reason, read_clock_bounds
 from streaming.contract_checks import (
-    REASON, named_shelves, parse_events, unknown_shelf_reason, unknown_shelves, valid_rows,
+    REASON, named_shelves, parse_events, shelf_columns, unknown_shelf_reason, unknown_shelves,
+    valid_rows,
 )
 from streaming.dedupe import drop_repeated, with_dedup_key
 
@@ -371,17 +372,22 @@ def event_query(spark: SparkSession, ctx: QueryContext, name: str,
         stages.lap("read")
         batch = clock_bounds_reason(read, read_clock_bounds(ctx.clock),
                                     timedelta(hours=ctx.settings.event_lateness_hours))
-        # The shelves the batch names, looked up on the driver: the joins that flag them (and
-        # a second copy of the batch) only for a batch that names one the stores do not have.
-        if known_shelves is not None and shelf_checked and unknown_shelves(
-                {tuple(r) for r in named_shelves(batch, shelf_checked).collect()}, shelves):
-            flagged = materialized(unknown_shelf_reason(batch, known_shelves, shelf_checked))
-            release(read)
-            read = batch = flagged
-        stages.lap("checks")
+        checks_shelves = known_shelves is not None and bool(shelf_checked)
         try:
-            stats = metrics.batch_stats(batch, sources)
+            # One job brings the counts' columns and the shelves the batch names: the joins
+            # that flag unknown ones (and a second copy of the batch) only for a batch that
+            # names one the stores do not have, and then the counts again.
+            rows = batch.select(*metrics.stat_columns(sources),
+                                *(shelf_columns(batch) if checks_shelves else [])).toArrow()
+            stats = metrics.batch_stats(rows, sources)
             stages.lap("stats")
+            if checks_shelves and unknown_shelves(named_shelves(rows, shelf_checked), shelves):
+                flagged = materialized(unknown_shelf_reason(batch, known_shelves, shelf_checked))
+                release(read)
+                read = batch = flagged
+                stats = metrics.batch_stats(
+                    batch.select(*metrics.stat_columns(sources)).toArrow(), sources)
+                stages.lap("checks")
             refused = False
             for source in verified:  # a Spark job each: only when the topic has valid rows
                 if not stats[f"valid:{source.topic}"]:
@@ -394,7 +400,8 @@ def event_query(spark: SparkSession, ctx: QueryContext, name: str,
                     refused = True
                 stages.lap(f"verify:{source.topic}")
             if refused:  # counted again with the refused rows among the dead
-                stats = metrics.batch_stats(batch, sources)
+                stats = metrics.batch_stats(
+                    batch.select(*metrics.stat_columns(sources)).toArrow(), sources)
                 stages.lap("stats")
             if stats["dead"]:
                 reported = [ctx.topic(s.topic) for s in sources if s.dead_letters]
@@ -452,16 +459,21 @@ class MetricsLog:
         self.path = Path(ctx.metrics_dir) / f"{name}.jsonl" if ctx.metrics_dir else None
         self.newest_event: dict[str, datetime] = {}  # per topic
 
-    def batch_stats(self, batch: DataFrame, sources: Sequence[EventSource]) -> dict:
-        """Every count the batch needs, from four narrow columns brought to the driver in one
-        Spark job (an aggregate in Spark was two stages and a shuffle, about as long as reading
-        the batch). Late: against the batches `record`ed before it."""
-        timed = [s.topic for s in sources if "timestamp" in s.record.field_names]
+    @staticmethod
+    def stat_columns(sources: Sequence[EventSource]) -> list[Column]:
+        """The narrow columns `batch_stats` counts from, brought to the driver in one Spark job
+        (an aggregate in Spark was two stages and a shuffle, about as long as reading the
+        batch)."""
         columns = [F.col("_source"), F.col(REASON).isNull().alias("ok"),
                    F.unix_millis("_kafka_ts").alias("arrival")]
-        if timed:
+        if any("timestamp" in s.record.field_names for s in sources):
             columns.append(F.unix_micros("timestamp").alias("event_us"))
-        rows = batch.select(*columns).toArrow()
+        return columns
+
+    def batch_stats(self, rows: pa.Table, sources: Sequence[EventSource]) -> dict:
+        """Every count the batch needs, from its `stat_columns`. Late: against the batches
+        `record`ed before it."""
+        timed = [s.topic for s in sources if "timestamp" in s.record.field_names]
         source, ok = rows["_source"], rows["ok"]
         arrival = rows["arrival"].to_numpy(zero_copy_only=False)
         reported = [self.ctx.topic(s.topic) for s in sources if s.dead_letters]
