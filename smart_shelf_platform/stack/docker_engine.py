@@ -32,6 +32,7 @@ from pathlib import Path
 from smart_shelf_platform.passwords import PASSWORD_VARIABLES, write_private
 from smart_shelf_platform.settings import REPO_ROOT, Settings
 from smart_shelf_platform.stack.process import StackError, read_pid, terminate
+from smart_shelf_platform.stack.setup import apt_install
 
 Progress = Callable[[str], None]
 
@@ -79,16 +80,7 @@ def ensure_tools(progress: Progress, *, need_debootstrap: bool) -> list[str]:
     missing = [pkg for pkg, tool in (("docker.io", "dockerd"), ("debootstrap", "debootstrap"))
                if (pkg != "debootstrap" or need_debootstrap) and not shutil.which(tool)
                and not Path("/usr/sbin", tool).exists()]
-    if not missing:
-        return []
-    if os.geteuid() != 0:
-        raise StackError(f"missing {', '.join(missing)}: run `sudo apt-get install -y "
-                         f"{' '.join(missing)}` and retry")
-    progress(f"installing Debian packages: {', '.join(missing)}")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    _run(["apt-get", "update", "-q"], "apt-get update", env=env)
-    _run(["apt-get", "install", "-y", "-q", *missing], "installing " + ", ".join(missing),
-         env=env)
+    apt_install(missing, progress, recommends=True)
     return missing
 
 

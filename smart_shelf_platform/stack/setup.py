@@ -151,19 +151,26 @@ def missing_debian_packages() -> list[str]:
 
 def install_debian_packages(progress: Progress = print) -> list[str]:
     missing = missing_debian_packages()
-    if not missing:
-        return []
+    apt_install(missing, progress)
+    return missing
+
+
+def apt_install(packages: list[str], progress: Progress = print, *,
+                recommends: bool = False) -> None:
+    """Install Debian packages with apt-get (as root; otherwise say the command to run)."""
+    if not packages:
+        return
     if os.geteuid() != 0:
         raise StackError(f"missing Debian packages: run `sudo apt-get install -y "
-                         f"{' '.join(missing)}` and retry")
-    progress(f"installing Debian packages: {', '.join(missing)}")
+                         f"{' '.join(packages)}` and retry")
+    progress(f"installing Debian packages: {', '.join(packages)}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-q"],
-                ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]):
+    install = ["apt-get", "install", "-y", "-q",
+               *([] if recommends else ["--no-install-recommends"]), *packages]
+    for cmd in (["apt-get", "update", "-q"], install):
         result = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if result.returncode != 0:
             raise StackError(f"`{' '.join(cmd)}` failed: {result.stderr.strip()[-200:]}")
-    return missing
 
 
 def python_dependencies_ok() -> bool:
