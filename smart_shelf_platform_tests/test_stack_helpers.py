@@ -299,3 +299,36 @@ def test_the_decision_chain_is_timed_from_the_last_event_of_the_decision_s_shelf
     assert percentiles([3_000, 500, 3_000, 100]) == {"p50": 500, "p95": 3_000}
     assert percentiles(list(range(1, 101))) == {"p50": 50, "p95": 95}
     assert percentiles([]) == {"p50": None, "p95": None}
+
+
+def test_a_table_from_an_earlier_version_gains_nullable_columns_or_is_named_with_its_fix(
+        tmp_path):
+    """`up` on tables an earlier version made: a contract's new nullable column is added; a
+    new required one cannot be (the rows have no value for it), and the error says which
+    table to remove."""
+    import pyarrow as pa
+    import pytest
+    from deltalake import DeltaTable, write_deltalake
+
+    from smart_shelf_platform.contracts.catalogue import DELTA_TABLES_BY_PATH
+    from smart_shelf_platform.stack.delta_tables import ensure_delta_tables, table_uri
+
+    root = str(tmp_path)
+    predictions = DELTA_TABLES_BY_PATH["analytics/predictions"]
+    old = pa.table({"store_id": ["S001"], "shelf_id": ["SH1"]})
+    write_deltalake(table_uri(root, predictions), old)
+    with pytest.raises(ValueError) as raised:
+        ensure_delta_tables(root)
+    message = str(raised.value)
+    assert "analytics/predictions was made by an earlier version" in message
+    assert f"remove {table_uri(root, predictions)}" in message and "Dagster writes it" in message
+
+    alerts, root = DELTA_TABLES_BY_PATH["ops/alerts"], str(tmp_path / "later")
+    required = [f.name for f in alerts.record.arrow_schema() if not f.nullable]
+    schema = pa.schema([f for f in alerts.record.arrow_schema() if not f.nullable])
+    write_deltalake(table_uri(root, alerts), schema.empty_table())
+    outcome = ensure_delta_tables(root)
+    assert outcome["ops/alerts"].startswith("added ")
+    assert {f.name for f in DeltaTable(table_uri(root, alerts)).schema().fields} == set(
+        alerts.record.field_names)
+    assert required

@@ -58,9 +58,12 @@ def _add_new_columns(uri: str, spec: DeltaTableSpec) -> str:
     if not missing:
         return "exists"
     if not all(f.nullable for f in missing):
-        raise ValueError(f"Delta table {spec.path} lacks required columns "
-                         f"{[f.name for f in missing if not f.nullable]}: only nullable columns "
-                         f"can be added to a table that has data")
+        rebuilt = (" (an analytics table: Dagster writes it again from the raw data)"
+                   if spec.layer == "analytics" else " (its rows are lost)")
+        raise ValueError(f"Delta table {spec.path} was made by an earlier version and lacks "
+                         f"required columns {[f.name for f in missing if not f.nullable]}, "
+                         f"which cannot be added to a table that has data: remove {uri} and "
+                         f"run `up` again to create it afresh{rebuilt}")
     table.alter.add_columns(missing)
     log.info("added columns %s to Delta table %s", [f.name for f in missing], spec.path)
     return "added " + ", ".join(f.name for f in missing)
