@@ -54,8 +54,8 @@ class Host(NamedTuple):
 
 
 # Two hosts: events become state in `state`, while `decisions` (engines, managers, the alerts
-# sink) acts on that state in batches of its own, every 2.5 intervals (5 s). In one host for
-# all, every state change waited for the plans and alerts decided in the same batch, and a
+# sink) acts on that state in batches of its own, every interval as `state` does. In one host
+# for all, every state change waited for the plans and alerts decided in the same batch, and a
 # drain read all 14 topics in every stage. Measured when both hosts still wrote with Spark
 # MERGEs (`bench stream`, one host -> these two): drain throughput +20-40 %, state -> alert
 # p95 9.7 -> 6.6-7.5 s, event -> state unchanged. Deciding every interval then took CPU from
