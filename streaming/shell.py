@@ -35,7 +35,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
-from smart_shelf_platform.clock import RedisClock, as_utc
+from smart_shelf_platform.clock import RedisClock
 from smart_shelf_platform.contracts.catalogue import DELTA_TABLES_BY_PATH, TOPICS_BY_NAME
 from smart_shelf_platform.contracts.types import Record
 from smart_shelf_platform.settings import Settings
@@ -361,6 +361,12 @@ def event_query(spark: SparkSession, ctx: QueryContext, name: str,
     detected_by = F.coalesce(*(F.when(F.col("_source") == ctx.topic(t), F.lit(q))
                                for t, q in (reporters or {}).items()), F.lit(name))
 
+    def counted(frame: DataFrame, *extra: Column) -> tuple[dict, pa.Table]:
+        """The batch's counts (`MetricsLog.batch_stats`) and the columns they came from, with
+        `extra` ones, in one Spark job."""
+        rows = frame.select(*metrics.stat_columns(sources), *extra).toArrow()
+        return metrics.batch_stats(rows, sources), rows
+
     def write_batch(batch_df: DataFrame, batch_id: int) -> None:
         started = datetime.now().timestamp()  # before the batch is read from Kafka
         stages = StageTimer()
@@ -377,16 +383,13 @@ def event_query(spark: SparkSession, ctx: QueryContext, name: str,
             # One job brings the counts' columns and the shelves the batch names: the joins
             # that flag unknown ones (and a second copy of the batch) only for a batch that
             # names one the stores do not have, and then the counts again.
-            rows = batch.select(*metrics.stat_columns(sources),
-                                *(shelf_columns(batch) if checks_shelves else [])).toArrow()
-            stats = metrics.batch_stats(rows, sources)
+            stats, rows = counted(batch, *(shelf_columns(batch) if checks_shelves else []))
             stages.lap("stats")
             if checks_shelves and unknown_shelves(named_shelves(rows, shelf_checked), shelves):
                 flagged = materialized(unknown_shelf_reason(batch, known_shelves, shelf_checked))
                 release(read)
                 read = batch = flagged
-                stats = metrics.batch_stats(
-                    batch.select(*metrics.stat_columns(sources)).toArrow(), sources)
+                stats, _ = counted(batch)
                 stages.lap("checks")
             refused = False
             for source in verified:  # a Spark job each: only when the topic has valid rows
@@ -400,8 +403,7 @@ def event_query(spark: SparkSession, ctx: QueryContext, name: str,
                     refused = True
                 stages.lap(f"verify:{source.topic}")
             if refused:  # counted again with the refused rows among the dead
-                stats = metrics.batch_stats(
-                    batch.select(*metrics.stat_columns(sources)).toArrow(), sources)
+                stats, _ = counted(batch)
                 stages.lap("stats")
             if stats["dead"]:
                 reported = [ctx.topic(s.topic) for s in sources if s.dead_letters]
@@ -474,19 +476,17 @@ class MetricsLog:
         """Every count the batch needs, from its `stat_columns`. Late: against the batches
         `record`ed before it."""
         timed = [s.topic for s in sources if "timestamp" in s.record.field_names]
-        source, ok = rows["_source"], rows["ok"]
+        source = rows["_source"].to_numpy(zero_copy_only=False)
         arrival = rows["arrival"].to_numpy(zero_copy_only=False)
+        valid = rows["ok"].to_numpy(zero_copy_only=False).astype(bool)
         reported = [self.ctx.topic(s.topic) for s in sources if s.dead_letters]
-        valid = ok.to_numpy(zero_copy_only=False).astype(bool)
-        stats = {"dead": int(pc.sum(pc.and_(pc.invert(ok), pc.is_in(
-                     source, pa.array(reported, pa.string())))).as_py() or 0),
+        stats = {"dead": int((~valid & np.isin(source, reported)).sum()),
                  "valid": int(valid.sum()),
                  "oldest_arrival_ms": int(arrival[valid].min()) if valid.any() else None,
                  "arrivals": _quantiles(arrival[valid])}
         for src in sources:
             topic = src.topic
-            mine = valid & pc.equal(source, self.ctx.topic(topic)).to_numpy(
-                zero_copy_only=False).astype(bool)
+            mine = valid & (source == self.ctx.topic(topic))
             stats[f"valid:{topic}"] = int(mine.sum())
             stats[f"arrivals:{topic}"] = _quantiles(arrival[mine])
             if topic in timed:  # late within its own topic: topics are read at their own pace
@@ -506,8 +506,8 @@ class MetricsLog:
         `stages_ms`: where its time went (`StageTimer`). Later batches count their events
         older than this one's newest as late."""
         for topic in (k.removeprefix("newest:") for k in stats if k.startswith("newest:")):
-            if stats[f"newest:{topic}"] is not None:
-                newest = as_utc(stats[f"newest:{topic}"])
+            newest = stats[f"newest:{topic}"]  # UTC, from `batch_stats`
+            if newest is not None:
                 self.newest_event[topic] = max(newest, self.newest_event.get(topic, newest))
         done_ms = datetime.now().timestamp() * 1000
         latency = _latency(stats.get("arrivals"), done_ms)
