@@ -181,10 +181,15 @@ SERVED: dict[str, Callable[[Settings], None]] = {
 }
 
 
+def _one_of(table: dict[str, Callable], name: str, kind: str) -> Callable:
+    """`table[name]`, or one line naming the choices."""
+    if name not in table:
+        raise StackError(f"unknown {kind} {name!r}; one of {', '.join(table)}")
+    return table[name]
+
+
 def serve(name: str, settings: Settings) -> None:
-    if name not in SERVED:
-        raise StackError(f"unknown component {name!r}; one of {', '.join(SERVED)}")
-    SERVED[name](settings)
+    _one_of(SERVED, name, "component")(settings)
 
 
 # --- one-shot steps ---------------------------------------------------------------------------
@@ -239,9 +244,7 @@ INIT_STEPS: dict[str, Callable[[Settings], str]] = {
 
 
 def init(step: str, settings: Settings) -> str:
-    if step not in INIT_STEPS:
-        raise StackError(f"unknown step {step!r}; one of {', '.join(INIT_STEPS)}")
-    return INIT_STEPS[step](settings)
+    return _one_of(INIT_STEPS, step, "step")(settings)
 
 
 # --- healthchecks -----------------------------------------------------------------------------
